@@ -1,0 +1,1 @@
+//! Identities: the local certificate and key, trusted peers, fingerprints.

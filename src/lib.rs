@@ -1,0 +1,36 @@
+//! vchat: private peer-to-peer video chat over pinned mutual TLS 1.3.
+//!
+//! # Layout
+//!
+//! Each folder is one part of the program with one job:
+//!
+//! - [`identity`]: who we are and whom we trust. Makes and loads the local
+//!   identity (certificate + private key) and the set of pinned peers, and
+//!   computes the fingerprints people compare out of band.
+//! - [`net`]: the pinned mutual-TLS channel. Builds TLS 1.3-only rustls
+//!   configurations whose verifiers accept exactly the pinned certificates,
+//!   dials and listens with handshake timeouts and a bound on unauthenticated
+//!   connections.
+//! - [`protocol`]: what the peers say once the channel is up. A pure, I/O-free
+//!   codec (length-prefixed CBOR messages) plus a `Connection` that owns the
+//!   stream.
+//! - [`media`]: where pictures come from and how they travel: camera, test
+//!   pattern and Y4M file sources, raw and JPEG codecs, Y4M recording.
+//!
+//! # Data flow
+//!
+//! ```text
+//!  source (camera/test/y4m) ─► encoder (raw/jpeg) ─► protocol::Connection ─► TLS ─► TCP
+//!                                                                                    │
+//!  window / recorder ◄─ decoder ◄─ protocol::Connection ◄─ TLS (pins checked) ◄──────┘
+//! ```
+//!
+//! Trust is established before any application byte flows: both sides present
+//! certificates, each side's verifier compares the SHA-256 of the presented
+//! certificate with its pins and checks the handshake signature against it.
+#![forbid(unsafe_code)]
+
+pub mod identity;
+pub mod media;
+pub mod net;
+pub mod protocol;

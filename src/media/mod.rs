@@ -1,0 +1,1 @@
+//! Video: sources, codecs and recording.

@@ -1,0 +1,1 @@
+//! The wire protocol: length-prefixed CBOR messages (see PROTOCOL.md).
