@@ -1,0 +1,175 @@
+//! Trusted peers: certificates received out of band and pinned under a name,
+//! stored as `DIR/peers/NAME.pem`.
+//!
+//! The file name is the trust decision: only certificates in this folder (or
+//! given explicitly on the command line) are ever accepted in a handshake.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::store::{create_private_dir, write_atomically};
+use super::{Certificate, Fingerprint, IdentityError};
+
+/// Sub-directory of the identity directory holding pinned peers.
+pub const PEERS_DIR: &str = "peers";
+
+/// Peer names become file names, so they are restricted to a safe alphabet
+/// (no path separators, no leading dot) and a sane length.
+const MAX_PEER_NAME_LEN: usize = 64;
+
+/// A certificate we accept in a handshake, and the name we know it by.
+#[derive(Clone, Debug)]
+pub struct PinnedPeer {
+    /// The local name (`vchat trust --name`), or for a certificate file given
+    /// directly, the file's stem.
+    pub name: String,
+    /// The pinned certificate.
+    pub certificate: Certificate,
+}
+
+impl PinnedPeer {
+    /// The pinned fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.certificate.fingerprint()
+    }
+}
+
+/// Checks a peer name is usable as a file name and unambiguous.
+pub fn check_peer_name(name: &str) -> Result<(), IdentityError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_PEER_NAME_LEN
+        && !name.starts_with('.')
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::BadPeerName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn peers_dir(dir: &Path) -> PathBuf {
+    dir.join(PEERS_DIR)
+}
+
+fn peer_path(dir: &Path, name: &str) -> PathBuf {
+    peers_dir(dir).join(format!("{name}.pem"))
+}
+
+/// Pins the certificate in `cert_file` under `name`. Refuses a name already
+/// in use or a certificate already trusted under another name unless `force`.
+pub fn trust(
+    dir: &Path,
+    cert_file: &Path,
+    name: &str,
+    force: bool,
+) -> Result<PinnedPeer, IdentityError> {
+    check_peer_name(name)?;
+    let certificate = Certificate::from_pem_file(cert_file)?;
+    let path = peer_path(dir, name);
+    if !force {
+        if path.exists() {
+            return Err(IdentityError::PeerExists {
+                name: name.to_owned(),
+            });
+        }
+        if let Some(other) = list(dir)?
+            .into_iter()
+            .find(|p| p.fingerprint() == certificate.fingerprint())
+        {
+            return Err(IdentityError::CertificateAlreadyTrusted {
+                name: other.name,
+                fingerprint: certificate.fingerprint(),
+            });
+        }
+    }
+    create_private_dir(&peers_dir(dir))?;
+    write_atomically(&path, certificate.to_pem().as_bytes(), 0o644)?;
+    Ok(PinnedPeer {
+        name: name.to_owned(),
+        certificate,
+    })
+}
+
+/// Removes the peer pinned as `name`.
+pub fn untrust(dir: &Path, name: &str) -> Result<PinnedPeer, IdentityError> {
+    let peer = load(dir, name)?;
+    let path = peer_path(dir, name);
+    fs::remove_file(&path).map_err(|e| IdentityError::io("remove", &path, e))?;
+    Ok(peer)
+}
+
+/// Loads the peer pinned as `name`.
+pub fn load(dir: &Path, name: &str) -> Result<PinnedPeer, IdentityError> {
+    check_peer_name(name)?;
+    let path = peer_path(dir, name);
+    if !path.exists() {
+        return Err(IdentityError::UnknownPeer {
+            name: name.to_owned(),
+            known: list(dir)?.into_iter().map(|p| p.name).collect(),
+        });
+    }
+    Ok(PinnedPeer {
+        name: name.to_owned(),
+        certificate: Certificate::from_pem_file(&path)?,
+    })
+}
+
+/// All pinned peers, sorted by name. A missing peers folder is an empty list.
+pub fn list(dir: &Path) -> Result<Vec<PinnedPeer>, IdentityError> {
+    let folder = peers_dir(dir);
+    let entries = match fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IdentityError::io("read", &folder, e)),
+    };
+    let mut peers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IdentityError::io("read", &folder, e))?;
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pem"))
+        else {
+            continue;
+        };
+        if check_peer_name(name).is_err() {
+            continue; // not ours (editor backups, temporary files)
+        }
+        peers.push(PinnedPeer {
+            name: name.to_owned(),
+            certificate: Certificate::from_pem_file(&path)?,
+        });
+    }
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(peers)
+}
+
+/// Resolves a `--peer` argument: a path to a certificate file, or the name of
+/// a trusted peer.
+pub fn resolve(dir: &Path, name_or_cert: &str) -> Result<PinnedPeer, IdentityError> {
+    let as_path = Path::new(name_or_cert);
+    let looks_like_path = name_or_cert.contains('/') || name_or_cert.ends_with(".pem");
+    if looks_like_path || (check_peer_name(name_or_cert).is_err() && as_path.exists()) {
+        if !as_path.exists() {
+            return Err(IdentityError::io(
+                "read",
+                as_path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let certificate = Certificate::from_pem_file(as_path)?;
+        let name = as_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("peer")
+            .to_owned();
+        return Ok(PinnedPeer { name, certificate });
+    }
+    load(dir, name_or_cert)
+}

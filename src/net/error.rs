@@ -1,0 +1,102 @@
+//! Network errors, and turning the io::Errors that tokio-rustls returns into
+//! messages that say what happened and what to do.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::{AlertDescription, CertificateError};
+
+use super::danger::NotPinned;
+use crate::identity::Fingerprint;
+
+/// What went wrong while connecting, listening or handshaking.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot resolve {addr:?}: {source}; give ADDR:PORT, e.g. 192.0.2.7:7878")]
+    Resolve { addr: String, source: io::Error },
+
+    #[error("cannot connect to {addr}: {source}; check the address and that the peer is running `vchat listen`")]
+    Connect { addr: String, source: io::Error },
+
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+
+    #[error("no TLS handshake with {addr} within {timeout:?}; the peer or the network is not responding")]
+    HandshakeTimeout { addr: SocketAddr, timeout: Duration },
+
+    #[error("{addr} presented certificate {} ({}), which is not the one you pinned{}. Someone may be intercepting the connection, or the peer made a new identity: compare fingerprints over another channel (`vchat id` on their side) before trusting anything new", .presented.short(), .presented, expected_list(.expected))]
+    PeerNotPinned {
+        addr: SocketAddr,
+        presented: Fingerprint,
+        expected: Vec<(String, Fingerprint)>,
+    },
+
+    #[error("{addr} refused our certificate (TLS alert {alert:?}): the peer has not pinned it; they must run `vchat trust` on your cert.pem and compare its fingerprint with `vchat id` on your side")]
+    RejectedByPeer {
+        addr: SocketAddr,
+        alert: AlertDescription,
+    },
+
+    #[error("TLS with {addr} failed: {source}")]
+    Tls { addr: SocketAddr, source: io::Error },
+
+    #[error("invalid TLS configuration: {0}")]
+    Config(rustls::Error),
+}
+
+fn expected_list(expected: &[(String, Fingerprint)]) -> String {
+    match expected {
+        [] => String::new(),
+        pins => {
+            let list: Vec<String> = pins
+                .iter()
+                .map(|(name, fp)| format!("{name} = {} ({fp})", fp.short()))
+                .collect();
+            format!(" (expected {})", list.join(" or "))
+        }
+    }
+}
+
+/// The rustls error inside an io::Error from tokio-rustls, if any.
+pub fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Classifies an error from a TLS handshake or from reading a TLS stream
+/// (TLS 1.3 reports a rejected client certificate on the first read).
+pub fn classify(addr: SocketAddr, err: io::Error) -> NetError {
+    match rustls_error(&err) {
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
+            if let Some(not_pinned) = other.0.downcast_ref::<NotPinned>() {
+                return NetError::PeerNotPinned {
+                    addr,
+                    presented: not_pinned.presented,
+                    expected: not_pinned.expected.clone(),
+                };
+            }
+        }
+        Some(rustls::Error::AlertReceived(alert)) if is_certificate_alert(*alert) => {
+            return NetError::RejectedByPeer {
+                addr,
+                alert: *alert,
+            };
+        }
+        _ => {}
+    }
+    NetError::Tls { addr, source: err }
+}
+
+fn is_certificate_alert(alert: AlertDescription) -> bool {
+    matches!(
+        alert,
+        AlertDescription::BadCertificate
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateRequired
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::AccessDenied
+            | AlertDescription::DecryptError
+    )
+}

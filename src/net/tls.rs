@@ -1,0 +1,71 @@
+//! The rustls configurations for both ends of a call.
+//!
+//! Both are built with an explicit provider (ring, the only one compiled in)
+//! and TLS 1.3 only. Session resumption, tickets and 0-RTT are off so every
+//! connection performs a full handshake and is checked against the pins as
+//! they are now, not as they were when a ticket was issued.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, ServerConfig};
+
+use super::danger::{PinSet, PinnedClientVerifier, PinnedServerVerifier};
+use super::NetError;
+use crate::identity::Identity;
+
+/// ALPN protocol id. Both sides require it, so a vchat peer never mistakes
+/// another TLS service on the same port for a peer, nor the other way round.
+pub const ALPN: &[u8] = b"vchat/1";
+
+/// The SNI every caller sends. Pinning ignores names, so this is a constant
+/// rather than a hostname that would tell an observer whom we call.
+pub const SERVER_NAME: &str = "vchat-peer";
+
+/// The one crypto provider of the program (ring).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// The caller's configuration: presents `identity`, accepts only `pins`.
+pub fn client_config(identity: &Identity, pins: PinSet) -> Result<Arc<ClientConfig>, NetError> {
+    let provider = crypto_provider();
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(NetError::Config)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServerVerifier::new(pins, provider)))
+        .with_client_auth_cert(
+            vec![identity.certificate().der().clone()],
+            identity.private_key(),
+        )
+        .map_err(NetError::Config)?;
+    config.resumption = rustls::client::Resumption::disabled();
+    config.enable_early_data = false;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The listener's configuration: presents `identity`, requires a client
+/// certificate and accepts only `pins`.
+pub fn server_config(identity: &Identity, pins: PinSet) -> Result<Arc<ServerConfig>, NetError> {
+    let provider = crypto_provider();
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(NetError::Config)?
+        .with_client_cert_verifier(Arc::new(PinnedClientVerifier::new(pins, provider)))
+        .with_single_cert(
+            vec![identity.certificate().der().clone()],
+            identity.private_key(),
+        )
+        .map_err(NetError::Config)?;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.max_early_data_size = 0;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
