@@ -1,0 +1,275 @@
+//! The identity commands, run as real processes: keygen, id, trust, peers,
+//! untrust, and the refusals that protect the private key.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{run_err, run_ok, vchat};
+
+fn mode(path: &std::path::Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keygen_makes_private_files_even_under_a_permissive_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested/identity");
+    // Run through a shell so the child really has umask 000.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' keygen --dir '{}' --name 'Alice Example'",
+            env!("CARGO_BIN_EXE_vchat"),
+            dir.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(mode(&dir), 0o700, "identity dir");
+    assert_eq!(mode(&dir.join("key.pem")), 0o600, "private key");
+    let key = fs::read_to_string(dir.join("key.pem")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
+    let cert = fs::read_to_string(dir.join("cert.pem")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    // No temporary files left behind.
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
+}
+
+#[test]
+fn keygen_prints_fingerprint_and_path_to_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_ok(tmp.path(), &["keygen", "--name", "Bob"]);
+    assert!(out.contains("Fingerprint (SHA-256): "), "{out}");
+    assert!(out.contains("Short fingerprint:"), "{out}");
+    assert!(
+        out.contains(&tmp.path().join("cert.pem").display().to_string()),
+        "{out}"
+    );
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(tmp.path(), &["keygen", "--name", "first"]);
+    let before = fs::read(tmp.path().join("key.pem")).unwrap();
+    let err = run_err(tmp.path(), &["keygen", "--name", "second"]);
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(tmp.path().join("key.pem")).unwrap(),
+        before,
+        "key untouched"
+    );
+
+    run_ok(tmp.path(), &["keygen", "--name", "second", "--force"]);
+    assert_ne!(
+        fs::read(tmp.path().join("key.pem")).unwrap(),
+        before,
+        "key replaced"
+    );
+    assert!(run_ok(tmp.path(), &["id"]).contains("second"));
+}
+
+#[test]
+fn fingerprint_matches_openssl() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(tmp.path(), &["keygen", "--name", "carol"]);
+    let ours = run_ok(tmp.path(), &["id"]);
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(tmp.path().join("cert.pem"))
+        .output()
+        .expect("openssl must be installed (apt-get install openssl)");
+    assert!(openssl.status.success());
+    let openssl = String::from_utf8(openssl.stdout).unwrap();
+    let theirs = openssl.trim().rsplit('=').next().unwrap();
+    assert_eq!(theirs.len(), 95, "{openssl}");
+    assert!(
+        ours.contains(&format!("Fingerprint (SHA-256): {theirs}")),
+        "ours:\n{ours}\nopenssl: {openssl}"
+    );
+}
+
+#[test]
+fn id_shows_name_paths_validity_and_honours_vchat_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(tmp.path(), &["keygen", "--name", "Dora"]);
+    let out = vchat()
+        .env("VCHAT_DIR", tmp.path())
+        .arg("id")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("Name:                  Dora"), "{out}");
+    assert!(out.contains("cert.pem"), "{out}");
+    assert!(out.contains("Valid:"), "{out}");
+    // --dir wins over VCHAT_DIR.
+    let other = tempfile::tempdir().unwrap();
+    let out = vchat()
+        .env("VCHAT_DIR", tmp.path())
+        .arg("id")
+        .arg("--dir")
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vchat keygen"));
+}
+
+#[test]
+fn loading_refuses_a_key_readable_by_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(tmp.path(), &["keygen"]);
+    let key = tmp.path().join("key.pem");
+    for loose in [0o640, 0o604, 0o644] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(loose)).unwrap();
+        let err = run_err(tmp.path(), &["id"]);
+        assert!(err.contains(&key.display().to_string()), "{err}");
+        assert!(err.contains(&format!("{loose:04o}")), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    run_ok(tmp.path(), &["id"]);
+}
+
+#[test]
+fn loading_refuses_a_key_that_does_not_match_the_certificate() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    run_ok(a.path(), &["keygen"]);
+    run_ok(b.path(), &["keygen"]);
+    fs::copy(b.path().join("key.pem"), a.path().join("key.pem")).unwrap();
+    fs::set_permissions(a.path().join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+    let err = run_err(a.path(), &["id"]);
+    assert!(err.contains("does not belong to certificate"), "{err}");
+}
+
+#[test]
+fn trust_peers_untrust_round_trip() {
+    let me = tempfile::tempdir().unwrap();
+    let friend = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen", "--name", "me"]);
+    run_ok(friend.path(), &["keygen", "--name", "Friend Person"]);
+    let friend_cert = friend.path().join("cert.pem");
+    let friend_id = run_ok(friend.path(), &["id"]);
+    let fingerprint = friend_id
+        .lines()
+        .find_map(|l| l.strip_prefix("Fingerprint (SHA-256): "))
+        .unwrap()
+        .to_owned();
+
+    assert!(run_ok(me.path(), &["peers"]).contains("No trusted peers"));
+    let out = run_ok(
+        me.path(),
+        &["trust", friend_cert.to_str().unwrap(), "--name", "friend"],
+    );
+    assert!(
+        out.contains(&fingerprint),
+        "trust prints the fingerprint: {out}"
+    );
+    assert!(out.contains("compare"), "trust asks to compare: {out}");
+    assert!(me.path().join("peers/friend.pem").exists());
+
+    let listed = run_ok(me.path(), &["peers"]);
+    assert!(
+        listed.contains("friend") && listed.contains(&fingerprint),
+        "{listed}"
+    );
+    assert!(listed.contains("Friend Person"), "{listed}");
+
+    // Same name again, or the same certificate under another name: refused.
+    let err = run_err(
+        me.path(),
+        &["trust", friend_cert.to_str().unwrap(), "--name", "friend"],
+    );
+    assert!(
+        err.contains("already trusted") && err.contains("--force"),
+        "{err}"
+    );
+    let err = run_err(
+        me.path(),
+        &["trust", friend_cert.to_str().unwrap(), "--name", "alias"],
+    );
+    assert!(err.contains("already trusted as \"friend\""), "{err}");
+    run_ok(
+        me.path(),
+        &[
+            "trust",
+            friend_cert.to_str().unwrap(),
+            "--name",
+            "friend",
+            "--force",
+        ],
+    );
+
+    let out = run_ok(me.path(), &["untrust", "friend"]);
+    assert!(out.contains("Removed"), "{out}");
+    assert!(!me.path().join("peers/friend.pem").exists());
+    assert!(run_ok(me.path(), &["peers"]).contains("No trusted peers"));
+    let err = run_err(me.path(), &["untrust", "friend"]);
+    assert!(err.contains("no trusted peer named \"friend\""), "{err}");
+}
+
+#[test]
+fn trust_rejects_files_that_are_not_a_certificate() {
+    let me = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen"]);
+    let junk = me.path().join("junk.pem");
+    fs::write(&junk, b"hello, not a certificate\n").unwrap();
+    let err = run_err(me.path(), &["trust", junk.to_str().unwrap(), "--name", "x"]);
+    assert!(
+        err.contains("no '-----BEGIN CERTIFICATE-----' block"),
+        "{err}"
+    );
+
+    let key = me.path().join("key.pem");
+    let err = run_err(me.path(), &["trust", key.to_str().unwrap(), "--name", "x"]);
+    assert!(err.contains("PRIVATE KEY"), "{err}");
+
+    let bad_der = me.path().join("bad.pem");
+    fs::write(
+        &bad_der,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = run_err(
+        me.path(),
+        &["trust", bad_der.to_str().unwrap(), "--name", "x"],
+    );
+    assert!(err.contains("not a valid X.509 certificate"), "{err}");
+
+    let missing = me.path().join("missing.pem");
+    let err = run_err(
+        me.path(),
+        &["trust", missing.to_str().unwrap(), "--name", "x"],
+    );
+    assert!(err.contains("missing.pem"), "{err}");
+
+    let cert = me.path().join("cert.pem");
+    for bad_name in ["../escape", ".hidden", "a/b", "", "-dash"] {
+        let name_arg = format!("--name={bad_name}");
+        let err = run_err(me.path(), &["trust", cert.to_str().unwrap(), &name_arg]);
+        assert!(err.contains("invalid peer name"), "{bad_name:?}: {err}");
+    }
+    assert!(
+        !me.path().join("peers").exists()
+            || fs::read_dir(me.path().join("peers")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn keygen_rejects_unusable_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = run_err(tmp.path(), &["keygen", "--name", "   "]);
+    assert!(err.contains("invalid name"), "{err}");
+    let long = "x".repeat(65);
+    let err = run_err(tmp.path(), &["keygen", "--name", &long]);
+    assert!(err.contains("longer than 64"), "{err}");
+    assert!(!tmp.path().join("key.pem").exists());
+}
