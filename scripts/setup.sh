@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing vchat needs on Debian/Ubuntu, only when
+# missing: a C toolchain (ring), libclang (nokhwa's V4L2 bindings), openssl
+# and ffmpeg (tests compare against them), Xvfb and screenshot tools (the
+# window test), and Rust itself when cargo is absent.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config curl ca-certificates
+  libclang-dev clang        # nokhwa -> v4l2-sys-mit runs bindgen
+  openssl                   # tests: fingerprint vs openssl, TLS 1.2 client
+  ffmpeg                    # tests: Y4M interoperability (ffmpeg, ffprobe)
+  xvfb x11-apps imagemagick # tests: the window under Xvfb, xwd + convert
+  libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "setup: cargo is in ~/.cargo/bin; add it to PATH (source ~/.cargo/env)" >&2
+  else
+    echo "setup: installing Rust with rustup (https://rustup.rs)" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt -c clippy
+  fi
+fi
