@@ -34,3 +34,4 @@ pub mod identity;
 pub mod media;
 pub mod net;
 pub mod protocol;
+pub mod ui;
