@@ -10,9 +10,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// List cameras and the formats (encoding, size, frame rate) each offers.
+    Cameras,
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Cameras => Ok(vchat::media::print_cameras(&mut std::io::stdout().lock())?),
+    }
 }
