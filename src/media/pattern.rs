@@ -65,9 +65,15 @@ pub fn draw_test_pattern(
     let layout = Layout::new(width, height);
     let mut canvas = Canvas { width: width as usize, data: picture.data_mut() };
 
-    // Bars: draw one row, then copy it down (rows are identical).
+    // Bars: draw one row, then copy it down (rows are identical). Bar edges
+    // sit on multiples of 16 pixels where the width allows, so colour edges
+    // coincide with 4:2:0 chroma samples and JPEG macroblocks: then I420 and
+    // JPEG errors measure the codec, not an unlucky edge inside a block.
+    let mut bar = 0;
     for x in 0..width {
-        let bar = (x as usize * BARS.len()) / width as usize;
+        while bar + 1 < BARS.len() && x >= bar_edge(bar + 1, width) {
+            bar += 1;
+        }
         canvas.set(x, 0, BARS[bar]);
     }
     canvas.repeat_row(0, 1..layout.bars_bottom);
@@ -92,18 +98,19 @@ pub fn draw_test_pattern(
     }
 
     // The moving box: bounces across the bars, a few pixels per frame.
-    let side = (layout.bars_bottom / 3).max(2);
-    let travel = u64::from(width.saturating_sub(side).max(1));
-    let step = u64::from((width / 64).max(1));
+    // Even sizes and positions keep its edges on 4:2:0 chroma sample boundaries.
+    let side = (layout.bars_bottom / 3).max(2) & !1;
+    let travel = u64::from(width.saturating_sub(side).max(2) & !1);
+    let step = u64::from((width / 64).max(1) * 2);
     let phase = frame_number.wrapping_mul(step) % (2 * travel);
     let left = if phase < travel { phase } else { 2 * travel - phase } as u32;
-    let top = (layout.bars_bottom - side) / 2;
+    let top = ((layout.bars_bottom - side) / 2) & !1;
     canvas.fill_rect(left, top, left + side, top + side, WHITE);
     let inset = side / 4;
     canvas.fill_rect(left + inset, top + inset, left + side - inset, top + side - inset, BLACK);
 
     // The frame number in digits, top left, white on black.
-    draw_label(&mut canvas, frame_number, (height / 80).max(1));
+    draw_label(&mut canvas, frame_number, (height / 80).max(1), layout.code_top);
     Ok(())
 }
 
@@ -131,6 +138,14 @@ pub fn read_frame_number(picture: &Picture) -> Option<u64> {
     }
     let number = word >> 16;
     (word & 0xFFFF == u64::from(crc16(number))).then_some(number)
+}
+
+/// Where bar `index` starts: `index * width / 7` rounded to a multiple of 16
+/// (to 2 for pictures too narrow for 16-pixel steps).
+fn bar_edge(index: usize, width: u32) -> u32 {
+    let exact = index as u32 * width / BARS.len() as u32;
+    let grid = if width >= 16 * BARS.len() as u32 * 2 { 16 } else { 2 };
+    (exact + grid / 2) / grid * grid
 }
 
 fn cells() -> impl Iterator<Item = (u32, u32)> {
@@ -273,15 +288,18 @@ const DIGIT_GLYPHS: [[u8; 5]; 10] = [
     [0b111, 0b101, 0b111, 0b001, 0b111],
 ];
 
-fn draw_label(canvas: &mut Canvas<'_>, frame_number: u64, scale: u32) {
+/// Draws "#<number>" at the top left, never below `bottom` (the code band).
+fn draw_label(canvas: &mut Canvas<'_>, frame_number: u64, scale: u32, bottom: u32) {
     let digits = frame_number.to_string();
     let glyphs: Vec<&[u8; 5]> = std::iter::once(&HASH_GLYPH)
         .chain(digits.bytes().map(|digit| &DIGIT_GLYPHS[usize::from(digit - b'0')]))
         .collect();
     let advance = 4 * scale;
     let margin = scale * 2;
-    let label_width = glyphs.len() as u32 * advance + margin * 2 - scale;
-    canvas.fill_rect(0, 0, label_width, 5 * scale + margin * 2, BLACK);
+    // The black box's edges on the 16-pixel grid, like the bars' (see there).
+    let label_width = (glyphs.len() as u32 * advance + margin * 2 - scale).next_multiple_of(16);
+    let label_height = (5 * scale + margin * 2).next_multiple_of(16).min(bottom);
+    canvas.fill_rect(0, 0, label_width, label_height, BLACK);
     for (index, glyph) in glyphs.iter().enumerate() {
         let left = margin + index as u32 * advance;
         for (row, bits) in glyph.iter().enumerate() {
@@ -289,7 +307,7 @@ fn draw_label(canvas: &mut Canvas<'_>, frame_number: u64, scale: u32) {
                 if bits >> (2 - column) & 1 == 1 {
                     let x = left + column * scale;
                     let y = margin + row as u32 * scale;
-                    canvas.fill_rect(x, y, x + scale, y + scale, WHITE);
+                    canvas.fill_rect(x, y, x + scale, (y + scale).min(bottom), WHITE);
                 }
             }
         }
