@@ -14,17 +14,37 @@ use vchat::media::{
 use vchat::protocol::PixelFormat;
 
 fn frame(picture: Picture) -> CapturedFrame {
-    CapturedFrame { captured_at: Instant::now(), sequence: 0, content: FrameContent::Picture(picture) }
+    CapturedFrame {
+        captured_at: Instant::now(),
+        sequence: 0,
+        content: FrameContent::Picture(picture),
+    }
 }
 
-fn round_trip(picture: &Picture, format: PixelFormat, quality: u8, target: PictureFormat) -> (Picture, usize) {
+fn round_trip(
+    picture: &Picture,
+    format: PixelFormat,
+    quality: u8,
+    target: PictureFormat,
+) -> (Picture, usize) {
     let mut encoder = Encoder::new();
     let captured = frame(picture.clone());
-    let encoded = encoder.encode(&captured, format, Quality::new(quality).unwrap()).unwrap();
-    assert_eq!((encoded.format, encoded.width, encoded.height), (format, picture.width(), picture.height()));
+    let encoded = encoder
+        .encode(&captured, format, Quality::new(quality).unwrap())
+        .unwrap();
+    assert_eq!(
+        (encoded.format, encoded.width, encoded.height),
+        (format, picture.width(), picture.height())
+    );
     let size = encoded.payload.len();
     let decoded = Decoder::new()
-        .decode(format, encoded.width, encoded.height, encoded.payload, target)
+        .decode(
+            format,
+            encoded.width,
+            encoded.height,
+            encoded.payload,
+            target,
+        )
         .unwrap();
     (decoded, size)
 }
@@ -58,10 +78,18 @@ fn jpeg_round_trip_keeps_quality() {
 #[test]
 fn psnr_floor_catches_real_colour_errors() {
     let original = test_pattern(1, 640, 480).unwrap();
-    let swapped: Vec<u8> = original.data().chunks(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let swapped: Vec<u8> = original
+        .data()
+        .chunks(3)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
     assert!(psnr(original.data(), &swapped) < JPEG_Q80_MIN_PSNR_DB - 10.0);
     // Limited-range values shown as full range (a classic conversion bug).
-    let squeezed: Vec<u8> = original.data().iter().map(|&v| (16 + u32::from(v) * 219 / 255) as u8).collect();
+    let squeezed: Vec<u8> = original
+        .data()
+        .iter()
+        .map(|&v| (16 + u32::from(v) * 219 / 255) as u8)
+        .collect();
     let range_error = psnr(original.data(), &squeezed);
     assert!(range_error < JPEG_Q80_MIN_PSNR_DB, "{range_error:.1} dB");
 }
@@ -71,7 +99,7 @@ fn higher_quality_is_better() {
     let original = test_pattern(9, 640, 480).unwrap();
     let (low, low_bytes) = round_trip(&original, PixelFormat::Jpeg, 30, PictureFormat::Rgb24);
     let (high, high_bytes) = round_trip(&original, PixelFormat::Jpeg, 95, PictureFormat::Rgb24);
-    assert!(psnr(original.data(), &high.data()) > psnr(original.data(), low.data()));
+    assert!(psnr(original.data(), high.data()) > psnr(original.data(), low.data()));
     assert!(high_bytes > low_bytes);
 }
 
@@ -86,7 +114,12 @@ fn frame_number_survives_raw_exactly() {
         // regenerate frame N and compare exactly.
         let (i420, _) = round_trip(&original, PixelFormat::I420, 80, PictureFormat::I420);
         assert_eq!(read_frame_number(&i420), Some(number));
-        let (i420_again, _) = round_trip(&test_pattern(number, 320, 240).unwrap(), PixelFormat::I420, 80, PictureFormat::I420);
+        let (i420_again, _) = round_trip(
+            &test_pattern(number, 320, 240).unwrap(),
+            PixelFormat::I420,
+            80,
+            PictureFormat::I420,
+        );
         assert_eq!(i420, i420_again);
         let (i420_rgb, _) = round_trip(&original, PixelFormat::I420, 80, PictureFormat::Rgb24);
         assert_eq!(read_frame_number(&i420_rgb), Some(number));
@@ -126,21 +159,56 @@ fn odd_sizes_work_in_every_format() {
 #[test]
 fn decoder_rejects_bad_payloads() {
     let mut decoder = Decoder::new();
-    let error = decoder.decode(PixelFormat::Rgb24, 640, 480, &[0; 100], PictureFormat::Rgb24).unwrap_err();
-    assert!(matches!(error, MediaError::PayloadLength { expected: 921_600, actual: 100, .. }));
-    assert!(error.to_string().contains("rgb24 frame of 640x480 must be 921600 bytes"), "{error}");
+    let error = decoder
+        .decode(
+            PixelFormat::Rgb24,
+            640,
+            480,
+            &[0; 100],
+            PictureFormat::Rgb24,
+        )
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        MediaError::PayloadLength {
+            expected: 921_600,
+            actual: 100,
+            ..
+        }
+    ));
+    assert!(
+        error
+            .to_string()
+            .contains("rgb24 frame of 640x480 must be 921600 bytes"),
+        "{error}"
+    );
 
-    let error = decoder.decode(PixelFormat::Jpeg, 640, 480, b"\xFF\xD8garbage", PictureFormat::Rgb24).unwrap_err();
+    let error = decoder
+        .decode(
+            PixelFormat::Jpeg,
+            640,
+            480,
+            b"\xFF\xD8garbage",
+            PictureFormat::Rgb24,
+        )
+        .unwrap_err();
     assert!(matches!(error, MediaError::CorruptJpeg { .. }), "{error}");
 
     // A JPEG whose entropy-coded data is overwritten with noise.
     let mut encoder = Encoder::new();
     let captured = frame(test_pattern(1, 160, 120).unwrap());
-    let mut jpeg = encoder.encode(&captured, PixelFormat::Jpeg, Quality::default()).unwrap().payload.to_vec();
+    let mut jpeg = encoder
+        .encode(&captured, PixelFormat::Jpeg, Quality::default())
+        .unwrap()
+        .payload
+        .to_vec();
     let end = jpeg.len() - 2;
     for (index, byte) in jpeg[end - 200..end].iter_mut().enumerate() {
         *byte = 0xFF ^ (index as u8); // 0xFF bytes make invalid markers
     }
     let result = decoder.decode(PixelFormat::Jpeg, 160, 120, &jpeg, PictureFormat::Rgb24);
-    assert!(matches!(result, Err(MediaError::CorruptJpeg { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(MediaError::CorruptJpeg { .. })),
+        "{result:?}"
+    );
 }

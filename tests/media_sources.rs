@@ -36,7 +36,13 @@ fn sources_are_send() {
 fn test_source_through_every_codec_to_a_recording() {
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("received.y4m");
-    let mut source = open_source(&spec("test"), size("320x240"), "120".parse().unwrap(), PixelFormat::Jpeg).unwrap();
+    let mut source = open_source(
+        &spec("test"),
+        size("320x240"),
+        "120".parse().unwrap(),
+        PixelFormat::Jpeg,
+    )
+    .unwrap();
     assert_eq!(source.describe(), "test pattern 320x240 at 120 fps");
     let mut encoder = Encoder::new();
     let mut decoder = Decoder::new();
@@ -49,7 +55,14 @@ fn test_source_through_every_codec_to_a_recording() {
             let sent = frame.sequence;
             let encoded = encoder.encode(&frame, codec, Quality::default()).unwrap();
             decoder
-                .decode_into(codec, encoded.width, encoded.height, encoded.payload, PictureFormat::Rgb24, &mut shown)
+                .decode_into(
+                    codec,
+                    encoded.width,
+                    encoded.height,
+                    encoded.payload,
+                    PictureFormat::Rgb24,
+                    &mut shown,
+                )
                 .unwrap();
             assert_eq!(read_frame_number(&shown), Some(sent), "{codec}");
             if codec == PixelFormat::Rgb24 {
@@ -60,7 +73,10 @@ fn test_source_through_every_codec_to_a_recording() {
             numbers.push(sent);
         }
     }
-    assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "{numbers:?}");
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "{numbers:?}"
+    );
     assert_eq!(recorder.finish().unwrap(), 9);
 
     let mut reader = Y4mReader::open(&recording).unwrap();
@@ -74,7 +90,9 @@ fn test_source_through_every_codec_to_a_recording() {
 fn record_clip(path: &Path, frames: u64, width: u32, height: u32) {
     let mut recorder = Y4mRecorder::create(path, "120".parse().unwrap()).unwrap();
     for number in 0..frames {
-        recorder.write(&test_pattern(number, width, height).unwrap()).unwrap();
+        recorder
+            .write(&test_pattern(number, width, height).unwrap())
+            .unwrap();
     }
     recorder.finish().unwrap();
 }
@@ -86,13 +104,28 @@ fn file_source_plays_at_its_own_size_and_loops() {
     record_clip(&clip, 3, 96, 64);
     let clip_spec = spec(clip.to_str().unwrap());
     // --size and --fps do not apply to files.
-    let mut source = open_source(&clip_spec, size("640x480"), "30".parse().unwrap(), PixelFormat::I420).unwrap();
-    assert!(source.describe().contains("(96x64 4:2:0 at 120.00 fps, looping)"), "{}", source.describe());
+    let mut source = open_source(
+        &clip_spec,
+        size("640x480"),
+        "30".parse().unwrap(),
+        PixelFormat::I420,
+    )
+    .unwrap();
+    assert!(
+        source
+            .describe()
+            .contains("(96x64 4:2:0 at 120.00 fps, looping)"),
+        "{}",
+        source.describe()
+    );
     let numbers: Vec<Option<u64>> = (0..7)
         .map(|_| {
             let frame = source.next_frame().unwrap();
             let picture = picture_of(&frame);
-            assert_eq!((picture.width(), picture.height(), picture.format()), (96, 64, PictureFormat::I420));
+            assert_eq!(
+                (picture.width(), picture.height(), picture.format()),
+                (96, 64, PictureFormat::I420)
+            );
             read_frame_number(picture)
         })
         .collect();
@@ -112,23 +145,39 @@ fn bad_files_fail_at_open_with_the_reason() {
         (&missing, "cannot read"),
         (&ten_bit, "C420p10 is not supported"),
     ] {
-        let error = open_source(&spec(path.to_str().unwrap()), Size::default(), Default::default(), PixelFormat::Rgb24)
-            .err()
-            .unwrap();
+        let error = open_source(
+            &spec(path.to_str().unwrap()),
+            Size::default(),
+            Default::default(),
+            PixelFormat::Rgb24,
+        )
+        .err()
+        .unwrap();
         let message = error.to_string();
-        assert!(message.contains(needle) && message.contains(path.to_str().unwrap()), "{message}");
+        assert!(
+            message.contains(needle) && message.contains(path.to_str().unwrap()),
+            "{message}"
+        );
     }
 }
 
 #[test]
 fn missing_camera_is_a_clear_error_listing_what_exists() {
-    let error = open_source(&spec("camera:999"), Size::default(), Default::default(), PixelFormat::Jpeg)
-        .err()
-        .unwrap();
+    let error = open_source(
+        &spec("camera:999"),
+        Size::default(),
+        Default::default(),
+        PixelFormat::Jpeg,
+    )
+    .err()
+    .unwrap();
     match &error {
         // This is what machines without cameras (CI) see.
         MediaError::NoCameras => assert!(error.to_string().contains("--source test"), "{error}"),
-        MediaError::CameraNotFound { index: 999, available } => {
+        MediaError::CameraNotFound {
+            index: 999,
+            available,
+        } => {
             assert!(error.to_string().contains(available.as_str()), "{error}")
         }
         other => panic!("unexpected error: {other}"),
@@ -139,7 +188,10 @@ fn missing_camera_is_a_clear_error_listing_what_exists() {
 fn bad_option_strings_are_rejected_with_the_rule() {
     let size_error = "4000x3000".parse::<Size>().unwrap_err().to_string();
     assert!(size_error.contains("3840x2160"), "{size_error}");
-    let source_error = "rtsp://camera".parse::<SourceSpec>().unwrap_err().to_string();
+    let source_error = "rtsp://camera"
+        .parse::<SourceSpec>()
+        .unwrap_err()
+        .to_string();
     assert!(source_error.contains("`camera:N`"), "{source_error}");
     assert!("0".parse::<vchat::media::Fps>().is_err());
     assert!("0".parse::<Quality>().is_err());

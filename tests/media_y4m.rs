@@ -44,7 +44,13 @@ fn read_all_rgb(path: &Path) -> (Y4mChroma, Vec<Picture>) {
         let rgb = match picture.format() {
             PictureFormat::Rgb24 => picture.clone(),
             PictureFormat::I420 => decoder
-                .decode(PixelFormat::I420, picture.width(), picture.height(), picture.data(), PictureFormat::Rgb24)
+                .decode(
+                    PixelFormat::I420,
+                    picture.width(),
+                    picture.height(),
+                    picture.data(),
+                    PictureFormat::Rgb24,
+                )
                 .unwrap(),
         };
         frames.push(rgb);
@@ -58,8 +64,14 @@ fn reads_ffmpeg_yuv420p_exactly() {
     let clip = ffmpeg_clip(dir.path(), "yuv420p");
     let mut reader = Y4mReader::open(&clip).unwrap();
     let header = *reader.header();
-    assert_eq!((header.width, header.height, header.chroma), (160, 120, Y4mChroma::C420));
-    assert_eq!((header.frame_rate.numerator, header.frame_rate.denominator), (10, 1));
+    assert_eq!(
+        (header.width, header.height, header.chroma),
+        (160, 120, Y4mChroma::C420)
+    );
+    assert_eq!(
+        (header.frame_rate.numerator, header.frame_rate.denominator),
+        (10, 1)
+    );
 
     // Planes are byte-identical to ffmpeg's own decode of the file.
     let reference = ffmpeg_raw_frames(&clip, "yuv420p");
@@ -86,14 +98,20 @@ fn ffmpeg_files_convert_to_the_same_colours_as_ffmpeg() {
         };
         assert_eq!(chroma, expected_chroma);
         assert_eq!(frames.len(), 5, "{pix_fmt}");
-        let ours: Vec<u8> = frames.iter().flat_map(|frame| frame.data().iter().copied()).collect();
+        let ours: Vec<u8> = frames
+            .iter()
+            .flat_map(|frame| frame.data().iter().copied())
+            .collect();
         let reference = ffmpeg_raw_frames(&clip, "rgb24");
         // Both sides use BT.601 limited range; they differ only in rounding
         // and in how chroma is interpolated at testsrc's hard colour edges.
         let difference = mean_abs_diff(&ours, &reference);
         let quality = psnr(&ours, &reference);
         eprintln!("{pix_fmt}: mean diff {difference:.2}, {quality:.1} dB against ffmpeg");
-        assert!(difference < 2.0 && quality > 35.0, "{pix_fmt}: mean diff {difference:.2}, {quality:.1} dB");
+        assert!(
+            difference < 2.0 && quality > 35.0,
+            "{pix_fmt}: mean diff {difference:.2}, {quality:.1} dB"
+        );
     }
 }
 
@@ -109,7 +127,15 @@ fn recording_round_trips_and_ffprobe_accepts_it() {
         let picture = if number % 2 == 0 {
             rgb
         } else {
-            Decoder::new().decode(PixelFormat::Rgb24, 320, 240, rgb.data(), PictureFormat::I420).unwrap()
+            Decoder::new()
+                .decode(
+                    PixelFormat::Rgb24,
+                    320,
+                    240,
+                    rgb.data(),
+                    PictureFormat::I420,
+                )
+                .unwrap()
         };
         recorder.write(&picture).unwrap();
         originals.push(picture);
@@ -133,10 +159,23 @@ fn recording_round_trips_and_ffprobe_accepts_it() {
         ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && stderr.is_empty(), "ffprobe: {stderr}");
+    assert!(
+        output.status.success() && stderr.is_empty(),
+        "ffprobe: {stderr}"
+    );
     let report = String::from_utf8_lossy(&output.stdout);
-    for line in ["width=320", "height=240", "pix_fmt=yuv420p", "r_frame_rate=15/1", "nb_read_frames=12", "color_range=tv"] {
-        assert!(report.lines().any(|l| l == line), "missing {line} in:\n{report}");
+    for line in [
+        "width=320",
+        "height=240",
+        "pix_fmt=yuv420p",
+        "r_frame_rate=15/1",
+        "nb_read_frames=12",
+        "color_range=tv",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line} in:\n{report}"
+        );
     }
     // ffmpeg decodes every frame without warnings, and the frame numbers are in the pictures.
     let decoded = ffmpeg_raw_frames(&path, "rgb24");
@@ -154,7 +193,13 @@ fn recording_round_trips_and_ffprobe_accepts_it() {
     for original in &originals {
         assert!(reader.read_frame_into(&mut picture).unwrap());
         let expected = decoder
-            .decode(original.format().pixel_format(), 320, 240, original.data(), PictureFormat::I420)
+            .decode(
+                original.format().pixel_format(),
+                320,
+                240,
+                original.data(),
+                PictureFormat::I420,
+            )
             .unwrap();
         assert_eq!(picture, expected);
     }
@@ -174,8 +219,24 @@ fn size_change_is_letterboxed_into_the_first_size() {
     assert_eq!(recorder.size(), Some((320, 240)));
     assert_eq!(recorder.finish().unwrap(), 3);
 
-    let output = run_tool("ffprobe", &["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path_str(&path)]);
-    assert!(output.status.success() && output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path_str(&path),
+        ],
+    );
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3");
 
     let mut reader = Y4mReader::open(&path).unwrap();
@@ -185,9 +246,18 @@ fn size_change_is_letterboxed_into_the_first_size() {
         picture
     });
     let (luma, _, _) = second.i420_planes().unwrap();
-    assert!(luma[..320 * 60].iter().all(|&y| y == 16), "top band is black");
-    assert!(luma[320 * 180..].iter().all(|&y| y == 16), "bottom band is black");
-    assert!(luma[320 * 60..320 * 180].iter().any(|&y| y > 100), "the picture is in the middle");
+    assert!(
+        luma[..320 * 60].iter().all(|&y| y == 16),
+        "top band is black"
+    );
+    assert!(
+        luma[320 * 180..].iter().all(|&y| y == 16),
+        "bottom band is black"
+    );
+    assert!(
+        luma[320 * 60..320 * 180].iter().any(|&y| y > 100),
+        "the picture is in the middle"
+    );
     // The upscaled frame still carries its number.
     assert_eq!(read_frame_number(&third), Some(3));
 }
@@ -196,5 +266,8 @@ fn size_change_is_letterboxed_into_the_first_size() {
 fn missing_file_names_the_path() {
     let error = Y4mReader::open("/nonexistent/clip.y4m").err().unwrap();
     assert!(matches!(error, MediaError::FileRead { .. }));
-    assert!(error.to_string().contains("/nonexistent/clip.y4m"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/clip.y4m"),
+        "{error}"
+    );
 }

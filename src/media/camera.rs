@@ -71,7 +71,13 @@ pub enum CameraEncoding {
 impl CameraEncoding {
     /// Whether vchat can turn this encoding into pictures.
     pub fn is_usable(self) -> bool {
-        matches!(self, CameraEncoding::Mjpeg | CameraEncoding::Yuyv | CameraEncoding::Nv12 | CameraEncoding::Rgb24)
+        matches!(
+            self,
+            CameraEncoding::Mjpeg
+                | CameraEncoding::Yuyv
+                | CameraEncoding::Nv12
+                | CameraEncoding::Rgb24
+        )
     }
 
     fn name(self) -> &'static str {
@@ -111,7 +117,13 @@ impl fmt::Display for CameraFormatInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fps = format!("{:.2}", self.fps);
         let fps = fps.trim_end_matches('0').trim_end_matches('.');
-        write!(f, "{} {}x{} at {fps} fps", self.encoding.name(), self.width, self.height)
+        write!(
+            f,
+            "{} {}x{} at {fps} fps",
+            self.encoding.name(),
+            self.width,
+            self.height
+        )
     }
 }
 
@@ -186,9 +198,7 @@ pub fn choose_format(
     let reason = if exact {
         format!("exact match: {format}")
     } else {
-        let mut reason = format!(
-            "the camera has no {want} at {want_fps} fps; nearest is {format}"
-        );
+        let mut reason = format!("the camera has no {want} at {want_fps} fps; nearest is {format}");
         if !same_size {
             reason.push_str(&format!(", frames scaled to {want}"));
         }
@@ -197,7 +207,12 @@ pub fn choose_format(
         }
         reason
     };
-    Some(FormatChoice { index, format, exact, reason })
+    Some(FormatChoice {
+        index,
+        format,
+        exact,
+        reason,
+    })
 }
 
 /// A camera the system lists.
@@ -211,8 +226,9 @@ pub struct CameraSummary {
 
 /// The cameras the system lists (including nodes that turn out not to be cameras).
 pub fn query_cameras() -> Result<Vec<CameraSummary>, MediaError> {
-    let cameras = nokhwa::query(ApiBackend::Auto)
-        .map_err(|error| MediaError::CameraQuery { reason: error.to_string() })?;
+    let cameras = nokhwa::query(ApiBackend::Auto).map_err(|error| MediaError::CameraQuery {
+        reason: error.to_string(),
+    })?;
     let mut summaries: Vec<CameraSummary> = cameras
         .iter()
         .filter_map(|info| match info.index() {
@@ -245,14 +261,19 @@ fn camera_not_found(index: u32, cameras: &[CameraSummary]) -> MediaError {
     if cameras.is_empty() {
         MediaError::NoCameras
     } else {
-        MediaError::CameraNotFound { index, available: describe_available(cameras) }
+        MediaError::CameraNotFound {
+            index,
+            available: describe_available(cameras),
+        }
     }
 }
 
 /// The formats a camera offers, opening it briefly.
 pub fn camera_formats(index: u32) -> Result<Vec<CameraFormatInfo>, String> {
     let mut camera = open_nokhwa(index).map_err(|error| error.to_string())?;
-    let formats = camera.compatible_camera_formats().map_err(|error| error.to_string())?;
+    let formats = camera
+        .compatible_camera_formats()
+        .map_err(|error| error.to_string())?;
     Ok(formats.iter().map(format_info).collect())
 }
 
@@ -283,7 +304,11 @@ pub fn print_cameras(out: &mut dyn Write) -> Result<(), MediaError> {
                     text.push_str("    (no formats reported)\n");
                 }
                 for format in formats {
-                    let note = if format.encoding.is_usable() { "" } else { "  (not usable by vchat)" };
+                    let note = if format.encoding.is_usable() {
+                        ""
+                    } else {
+                        "  (not usable by vchat)"
+                    };
                     text.push_str(&format!("    {format}{note}\n"));
                 }
             }
@@ -293,10 +318,11 @@ pub fn print_cameras(out: &mut dyn Write) -> Result<(), MediaError> {
             )),
         }
     }
-    out.write_all(text.as_bytes()).map_err(|source| MediaError::FileWrite {
-        path: "standard output".into(),
-        source,
-    })
+    out.write_all(text.as_bytes())
+        .map_err(|source| MediaError::FileWrite {
+            path: "standard output".into(),
+            source,
+        })
 }
 
 fn open_nokhwa(index: u32) -> Result<Camera, nokhwa::NokhwaError> {
@@ -406,7 +432,15 @@ impl CameraSource {
                 .name(format!("vchat-camera-{index}"))
                 .spawn(move || {
                     let _finished = NotifyOnDrop(finished_tx);
-                    capture(index, want, fps, prefer_mjpeg, &available_for_thread, &shared, opened_tx);
+                    capture(
+                        index,
+                        want,
+                        fps,
+                        prefer_mjpeg,
+                        &available_for_thread,
+                        &shared,
+                        opened_tx,
+                    );
                 })
                 .map_err(|error| MediaError::CameraOpen {
                     index,
@@ -431,7 +465,10 @@ impl CameraSource {
             Err(RecvTimeoutError::Timeout) => {
                 return Err(MediaError::CameraOpen {
                     index,
-                    reason: format!("it did not start within {} s", CAMERA_OPEN_TIMEOUT.as_secs()),
+                    reason: format!(
+                        "it did not start within {} s",
+                        CAMERA_OPEN_TIMEOUT.as_secs()
+                    ),
                     available,
                 })
             }
@@ -449,7 +486,10 @@ impl CameraSource {
     }
 
     fn take_newest(&mut self) -> Result<RawFrame, MediaError> {
-        let failed = |reason: String| MediaError::CameraFailed { index: self.index, reason };
+        let failed = |reason: String| MediaError::CameraFailed {
+            index: self.index,
+            reason,
+        };
         let deadline = Instant::now() + CAMERA_FRAME_TIMEOUT;
         let mut slot = self.shared.lock();
         loop {
@@ -480,7 +520,14 @@ impl CameraSource {
 
     /// Turns the camera's bytes into a frame of the wanted size.
     fn convert(&mut self, raw: RawFrame) -> Result<CapturedFrame, MediaError> {
-        let RawFrame { data, width, height, encoding, captured_at, sequence } = raw;
+        let RawFrame {
+            data,
+            width,
+            height,
+            encoding,
+            captured_at,
+            sequence,
+        } = raw;
         let same_size = (width, height) == (self.want.width(), self.want.height());
         let short = |needed: usize| MediaError::CameraFailed {
             index: self.index,
@@ -506,7 +553,9 @@ impl CameraSource {
                 convert::yuyv_to_i420(bytes, width, height, &mut self.decoded)?;
             }
             CameraEncoding::Nv12 => {
-                let needed = PictureFormat::I420.byte_len(width, height).unwrap_or(usize::MAX);
+                let needed = PictureFormat::I420
+                    .byte_len(width, height)
+                    .unwrap_or(usize::MAX);
                 let bytes = data.get(..needed).ok_or_else(|| short(needed))?;
                 convert::nv12_to_rgb(bytes, width, height, &mut self.decoded)?;
             }
@@ -522,9 +571,18 @@ impl CameraSource {
         if same_size {
             std::mem::swap(&mut picture, &mut self.decoded);
         } else {
-            self.scaler.scale_into(&self.decoded, self.want.width(), self.want.height(), &mut picture)?;
+            self.scaler.scale_into(
+                &self.decoded,
+                self.want.width(),
+                self.want.height(),
+                &mut picture,
+            )?;
         }
-        Ok(CapturedFrame { captured_at, sequence, content: FrameContent::Picture(picture) })
+        Ok(CapturedFrame {
+            captured_at,
+            sequence,
+            content: FrameContent::Picture(picture),
+        })
     }
 }
 
@@ -585,7 +643,11 @@ fn capture(
                 offered: if infos.is_empty() {
                     "nothing".to_owned()
                 } else {
-                    infos.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    infos
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             }
         })?;
@@ -597,7 +659,9 @@ fn capture(
         camera
             .set_camera_requset(request)
             .map_err(|error| open_failed(error.to_string()))?;
-        camera.open_stream().map_err(|error| open_failed(error.to_string()))?;
+        camera
+            .open_stream()
+            .map_err(|error| open_failed(error.to_string()))?;
         let name = camera.info().human_name();
         Ok((camera, Opened { choice, name }))
     })();
@@ -658,7 +722,12 @@ mod tests {
     use super::*;
 
     fn format(encoding: CameraEncoding, width: u32, height: u32, fps: f64) -> CameraFormatInfo {
-        CameraFormatInfo { width, height, fps, encoding }
+        CameraFormatInfo {
+            width,
+            height,
+            fps,
+            encoding,
+        }
     }
 
     /// What a typical UVC webcam (e.g. a Logitech C920) lists: MJPEG at every
@@ -722,18 +791,32 @@ mod tests {
         let choice = choose(&list, "960x540", 30, true);
         assert_eq!((choice.format.width, choice.format.height), (1280, 720));
         assert!(!choice.exact);
-        assert!(choice.reason.contains("the camera has no 960x540 at 30 fps"), "{}", choice.reason);
-        assert!(choice.reason.contains("nearest is MJPEG 1280x720 at 30 fps, frames scaled to 960x540"));
+        assert!(
+            choice
+                .reason
+                .contains("the camera has no 960x540 at 30 fps"),
+            "{}",
+            choice.reason
+        );
+        assert!(choice
+            .reason
+            .contains("nearest is MJPEG 1280x720 at 30 fps, frames scaled to 960x540"));
     }
 
     #[test]
     fn slow_exact_size_loses_to_a_fast_larger_one() {
         use CameraEncoding::*;
-        let list = vec![format(Yuyv, 1280, 720, 10.0), format(Mjpeg, 1920, 1080, 30.0)];
+        let list = vec![
+            format(Yuyv, 1280, 720, 10.0),
+            format(Mjpeg, 1920, 1080, 30.0),
+        ];
         let choice = choose(&list, "1280x720", 30, false);
         assert_eq!(choice.index, 1);
         // But a slightly slow exact size beats a much larger one.
-        let list = vec![format(Yuyv, 1280, 720, 25.0), format(Mjpeg, 3840, 2160, 30.0)];
+        let list = vec![
+            format(Yuyv, 1280, 720, 25.0),
+            format(Mjpeg, 3840, 2160, 30.0),
+        ];
         assert_eq!(choose(&list, "1280x720", 30, false).index, 0);
     }
 
@@ -742,12 +825,19 @@ mod tests {
         let list = vec![format(CameraEncoding::Yuyv, 640, 480, 15.0)];
         let choice = choose(&list, "640x480", 30, false);
         assert!(!choice.exact);
-        assert!(choice.reason.ends_with("at the camera's lower rate"), "{}", choice.reason);
+        assert!(
+            choice.reason.ends_with("at the camera's lower rate"),
+            "{}",
+            choice.reason
+        );
     }
 
     #[test]
     fn nothing_usable() {
-        let list = vec![format(CameraEncoding::Gray, 640, 480, 30.0), format(CameraEncoding::Bgr24, 640, 480, 30.0)];
+        let list = vec![
+            format(CameraEncoding::Gray, 640, 480, 30.0),
+            format(CameraEncoding::Bgr24, 640, 480, 30.0),
+        ];
         assert!(choose_format(&list, Size::default(), Fps::default(), false).is_none());
         assert!(choose_format(&[], Size::default(), Fps::default(), true).is_none());
     }
@@ -755,8 +845,16 @@ mod tests {
     #[test]
     fn unknown_index_lists_what_exists() {
         let cameras = vec![
-            CameraSummary { index: 0, name: "Integrated Camera".into(), description: String::new() },
-            CameraSummary { index: 2, name: "USB Camera".into(), description: String::new() },
+            CameraSummary {
+                index: 0,
+                name: "Integrated Camera".into(),
+                description: String::new(),
+            },
+            CameraSummary {
+                index: 2,
+                name: "USB Camera".into(),
+                description: String::new(),
+            },
         ];
         let message = camera_not_found(7, &cameras).to_string();
         assert_eq!(

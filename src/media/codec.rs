@@ -18,7 +18,9 @@ use zune_jpeg::JpegDecoder;
 use super::convert::{self, ChromaSubsampling, ColourRange};
 use super::error::MediaError;
 use super::options::{Quality, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH};
-use super::picture::{i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat};
+use super::picture::{
+    i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat,
+};
 use crate::protocol::PixelFormat;
 
 /// An encoded frame, borrowing the encoder's buffer (or the captured JPEG).
@@ -66,7 +68,11 @@ impl Encoder {
         format: PixelFormat,
         quality: Quality,
     ) -> Result<EncodedFrame<'a>, MediaError> {
-        let Encoder { converted, decoded, jpeg } = self;
+        let Encoder {
+            converted,
+            decoded,
+            jpeg,
+        } = self;
         let picture = match (&frame.content, format) {
             (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg) => {
                 return Ok(EncodedFrame {
@@ -107,13 +113,22 @@ impl Encoder {
                 jpeg
             }
         };
-        Ok(EncodedFrame { format, width, height, payload })
+        Ok(EncodedFrame {
+            format,
+            width,
+            height,
+            payload,
+        })
     }
 }
 
 fn encode_jpeg(rgb: &Picture, quality: Quality, out: &mut Vec<u8>) -> Result<(), MediaError> {
     let too_large = || MediaError::JpegEncode {
-        reason: format!("{}x{} exceeds JPEG's 65535x65535 limit", rgb.width(), rgb.height()),
+        reason: format!(
+            "{}x{} exceeds JPEG's 65535x65535 limit",
+            rgb.width(),
+            rgb.height()
+        ),
     };
     let width = u16::try_from(rgb.width()).map_err(|_| too_large())?;
     let height = u16::try_from(rgb.height()).map_err(|_| too_large())?;
@@ -123,7 +138,9 @@ fn encode_jpeg(rgb: &Picture, quality: Quality, out: &mut Vec<u8>) -> Result<(),
     let encoder = jpeg_encoder::Encoder::new(&mut *out, quality.get());
     encoder
         .encode(rgb.data(), width, height, jpeg_encoder::ColorType::Rgb)
-        .map_err(|error| MediaError::JpegEncode { reason: error.to_string() })
+        .map_err(|error| MediaError::JpegEncode {
+            reason: error.to_string(),
+        })
 }
 
 fn jpeg_options() -> DecoderOptions {
@@ -140,7 +157,9 @@ pub(crate) fn jpeg_dimensions(data: &[u8]) -> Result<(u32, u32), MediaError> {
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), jpeg_options());
     decoder
         .decode_headers()
-        .map_err(|error| MediaError::CorruptJpeg { reason: error.to_string() })?;
+        .map_err(|error| MediaError::CorruptJpeg {
+            reason: error.to_string(),
+        })?;
     let info = decoder.info().ok_or_else(|| MediaError::CorruptJpeg {
         reason: "no frame header".to_owned(),
     })?;
@@ -151,19 +170,33 @@ pub(crate) fn jpeg_dimensions(data: &[u8]) -> Result<(u32, u32), MediaError> {
 pub(crate) fn decode_jpeg_into(data: &[u8], out: &mut Picture) -> Result<(), MediaError> {
     let corrupt = |reason: String| MediaError::CorruptJpeg { reason };
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), jpeg_options());
-    decoder.decode_headers().map_err(|error| corrupt(error.to_string()))?;
-    let info = decoder.info().ok_or_else(|| corrupt("no frame header".to_owned()))?;
-    out.reshape(u32::from(info.width), u32::from(info.height), PictureFormat::Rgb24)?;
+    decoder
+        .decode_headers()
+        .map_err(|error| corrupt(error.to_string()))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| corrupt("no frame header".to_owned()))?;
+    out.reshape(
+        u32::from(info.width),
+        u32::from(info.height),
+        PictureFormat::Rgb24,
+    )?;
     if decoder.output_buffer_size() != Some(out.data().len()) {
         return Err(corrupt("unexpected output size".to_owned()));
     }
-    decoder.decode_into(out.data_mut()).map_err(|error| corrupt(error.to_string()))
+    decoder
+        .decode_into(out.data_mut())
+        .map_err(|error| corrupt(error.to_string()))
 }
 
 /// Wraps a camera's MJPEG frame, reading its real dimensions from its header.
 pub(crate) fn camera_jpeg(data: Vec<u8>) -> Result<JpegImage, MediaError> {
     let (width, height) = jpeg_dimensions(&data)?;
-    Ok(JpegImage { width, height, data })
+    Ok(JpegImage {
+        width,
+        height,
+        data,
+    })
 }
 
 /// Turns received payloads back into pictures.
@@ -181,7 +214,9 @@ impl Default for Decoder {
 
 impl Decoder {
     pub fn new() -> Self {
-        Decoder { rgb: Picture::empty(PictureFormat::Rgb24) }
+        Decoder {
+            rgb: Picture::empty(PictureFormat::Rgb24),
+        }
     }
 
     /// Decodes a `format` payload announced as `width` x `height` into `out`
@@ -234,7 +269,11 @@ impl Decoder {
                 }
             }
             PixelFormat::Jpeg => {
-                let rgb = if target == PictureFormat::Rgb24 { &mut *out } else { &mut self.rgb };
+                let rgb = if target == PictureFormat::Rgb24 {
+                    &mut *out
+                } else {
+                    &mut self.rgb
+                };
                 decode_jpeg_into(payload, rgb)?;
                 if (rgb.width(), rgb.height()) != (width, height) {
                     return Err(MediaError::JpegSizeMismatch {
@@ -288,7 +327,11 @@ mod tests {
     use crate::media::pattern::{read_frame_number, test_pattern};
 
     fn frame_of(picture: Picture) -> CapturedFrame {
-        CapturedFrame { captured_at: Instant::now(), sequence: 0, content: FrameContent::Picture(picture) }
+        CapturedFrame {
+            captured_at: Instant::now(),
+            sequence: 0,
+            content: FrameContent::Picture(picture),
+        }
     }
 
     #[test]
@@ -296,11 +339,19 @@ mod tests {
         let picture = test_pattern(77, 64, 48).unwrap();
         let frame = frame_of(picture.clone());
         let mut encoder = Encoder::new();
-        let encoded = encoder.encode(&frame, PixelFormat::Rgb24, Quality::default()).unwrap();
+        let encoded = encoder
+            .encode(&frame, PixelFormat::Rgb24, Quality::default())
+            .unwrap();
         assert_eq!((encoded.width, encoded.height), (64, 48));
         assert_eq!(encoded.payload, picture.data());
         let decoded = Decoder::new()
-            .decode(PixelFormat::Rgb24, 64, 48, encoded.payload, PictureFormat::Rgb24)
+            .decode(
+                PixelFormat::Rgb24,
+                64,
+                48,
+                encoded.payload,
+                PictureFormat::Rgb24,
+            )
             .unwrap();
         assert_eq!(decoded, picture);
     }
@@ -319,14 +370,22 @@ mod tests {
             sequence: 0,
             content: FrameContent::Jpeg(camera_jpeg(jpeg.clone()).unwrap()),
         };
-        let encoded = encoder.encode(&camera_frame, PixelFormat::Jpeg, Quality::default()).unwrap();
+        let encoded = encoder
+            .encode(&camera_frame, PixelFormat::Jpeg, Quality::default())
+            .unwrap();
         assert_eq!(encoded.payload.as_ptr(), jpeg_ptr(&camera_frame));
         assert_eq!(encoded.payload, jpeg.as_slice());
         // And a raw peer gets it decoded.
-        let raw = encoder.encode(&camera_frame, PixelFormat::I420, Quality::default()).unwrap();
-        assert_eq!(raw.payload.len(), PixelFormat::I420.raw_len(64, 48).unwrap());
-        let decoded =
-            Decoder::new().decode(PixelFormat::I420, 64, 48, raw.payload, PictureFormat::Rgb24).unwrap();
+        let raw = encoder
+            .encode(&camera_frame, PixelFormat::I420, Quality::default())
+            .unwrap();
+        assert_eq!(
+            raw.payload.len(),
+            PixelFormat::I420.raw_len(64, 48).unwrap()
+        );
+        let decoded = Decoder::new()
+            .decode(PixelFormat::I420, 64, 48, raw.payload, PictureFormat::Rgb24)
+            .unwrap();
         assert_eq!(read_frame_number(&decoded), Some(3));
     }
 
@@ -342,34 +401,72 @@ mod tests {
         let error = Decoder::new()
             .decode(PixelFormat::Rgb24, 4, 4, &[0; 47], PictureFormat::Rgb24)
             .unwrap_err();
-        assert!(error.to_string().contains("must be 48 bytes but the payload has 47"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("must be 48 bytes but the payload has 47"),
+            "{error}"
+        );
         let error = Decoder::new()
             .decode(PixelFormat::I420, 3, 3, &[0; 18], PictureFormat::I420)
             .unwrap_err();
-        assert!(matches!(error, MediaError::PayloadLength { expected: 17, actual: 18, .. }));
+        assert!(matches!(
+            error,
+            MediaError::PayloadLength {
+                expected: 17,
+                actual: 18,
+                ..
+            }
+        ));
         let error = Decoder::new()
             .decode(PixelFormat::Rgb24, 5000, 4, &[], PictureFormat::Rgb24)
             .unwrap_err();
-        assert!(matches!(error, MediaError::UnsupportedFrameSize { .. }), "{error}");
+        assert!(
+            matches!(error, MediaError::UnsupportedFrameSize { .. }),
+            "{error}"
+        );
     }
 
     #[test]
     fn corrupt_and_mismatched_jpeg_are_rejected() {
         let mut decoder = Decoder::new();
-        for garbage in [&b""[..], b"not a jpeg at all", &[0xFF, 0xD8, 0xFF, 0xC0, 0, 0]] {
+        for garbage in [
+            &b""[..],
+            b"not a jpeg at all",
+            &[0xFF, 0xD8, 0xFF, 0xC0, 0, 0],
+        ] {
             let error = decoder.decode(PixelFormat::Jpeg, 64, 48, garbage, PictureFormat::Rgb24);
-            assert!(matches!(error, Err(MediaError::CorruptJpeg { .. })), "{error:?}");
+            assert!(
+                matches!(error, Err(MediaError::CorruptJpeg { .. })),
+                "{error:?}"
+            );
         }
         let mut encoder = Encoder::new();
         let jpeg = encoder
-            .encode(&frame_of(test_pattern(1, 64, 48).unwrap()), PixelFormat::Jpeg, Quality::default())
+            .encode(
+                &frame_of(test_pattern(1, 64, 48).unwrap()),
+                PixelFormat::Jpeg,
+                Quality::default(),
+            )
             .unwrap()
             .payload
             .to_vec();
         let truncated = &jpeg[..jpeg.len() / 2];
         let error = decoder.decode(PixelFormat::Jpeg, 64, 48, truncated, PictureFormat::Rgb24);
-        assert!(matches!(error, Err(MediaError::CorruptJpeg { .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(MediaError::CorruptJpeg { .. })),
+            "{error:?}"
+        );
         let error = decoder.decode(PixelFormat::Jpeg, 32, 48, &jpeg, PictureFormat::Rgb24);
-        assert!(matches!(error, Err(MediaError::JpegSizeMismatch { actual_width: 64, .. })), "{error:?}");
+        assert!(
+            matches!(
+                error,
+                Err(MediaError::JpegSizeMismatch {
+                    actual_width: 64,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
     }
 }

@@ -62,7 +62,10 @@ impl ColourRange {
 }
 
 fn conversion_failed(step: &'static str) -> impl FnOnce(yuvutils_rs::YuvError) -> MediaError {
-    move |error| MediaError::Conversion { step, reason: error.to_string() }
+    move |error| MediaError::Conversion {
+        step,
+        reason: error.to_string(),
+    }
 }
 
 /// Copies or converts `src` into `dst` in the `target` layout.
@@ -94,7 +97,10 @@ pub(crate) fn convert_into(
     }
 }
 
-fn i420_planes_of(picture: &Picture) -> Result<(&[u8], &[u8], &[u8]), MediaError> {
+/// The Y', Cb and Cr planes of an I420 picture.
+type I420Planes<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+fn i420_planes_of(picture: &Picture) -> Result<I420Planes<'_>, MediaError> {
     picture.i420_planes().ok_or(MediaError::Conversion {
         step: "I420 planes",
         reason: "picture is not I420".to_owned(),
@@ -209,7 +215,10 @@ pub(crate) fn nv12_to_rgb(
     if nv12.len() < luma_len {
         return Err(MediaError::Conversion {
             step: "NV12 to RGB24",
-            reason: format!("buffer of {} bytes is shorter than the luma plane", nv12.len()),
+            reason: format!(
+                "buffer of {} bytes is shorter than the luma plane",
+                nv12.len()
+            ),
         });
     }
     let (y, uv) = nv12.split_at(luma_len);
@@ -269,10 +278,11 @@ impl Scaler {
                 let (src_y, src_u, src_v) = i420_planes_of(src)?;
                 let src_chroma = ChromaSubsampling::Yuv420.chroma_size(src.width(), src.height());
                 let dst_chroma = ChromaSubsampling::Yuv420.chroma_size(width, height);
-                let (dst_y, dst_u, dst_v) = dst.i420_planes_mut().ok_or(MediaError::Conversion {
-                    step: "scale I420",
-                    reason: "destination is not I420".to_owned(),
-                })?;
+                let (dst_y, dst_u, dst_v) =
+                    dst.i420_planes_mut().ok_or(MediaError::Conversion {
+                        step: "scale I420",
+                        reason: "destination is not I420".to_owned(),
+                    })?;
                 let src_size = (src.width(), src.height());
                 self.scale_plane(src_y, src_size, dst_y, (width, height), PixelType::U8)?;
                 self.scale_plane(src_u, src_chroma, dst_u, dst_chroma, PixelType::U8)?;
@@ -289,7 +299,10 @@ impl Scaler {
         (dst_width, dst_height): (u32, u32),
         pixel_type: PixelType,
     ) -> Result<(), MediaError> {
-        let failed = |reason: String| MediaError::Conversion { step: "scale", reason };
+        let failed = |reason: String| MediaError::Conversion {
+            step: "scale",
+            reason,
+        };
         let src_image = ImageRef::new(src_width, src_height, src, pixel_type)
             .map_err(|error| failed(error.to_string()))?;
         let mut dst_image = Image::from_slice_u8(dst_width, dst_height, dst, pixel_type)
@@ -302,8 +315,16 @@ impl Scaler {
 
 /// Copies I420 `src` into I420 `dst` with its top-left corner at (`left`, `top`),
 /// both even so chroma samples stay aligned. `src` must fit inside `dst`.
-pub(crate) fn blit_i420(src: &Picture, dst: &mut Picture, left: u32, top: u32) -> Result<(), MediaError> {
-    let misuse = |reason: &str| MediaError::Conversion { step: "blit I420", reason: reason.to_owned() };
+pub(crate) fn blit_i420(
+    src: &Picture,
+    dst: &mut Picture,
+    left: u32,
+    top: u32,
+) -> Result<(), MediaError> {
+    let misuse = |reason: &str| MediaError::Conversion {
+        step: "blit I420",
+        reason: reason.to_owned(),
+    };
     if left % 2 != 0 || top % 2 != 0 {
         return Err(misuse("offset must be even"));
     }
@@ -315,8 +336,18 @@ pub(crate) fn blit_i420(src: &Picture, dst: &mut Picture, left: u32, top: u32) -
     let src_chroma = ChromaSubsampling::Yuv420.chroma_size(src.width(), src.height());
     let dst_chroma = ChromaSubsampling::Yuv420.chroma_size(dst.width(), dst.height());
     let (src_y, src_u, src_v) = i420_planes_of(src)?;
-    let (dst_y, dst_u, dst_v) = dst.i420_planes_mut().ok_or_else(|| misuse("destination is not I420"))?;
-    copy_rect(src_y, src_width, src_height, dst_y, dst_width, left as usize, top as usize);
+    let (dst_y, dst_u, dst_v) = dst
+        .i420_planes_mut()
+        .ok_or_else(|| misuse("destination is not I420"))?;
+    copy_rect(
+        src_y,
+        src_width,
+        src_height,
+        dst_y,
+        dst_width,
+        left as usize,
+        top as usize,
+    );
     let (chroma_left, chroma_top) = (left as usize / 2, top as usize / 2);
     for (src_plane, dst_plane) in [(src_u, dst_u), (src_v, dst_v)] {
         copy_rect(
@@ -372,7 +403,13 @@ mod tests {
 
     #[test]
     fn rgb_i420_round_trip_is_close_for_flat_colours() {
-        for pixel in [[191, 191, 0], [0, 191, 191], [191, 0, 0], [12, 34, 56], [255, 255, 255]] {
+        for pixel in [
+            [191, 191, 0],
+            [0, 191, 191],
+            [191, 0, 0],
+            [12, 34, 56],
+            [255, 255, 255],
+        ] {
             let rgb = rgb_picture(6, 5, pixel);
             let mut i420 = Picture::empty(PictureFormat::I420);
             let mut back = Picture::empty(PictureFormat::Rgb24);
@@ -393,7 +430,10 @@ mod tests {
         let (y, u, v) = i420.i420_planes().unwrap();
         assert_eq!(y, &[50, 60, 70, 80]);
         // yuvutils takes 4:2:0 chroma from the even rows (no vertical averaging).
-        assert!((100..=110).contains(&u[0]) && (200..=210).contains(&v[0]), "{u:?} {v:?}");
+        assert!(
+            (100..=110).contains(&u[0]) && (200..=210).contains(&v[0]),
+            "{u:?} {v:?}"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::protocol::PixelFormat;
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// A `--size` value that is not `WxH` within the supported limits.
-    #[error("invalid size {input:?}: {problem} (expected WxH from 16x16 to 3840x2160, e.g. 1280x720)")]
+    #[error(
+        "invalid size {input:?}: {problem} (expected WxH from 16x16 to 3840x2160, e.g. 1280x720)"
+    )]
     InvalidSize { input: String, problem: String },
 
     /// A `--source` value that names no kind of source.
@@ -23,11 +25,15 @@ pub enum MediaError {
     InvalidSource { input: String },
 
     /// A `--fps` value out of range.
-    #[error("invalid frame rate {input:?}: expected a whole number of frames per second from 1 to 120")]
+    #[error(
+        "invalid frame rate {input:?}: expected a whole number of frames per second from 1 to 120"
+    )]
     InvalidFps { input: String },
 
     /// A `--quality` value out of range.
-    #[error("invalid JPEG quality {input:?}: expected a whole number from 1 (smallest) to 100 (best)")]
+    #[error(
+        "invalid JPEG quality {input:?}: expected a whole number from 1 (smallest) to 100 (best)"
+    )]
     InvalidQuality { input: String },
 
     /// A picture whose dimensions or buffer length do not fit together.
@@ -39,11 +45,21 @@ pub enum MediaError {
         "{format} frame of {width}x{height} must be {expected} bytes but the payload has {actual}: \
          sender and receiver disagree about the frame layout"
     )]
-    PayloadLength { format: PixelFormat, width: u32, height: u32, expected: usize, actual: usize },
+    PayloadLength {
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        expected: usize,
+        actual: usize,
+    },
 
     /// Frame dimensions outside what the media layer accepts.
     #[error("frame size {width}x{height} is not supported: {problem}")]
-    UnsupportedFrameSize { width: u32, height: u32, problem: String },
+    UnsupportedFrameSize {
+        width: u32,
+        height: u32,
+        problem: String,
+    },
 
     /// A JPEG payload that could not be decoded.
     #[error("cannot decode JPEG frame: {reason} (corrupt or truncated data)")]
@@ -51,7 +67,12 @@ pub enum MediaError {
 
     /// A JPEG whose own dimensions differ from those announced beside it.
     #[error("JPEG frame is {actual_width}x{actual_height} but was announced as {width}x{height}")]
-    JpegSizeMismatch { width: u32, height: u32, actual_width: u32, actual_height: u32 },
+    JpegSizeMismatch {
+        width: u32,
+        height: u32,
+        actual_width: u32,
+        actual_height: u32,
+    },
 
     /// The JPEG encoder refused a picture.
     #[error("cannot encode JPEG: {reason}")]
@@ -89,7 +110,11 @@ pub enum MediaError {
         "cannot open camera {index}: {reason}. It may be in use by another program or not a \
          capture device; available cameras: {available} (see `vchat cameras`)"
     )]
-    CameraOpen { index: u32, reason: String, available: String },
+    CameraOpen {
+        index: u32,
+        reason: String,
+        available: String,
+    },
 
     /// The camera offers no format vchat can decode.
     #[error(

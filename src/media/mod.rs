@@ -38,12 +38,14 @@ mod source;
 mod y4m;
 
 pub use camera::{
-    camera_formats, choose_format, describe_available, print_cameras, query_cameras, CameraEncoding,
-    CameraFormatInfo, CameraSource, CameraSummary, FormatChoice,
+    camera_formats, choose_format, describe_available, print_cameras, query_cameras,
+    CameraEncoding, CameraFormatInfo, CameraSource, CameraSummary, FormatChoice,
 };
 pub use codec::{Decoder, EncodedFrame, Encoder};
 pub use error::MediaError;
-pub use options::{Fps, Quality, Size, SourceSpec, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH, MIN_FRAME_SIDE};
+pub use options::{
+    Fps, Quality, Size, SourceSpec, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH, MIN_FRAME_SIDE,
+};
 pub use pattern::{draw_test_pattern, read_frame_number, test_pattern, FRAME_NUMBER_BITS};
 pub use picture::{CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat};
 pub use source::{open_source, FrameSource, TestPatternSource, Y4mFileSource};

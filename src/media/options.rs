@@ -58,7 +58,10 @@ fn check_side(input: &str, side: &str, value: u32, max: u32) -> Result<(), Media
 impl Default for Size {
     /// 640x480: every webcam offers it and raw RGB at this size stays under 1 MB.
     fn default() -> Self {
-        Size { width: 640, height: 480 }
+        Size {
+            width: 640,
+            height: 480,
+        }
     }
 }
 
@@ -80,8 +83,12 @@ impl FromStr for Size {
             .trim()
             .split_once(['x', 'X'])
             .ok_or_else(|| invalid("missing the `x` between width and height"))?;
-        let width: u32 = width.parse().map_err(|_| invalid("width is not a whole number"))?;
-        let height: u32 = height.parse().map_err(|_| invalid("height is not a whole number"))?;
+        let width: u32 = width
+            .parse()
+            .map_err(|_| invalid("width is not a whole number"))?;
+        let height: u32 = height
+            .parse()
+            .map_err(|_| invalid("height is not a whole number"))?;
         Size::new(width, height).map_err(|_| {
             invalid(&format!(
                 "each side must be at least {MIN_FRAME_SIDE}, width at most {MAX_FRAME_WIDTH} \
@@ -103,7 +110,9 @@ impl Fps {
         if (1..=Self::MAX).contains(&frames_per_second) {
             Ok(Fps(frames_per_second))
         } else {
-            Err(MediaError::InvalidFps { input: frames_per_second.to_string() })
+            Err(MediaError::InvalidFps {
+                input: frames_per_second.to_string(),
+            })
         }
     }
 
@@ -129,7 +138,9 @@ impl FromStr for Fps {
     type Err = MediaError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || MediaError::InvalidFps { input: input.to_owned() };
+        let invalid = || MediaError::InvalidFps {
+            input: input.to_owned(),
+        };
         let value: u32 = input.trim().parse().map_err(|_| invalid())?;
         Fps::new(value).map_err(|_| invalid())
     }
@@ -144,7 +155,9 @@ impl Quality {
         if (1..=100).contains(&quality) {
             Ok(Quality(quality))
         } else {
-            Err(MediaError::InvalidQuality { input: quality.to_string() })
+            Err(MediaError::InvalidQuality {
+                input: quality.to_string(),
+            })
         }
     }
 
@@ -170,7 +183,9 @@ impl FromStr for Quality {
     type Err = MediaError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || MediaError::InvalidQuality { input: input.to_owned() };
+        let invalid = || MediaError::InvalidQuality {
+            input: input.to_owned(),
+        };
         let value: u8 = input.trim().parse().map_err(|_| invalid())?;
         Quality::new(value).map_err(|_| invalid())
     }
@@ -201,7 +216,9 @@ impl FromStr for SourceSpec {
     type Err = MediaError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || MediaError::InvalidSource { input: input.to_owned() };
+        let invalid = || MediaError::InvalidSource {
+            input: input.to_owned(),
+        };
         match input {
             "camera" => return Ok(SourceSpec::Camera { index: 0 }),
             "test" => return Ok(SourceSpec::TestPattern),
@@ -228,9 +245,15 @@ mod tests {
 
     #[test]
     fn sizes_parse_within_limits() {
-        assert_eq!("1280x720".parse::<Size>().unwrap(), Size::new(1280, 720).unwrap());
+        assert_eq!(
+            "1280x720".parse::<Size>().unwrap(),
+            Size::new(1280, 720).unwrap()
+        );
         assert_eq!("16X16".parse::<Size>().unwrap(), Size::new(16, 16).unwrap());
-        assert_eq!("3840x2160".parse::<Size>().unwrap().to_string(), "3840x2160");
+        assert_eq!(
+            "3840x2160".parse::<Size>().unwrap().to_string(),
+            "3840x2160"
+        );
         // Odd sizes are legal: I420 rounds its chroma planes up.
         assert!("641x481".parse::<Size>().is_ok());
     }
@@ -270,14 +293,31 @@ mod tests {
 
     #[test]
     fn sources_parse() {
-        assert_eq!("camera".parse::<SourceSpec>().unwrap(), SourceSpec::Camera { index: 0 });
-        assert_eq!("camera:2".parse::<SourceSpec>().unwrap(), SourceSpec::Camera { index: 2 });
-        assert_eq!("test".parse::<SourceSpec>().unwrap(), SourceSpec::TestPattern);
+        assert_eq!(
+            "camera".parse::<SourceSpec>().unwrap(),
+            SourceSpec::Camera { index: 0 }
+        );
+        assert_eq!(
+            "camera:2".parse::<SourceSpec>().unwrap(),
+            SourceSpec::Camera { index: 2 }
+        );
+        assert_eq!(
+            "test".parse::<SourceSpec>().unwrap(),
+            SourceSpec::TestPattern
+        );
         assert_eq!(
             "clips/a b.Y4M".parse::<SourceSpec>().unwrap(),
             SourceSpec::Y4mFile(PathBuf::from("clips/a b.Y4M"))
         );
-        for bad in ["camera:", "camera:-1", "camera:one", "webcam", "movie.mp4", "", "y4m"] {
+        for bad in [
+            "camera:",
+            "camera:-1",
+            "camera:one",
+            "webcam",
+            "movie.mp4",
+            "",
+            "y4m",
+        ] {
             let message = bad.parse::<SourceSpec>().unwrap_err().to_string();
             assert!(message.contains("expected `camera`"), "{bad}: {message}");
         }

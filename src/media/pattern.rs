@@ -63,7 +63,10 @@ pub fn draw_test_pattern(
 ) -> Result<(), MediaError> {
     picture.reshape(width, height, PictureFormat::Rgb24)?;
     let layout = Layout::new(width, height);
-    let mut canvas = Canvas { width: width as usize, data: picture.data_mut() };
+    let mut canvas = Canvas {
+        width: width as usize,
+        data: picture.data_mut(),
+    };
 
     // Bars: draw one row, then copy it down (rows are identical). Bar edges
     // sit on multiples of 16 pixels where the width allows, so colour edges
@@ -93,7 +96,13 @@ pub fn draw_test_pattern(
             let bit = word >> (63 - (row * CODE_COLUMNS + column)) & 1;
             let (left, top) = code.cell_origin(row, column);
             let colour = if bit == 1 { WHITE } else { BLACK };
-            canvas.fill_rect(left, top, left + code.cell_width, top + code.cell_height, colour);
+            canvas.fill_rect(
+                left,
+                top,
+                left + code.cell_width,
+                top + code.cell_height,
+                colour,
+            );
         }
     }
 
@@ -103,14 +112,29 @@ pub fn draw_test_pattern(
     let travel = u64::from(width.saturating_sub(side).max(2) & !1);
     let step = u64::from((width / 64).max(1) * 2);
     let phase = frame_number.wrapping_mul(step) % (2 * travel);
-    let left = if phase < travel { phase } else { 2 * travel - phase } as u32;
+    let left = if phase < travel {
+        phase
+    } else {
+        2 * travel - phase
+    } as u32;
     let top = ((layout.bars_bottom - side) / 2) & !1;
     canvas.fill_rect(left, top, left + side, top + side, WHITE);
     let inset = side / 4;
-    canvas.fill_rect(left + inset, top + inset, left + side - inset, top + side - inset, BLACK);
+    canvas.fill_rect(
+        left + inset,
+        top + inset,
+        left + side - inset,
+        top + side - inset,
+        BLACK,
+    );
 
     // The frame number in digits, top left, white on black.
-    draw_label(&mut canvas, frame_number, (height / 80).max(1), layout.code_top);
+    draw_label(
+        &mut canvas,
+        frame_number,
+        (height / 80).max(1),
+        layout.code_top,
+    );
     Ok(())
 }
 
@@ -124,8 +148,14 @@ pub fn read_frame_number(picture: &Picture) -> Option<u64> {
     for (row, column) in cells() {
         let (left, top) = code.cell_origin(row, column);
         // The centre half of the cell, away from edges that JPEG smears.
-        let (x0, x1) = (left + code.cell_width / 4, left + (code.cell_width * 3).div_ceil(4));
-        let (y0, y1) = (top + code.cell_height / 4, top + (code.cell_height * 3).div_ceil(4));
+        let (x0, x1) = (
+            left + code.cell_width / 4,
+            left + (code.cell_width * 3).div_ceil(4),
+        );
+        let (y0, y1) = (
+            top + code.cell_height / 4,
+            top + (code.cell_height * 3).div_ceil(4),
+        );
         let mean = mean_luma(picture, x0..x1.max(x0 + 1), y0..y1.max(y0 + 1));
         let bit = if mean < CELL_BLACK_BELOW {
             0
@@ -144,7 +174,11 @@ pub fn read_frame_number(picture: &Picture) -> Option<u64> {
 /// (to 2 for pictures too narrow for 16-pixel steps).
 fn bar_edge(index: usize, width: u32) -> u32 {
     let exact = index as u32 * width / BARS.len() as u32;
-    let grid = if width >= 16 * BARS.len() as u32 * 2 { 16 } else { 2 };
+    let grid = if width >= 16 * BARS.len() as u32 * 2 {
+        16
+    } else {
+        2
+    };
     (exact + grid / 2) / grid * grid
 }
 
@@ -165,7 +199,11 @@ fn crc16(number: u64) -> u16 {
     for byte in &number.to_be_bytes()[2..] {
         crc ^= u16::from(*byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { crc << 1 ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                crc << 1 ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -181,7 +219,10 @@ fn mean_luma(picture: &Picture, xs: std::ops::Range<u32>, ys: std::ops::Range<u3
             let luma = match picture.format() {
                 PictureFormat::Rgb24 => {
                     let pixel = &picture.data()[index * 3..index * 3 + 3];
-                    (77 * u32::from(pixel[0]) + 150 * u32::from(pixel[1]) + 29 * u32::from(pixel[2])) >> 8
+                    (77 * u32::from(pixel[0])
+                        + 150 * u32::from(pixel[1])
+                        + 29 * u32::from(pixel[2]))
+                        >> 8
                 }
                 // Limited-range Y' (16..=235) is close enough to the thresholds' scale.
                 PictureFormat::I420 => u32::from(picture.data()[index]),
@@ -210,7 +251,10 @@ struct CodeLayout {
 
 impl CodeLayout {
     fn cell_origin(self, row: u32, column: u32) -> (u32, u32) {
-        (self.left + column * self.cell_width, self.top + row * self.cell_height)
+        (
+            self.left + column * self.cell_width,
+            self.top + row * self.cell_height,
+        )
     }
 }
 
@@ -227,7 +271,11 @@ impl Layout {
         let code_top = code.map_or(height, |code| code.top);
         // Bars take two thirds of what is above the code, the ramp the rest.
         let bars_bottom = (code_top * 2 / 3).max(1);
-        Layout { bars_bottom, code_top, code }
+        Layout {
+            bars_bottom,
+            code_top,
+            code,
+        }
     }
 }
 
@@ -292,7 +340,11 @@ const DIGIT_GLYPHS: [[u8; 5]; 10] = [
 fn draw_label(canvas: &mut Canvas<'_>, frame_number: u64, scale: u32, bottom: u32) {
     let digits = frame_number.to_string();
     let glyphs: Vec<&[u8; 5]> = std::iter::once(&HASH_GLYPH)
-        .chain(digits.bytes().map(|digit| &DIGIT_GLYPHS[usize::from(digit - b'0')]))
+        .chain(
+            digits
+                .bytes()
+                .map(|digit| &DIGIT_GLYPHS[usize::from(digit - b'0')]),
+        )
         .collect();
     let advance = 4 * scale;
     let margin = scale * 2;
@@ -323,7 +375,11 @@ mod tests {
         for (width, height) in [(640, 480), (32, 16), (33, 17), (1920, 1080), (160, 120)] {
             for number in [0, 1, 29, 255, 65_536, 123_456_789, FRAME_NUMBER_MASK] {
                 let picture = test_pattern(number, width, height).unwrap();
-                assert_eq!(read_frame_number(&picture), Some(number), "{width}x{height} #{number}");
+                assert_eq!(
+                    read_frame_number(&picture),
+                    Some(number),
+                    "{width}x{height} #{number}"
+                );
             }
         }
     }
@@ -365,8 +421,17 @@ mod tests {
         let (left, top) = layout.cell_origin(0, 31);
         let current = picture.data()[((top * 320 + left) * 3) as usize];
         let flipped = if current > 128 { BLACK } else { WHITE };
-        let mut canvas = Canvas { width: 320, data: picture.data_mut() };
-        canvas.fill_rect(left, top, left + layout.cell_width, top + layout.cell_height, flipped);
+        let mut canvas = Canvas {
+            width: 320,
+            data: picture.data_mut(),
+        };
+        canvas.fill_rect(
+            left,
+            top,
+            left + layout.cell_width,
+            top + layout.cell_height,
+            flipped,
+        );
         assert_eq!(read_frame_number(&picture), None);
     }
 

@@ -50,7 +50,11 @@ pub struct Picture {
 impl std::fmt::Debug for Picture {
     // Pixel buffers are megabytes: print the shape, not the contents.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Picture({}x{} {:?})", self.width, self.height, self.format)
+        write!(
+            f,
+            "Picture({}x{} {:?})",
+            self.width, self.height, self.format
+        )
     }
 }
 
@@ -71,7 +75,12 @@ impl Picture {
                 ),
             });
         }
-        Ok(Picture { width, height, format, data })
+        Ok(Picture {
+            width,
+            height,
+            format,
+            data,
+        })
     }
 
     /// A black picture (Y' 16 and neutral chroma for I420).
@@ -84,7 +93,12 @@ impl Picture {
 
     /// A 0x0 picture, to be reshaped before use: the starting state of reused buffers.
     pub(crate) fn empty(format: PictureFormat) -> Self {
-        Picture { width: 0, height: 0, format, data: Vec::new() }
+        Picture {
+            width: 0,
+            height: 0,
+            format,
+            data: Vec::new(),
+        }
     }
 
     pub fn width(&self) -> u32 {
@@ -181,9 +195,11 @@ fn checked_len(width: u32, height: u32, format: PictureFormat) -> Result<usize, 
             problem: format!("{width}x{height} has no pixels"),
         });
     }
-    format.byte_len(width, height).ok_or_else(|| MediaError::InvalidPicture {
-        problem: format!("{width}x{height} is too large to address"),
-    })
+    format
+        .byte_len(width, height)
+        .ok_or_else(|| MediaError::InvalidPicture {
+            problem: format!("{width}x{height} is too large to address"),
+        })
 }
 
 /// A JPEG image as a camera produced it, kept compressed so it can be sent as is.
@@ -197,7 +213,13 @@ pub struct JpegImage {
 
 impl std::fmt::Debug for JpegImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JpegImage({}x{}, {} bytes)", self.width, self.height, self.data.len())
+        write!(
+            f,
+            "JpegImage({}x{}, {} bytes)",
+            self.width,
+            self.height,
+            self.data.len()
+        )
     }
 }
 
@@ -244,7 +266,10 @@ mod tests {
     fn picture_checks_length() {
         assert!(Picture::new(4, 2, PictureFormat::Rgb24, vec![0; 24]).is_ok());
         let error = Picture::new(4, 2, PictureFormat::Rgb24, vec![0; 23]).unwrap_err();
-        assert!(error.to_string().contains("needs 24 bytes, got 23"), "{error}");
+        assert!(
+            error.to_string().contains("needs 24 bytes, got 23"),
+            "{error}"
+        );
         assert!(Picture::new(0, 2, PictureFormat::Rgb24, vec![]).is_err());
         // 3x3 I420: 9 luma + 2x2 Cb + 2x2 Cr.
         assert!(Picture::new(3, 3, PictureFormat::I420, vec![0; 17]).is_ok());

@@ -6,8 +6,8 @@
 //! slow consumer; the test pattern skips frame numbers instead, as a camera
 //! would, so a receiver can see how many frames were dropped.
 
-use std::io::BufReader;
 use std::fs::File;
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,9 +43,12 @@ pub fn open_source(
     codec: PixelFormat,
 ) -> Result<Box<dyn FrameSource>, MediaError> {
     Ok(match spec {
-        SourceSpec::Camera { index } => {
-            Box::new(CameraSource::open(*index, size, fps, codec == PixelFormat::Jpeg)?)
-        }
+        SourceSpec::Camera { index } => Box::new(CameraSource::open(
+            *index,
+            size,
+            fps,
+            codec == PixelFormat::Jpeg,
+        )?),
         SourceSpec::TestPattern => Box::new(TestPatternSource::new(size, fps)),
         SourceSpec::Y4mFile(path) => Box::new(Y4mFileSource::open(path.clone())?),
     })
@@ -60,7 +63,10 @@ struct Pacer {
 
 impl Pacer {
     fn new(period: Duration) -> Self {
-        Pacer { period, next_due: None }
+        Pacer {
+            period,
+            next_due: None,
+        }
     }
 
     /// Waits for the next slot (the first is immediate) and returns how many
@@ -146,8 +152,14 @@ impl Y4mFileSource {
         }
         reader.rewind()?;
         let rate = reader.header().frame_rate;
-        let period = Duration::from_secs_f64(f64::from(rate.denominator) / f64::from(rate.numerator));
-        Ok(Y4mFileSource { path, reader, pacer: Pacer::new(period), sequence: 0 })
+        let period =
+            Duration::from_secs_f64(f64::from(rate.denominator) / f64::from(rate.numerator));
+        Ok(Y4mFileSource {
+            path,
+            reader,
+            pacer: Pacer::new(period),
+            sequence: 0,
+        })
     }
 }
 
@@ -213,7 +225,9 @@ mod tests {
         let mut previous = None;
         for _ in 0..3 {
             let frame = source.next_frame().unwrap();
-            let FrameContent::Picture(picture) = &frame.content else { panic!("not a picture") };
+            let FrameContent::Picture(picture) = &frame.content else {
+                panic!("not a picture")
+            };
             assert_eq!(read_frame_number(picture), Some(frame.sequence));
             if let Some(previous) = previous {
                 assert!(frame.sequence > previous);

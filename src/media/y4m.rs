@@ -43,7 +43,10 @@ const FRAME_MAGIC: &[u8] = b"FRAME";
 /// and a bound keeps a binary file from being read as one endless line.
 const MAX_LINE_LEN: usize = 1024;
 /// What ffmpeg assumes when the F tag is missing.
-const DEFAULT_FRAME_RATE: FrameRate = FrameRate { numerator: 25, denominator: 1 };
+const DEFAULT_FRAME_RATE: FrameRate = FrameRate {
+    numerator: 25,
+    denominator: 1,
+};
 
 /// Frames per second as the exact ratio a Y4M header states (30000:1001 is 29.97).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +94,10 @@ pub struct Y4mHeader {
 impl Y4mHeader {
     /// Bytes of the Y', Cb and Cr planes of one frame.
     pub fn plane_lens(&self) -> [usize; 3] {
-        let (chroma_width, chroma_height) =
-            self.chroma.subsampling().chroma_size(self.width, self.height);
+        let (chroma_width, chroma_height) = self
+            .chroma
+            .subsampling()
+            .chroma_size(self.width, self.height);
         let chroma = chroma_width as usize * chroma_height as usize;
         [self.width as usize * self.height as usize, chroma, chroma]
     }
@@ -119,8 +124,10 @@ impl Y4mReader<BufReader<File>> {
     /// Opens a file and parses its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MediaError> {
         let path = path.as_ref();
-        let file = File::open(path)
-            .map_err(|source| MediaError::FileRead { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| MediaError::FileRead {
+            path: path.to_owned(),
+            source,
+        })?;
         Y4mReader::new(BufReader::new(file), path)
     }
 }
@@ -132,7 +139,9 @@ impl<R: BufRead> Y4mReader<R> {
         let mut line = Vec::new();
         let line_len = match read_line(&mut reader, &mut line, &path)? {
             Line::Complete(len) => len,
-            Line::EndOfFile if line.is_empty() => return Err(malformed(&path, "the file is empty")),
+            Line::EndOfFile if line.is_empty() => {
+                return Err(malformed(&path, "the file is empty"))
+            }
             Line::EndOfFile | Line::TooLong => {
                 return Err(malformed(
                     &path,
@@ -181,7 +190,7 @@ impl<R: BufRead> Y4mReader<R> {
             Line::Complete(_) => {}
         }
         let params = self.line.strip_prefix(FRAME_MAGIC).filter(|rest| {
-            rest.first().is_none_or(|&byte| byte == b' ') // "FRAME" or "FRAME <params>"
+            rest.is_empty() || rest.starts_with(b" ") // "FRAME" or "FRAME <params>"
         });
         if params.is_none() {
             return Err(malformed(
@@ -193,8 +202,12 @@ impl<R: BufRead> Y4mReader<R> {
                 ),
             ));
         }
-        let got = read_fully(&mut self.reader, &mut self.frame)
-            .map_err(|source| MediaError::FileRead { path: self.path.clone(), source })?;
+        let got = read_fully(&mut self.reader, &mut self.frame).map_err(|source| {
+            MediaError::FileRead {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
         if got < self.frame.len() {
             return Err(malformed(
                 &self.path,
@@ -228,7 +241,11 @@ impl<R: BufRead> Y4mReader<R> {
                 offset += plane.len();
             }
         } else {
-            let range = if header.full_range { ColourRange::Full } else { ColourRange::Limited };
+            let range = if header.full_range {
+                ColourRange::Full
+            } else {
+                ColourRange::Limited
+            };
             convert::planar_to_rgb(
                 planes,
                 header.width,
@@ -247,14 +264,20 @@ impl<R: BufRead + Seek> Y4mReader<R> {
     pub fn rewind(&mut self) -> Result<(), MediaError> {
         self.reader
             .seek(SeekFrom::Start(self.data_start))
-            .map_err(|source| MediaError::FileRead { path: self.path.clone(), source })?;
+            .map_err(|source| MediaError::FileRead {
+                path: self.path.clone(),
+                source,
+            })?;
         self.frames_read = 0;
         Ok(())
     }
 }
 
 fn malformed(path: &Path, problem: &str) -> MediaError {
-    MediaError::MalformedY4m { path: path.to_owned(), problem: problem.to_owned() }
+    MediaError::MalformedY4m {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    }
 }
 
 /// Up to 40 bytes of a line, for messages.
@@ -270,13 +293,20 @@ enum Line {
 }
 
 /// Reads one '\n'-terminated line (without the '\n') into `line`, at most [`MAX_LINE_LEN`].
-fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>, path: &Path) -> Result<Line, MediaError> {
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    path: &Path,
+) -> Result<Line, MediaError> {
     line.clear();
     let read = reader
         .by_ref()
         .take(MAX_LINE_LEN as u64 + 1)
         .read_until(b'\n', line)
-        .map_err(|source| MediaError::FileRead { path: path.to_owned(), source })?;
+        .map_err(|source| MediaError::FileRead {
+            path: path.to_owned(),
+            source,
+        })?;
     if line.last() == Some(&b'\n') {
         line.pop();
         Ok(Line::Complete(read))
@@ -305,11 +335,14 @@ fn parse_header(line: &[u8], path: &Path) -> Result<Y4mHeader, MediaError> {
     let Some(tags) = line.strip_prefix(FILE_MAGIC) else {
         return Err(malformed(
             path,
-            &format!("it does not start with `YUV4MPEG2 ` (it starts with {:?})", shown(line)),
+            &format!(
+                "it does not start with `YUV4MPEG2 ` (it starts with {:?})",
+                shown(line)
+            ),
         ));
     };
-    let tags = std::str::from_utf8(tags)
-        .map_err(|_| malformed(path, "the header line is not text"))?;
+    let tags =
+        std::str::from_utf8(tags).map_err(|_| malformed(path, "the header line is not text"))?;
     let mut width = None;
     let mut height = None;
     let mut frame_rate = DEFAULT_FRAME_RATE;
@@ -319,7 +352,15 @@ fn parse_header(line: &[u8], path: &Path) -> Result<Y4mHeader, MediaError> {
         let (letter, value) = tag.split_at(1);
         match letter {
             "W" => width = Some(parse_dimension(value, "width", tag, MAX_FRAME_WIDTH, path)?),
-            "H" => height = Some(parse_dimension(value, "height", tag, MAX_FRAME_HEIGHT, path)?),
+            "H" => {
+                height = Some(parse_dimension(
+                    value,
+                    "height",
+                    tag,
+                    MAX_FRAME_HEIGHT,
+                    path,
+                )?)
+            }
             "F" => frame_rate = parse_frame_rate(value, tag, path)?,
             "C" => chroma = parse_chroma(value, path)?,
             "X" if value.eq_ignore_ascii_case("COLORRANGE=FULL") => full_range = true,
@@ -331,10 +372,22 @@ fn parse_header(line: &[u8], path: &Path) -> Result<Y4mHeader, MediaError> {
     }
     let width = width.ok_or_else(|| malformed(path, "the header has no width (W tag)"))?;
     let height = height.ok_or_else(|| malformed(path, "the header has no height (H tag)"))?;
-    Ok(Y4mHeader { width, height, frame_rate, chroma, full_range })
+    Ok(Y4mHeader {
+        width,
+        height,
+        frame_rate,
+        chroma,
+        full_range,
+    })
 }
 
-fn parse_dimension(value: &str, side: &str, tag: &str, max: u32, path: &Path) -> Result<u32, MediaError> {
+fn parse_dimension(
+    value: &str,
+    side: &str,
+    tag: &str,
+    max: u32,
+    path: &Path,
+) -> Result<u32, MediaError> {
     let number: u32 = value
         .parse()
         .map_err(|_| malformed(path, &format!("{side} `{tag}` is not a whole number")))?;
@@ -357,7 +410,9 @@ fn parse_frame_rate(value: &str, tag: &str, path: &Path) -> Result<FrameRate, Me
     let bad = || {
         malformed(
             path,
-            &format!("frame rate `{tag}` must be F<numerator>:<denominator>, both non-zero, e.g. F30:1"),
+            &format!(
+                "frame rate `{tag}` must be F<numerator>:<denominator>, both non-zero, e.g. F30:1"
+            ),
         )
     };
     let (numerator, denominator) = value.split_once(':').ok_or_else(bad)?;
@@ -366,7 +421,10 @@ fn parse_frame_rate(value: &str, tag: &str, path: &Path) -> Result<FrameRate, Me
     if numerator == 0 || denominator == 0 {
         return Err(bad());
     }
-    Ok(FrameRate { numerator, denominator })
+    Ok(FrameRate {
+        numerator,
+        denominator,
+    })
 }
 
 fn parse_chroma(value: &str, path: &Path) -> Result<Y4mChroma, MediaError> {
@@ -401,7 +459,13 @@ pub struct Y4mRecorder {
 
 impl std::fmt::Debug for Y4mRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Y4mRecorder({}, {:?}, {} frames)", self.path.display(), self.size, self.frames_written)
+        write!(
+            f,
+            "Y4mRecorder({}, {:?}, {} frames)",
+            self.path.display(),
+            self.size,
+            self.frames_written
+        )
     }
 }
 
@@ -410,8 +474,10 @@ impl Y4mRecorder {
     /// The header is written with the first frame, whose size the file keeps.
     pub fn create(path: impl AsRef<Path>, frame_rate: Fps) -> Result<Self, MediaError> {
         let path = path.as_ref().to_owned();
-        let file = File::create(&path)
-            .map_err(|source| MediaError::FileWrite { path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| MediaError::FileWrite {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Y4mRecorder {
             path,
             writer: BufWriter::new(file),
@@ -462,13 +528,23 @@ impl Y4mRecorder {
         let frame = if (i420.width(), i420.height()) == (width, height) {
             i420.data()
         } else {
-            letterbox(i420, width, height, &mut self.scaler, &mut self.scaled, &mut self.canvas)?;
+            letterbox(
+                i420,
+                width,
+                height,
+                &mut self.scaler,
+                &mut self.scaled,
+                &mut self.canvas,
+            )?;
             self.canvas.data()
         };
         self.writer
             .write_all(b"FRAME\n")
             .and_then(|()| self.writer.write_all(frame))
-            .map_err(|source| MediaError::FileWrite { path: self.path.clone(), source })?;
+            .map_err(|source| MediaError::FileWrite {
+                path: self.path.clone(),
+                source,
+            })?;
         self.frames_written += 1;
         Ok(())
     }
@@ -477,14 +553,20 @@ impl Y4mRecorder {
     pub fn finish(mut self) -> Result<u64, MediaError> {
         self.writer
             .flush()
-            .map_err(|source| MediaError::FileWrite { path: self.path.clone(), source })?;
+            .map_err(|source| MediaError::FileWrite {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(self.frames_written)
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), MediaError> {
         self.writer
             .write_all(bytes)
-            .map_err(|source| MediaError::FileWrite { path: self.path.clone(), source })
+            .map_err(|source| MediaError::FileWrite {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -500,9 +582,15 @@ fn letterbox(
 ) -> Result<(), MediaError> {
     let (src_width, src_height) = (u64::from(src.width()), u64::from(src.height()));
     let (fit_width, fit_height) = if src_width * u64::from(height) > src_height * u64::from(width) {
-        (u64::from(width), (src_height * u64::from(width) / src_width).max(1))
+        (
+            u64::from(width),
+            (src_height * u64::from(width) / src_width).max(1),
+        )
     } else {
-        ((src_width * u64::from(height) / src_height).max(1), u64::from(height))
+        (
+            (src_width * u64::from(height) / src_height).max(1),
+            u64::from(height),
+        )
     };
     // Even sizes and offsets keep the 2x2 chroma blocks aligned with the canvas's.
     let even = |value: u64, limit: u32| ((value as u32) & !1).clamp(2.min(limit), limit);
@@ -557,11 +645,23 @@ mod tests {
     fn parses_header_and_frames() {
         let mut reader = reader(&tiny_file(2)).unwrap();
         let header = *reader.header();
-        assert_eq!((header.width, header.height, header.chroma), (4, 2, Y4mChroma::C420));
-        assert_eq!(header.frame_rate, FrameRate { numerator: 30000, denominator: 1001 });
+        assert_eq!(
+            (header.width, header.height, header.chroma),
+            (4, 2, Y4mChroma::C420)
+        );
+        assert_eq!(
+            header.frame_rate,
+            FrameRate {
+                numerator: 30000,
+                denominator: 1001
+            }
+        );
         assert!(!header.full_range);
         let [y, u, v] = reader.read_frame_planes().unwrap().unwrap();
-        assert_eq!((y, u, v), (&[0, 1, 2, 3, 4, 5, 6, 7][..], &[8, 9][..], &[10, 11][..]));
+        assert_eq!(
+            (y, u, v),
+            (&[0, 1, 2, 3, 4, 5, 6, 7][..], &[8, 9][..], &[10, 11][..])
+        );
         assert!(reader.read_frame_planes().unwrap().is_some());
         assert!(reader.read_frame_planes().unwrap().is_none());
         reader.rewind().unwrap();
@@ -573,13 +673,19 @@ mod tests {
         let header = *reader(b"YUV4MPEG2 W16 H16\n").unwrap().header();
         assert_eq!(header.frame_rate, DEFAULT_FRAME_RATE);
         assert_eq!(header.chroma, Y4mChroma::C420);
-        let header = *reader(b"YUV4MPEG2 W16 H16 F1:2 C444 XCOLORRANGE=FULL\n").unwrap().header();
+        let header = *reader(b"YUV4MPEG2 W16 H16 F1:2 C444 XCOLORRANGE=FULL\n")
+            .unwrap()
+            .header();
         assert_eq!((header.chroma, header.full_range), (Y4mChroma::C444, true));
         assert_eq!(header.plane_lens(), [256, 256, 256]);
         // Parameters on FRAME lines are allowed.
         let mut bytes = b"YUV4MPEG2 W2 H2 C444\nFRAME Ixyz\n".to_vec();
         bytes.extend([0; 12]);
-        assert!(reader(&bytes).unwrap().read_frame_planes().unwrap().is_some());
+        assert!(reader(&bytes)
+            .unwrap()
+            .read_frame_planes()
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -593,7 +699,10 @@ mod tests {
             (b"YUV4MPEG2 W4\n", "no height (H tag)"),
             (b"YUV4MPEG2 W0 H2\n", "the width is zero"),
             (b"YUV4MPEG2 W4 H0\n", "the height is zero"),
-            (b"YUV4MPEG2 Wfour H2\n", "width `Wfour` is not a whole number"),
+            (
+                b"YUV4MPEG2 Wfour H2\n",
+                "width `Wfour` is not a whole number",
+            ),
             (b"YUV4MPEG2 W99999 H2\n", "larger than the 3840x2160"),
             (b"YUV4MPEG2 W4 H2 F25\n", "frame rate `F25`"),
             (b"YUV4MPEG2 W4 H2 F25:0\n", "both non-zero"),
@@ -601,10 +710,19 @@ mod tests {
             (b"YUV4MPEG2 W4 H2 Cmono\n", "Cmono is not supported"),
         ] {
             let message = problem(bytes);
-            assert!(message.contains(needle), "{:?}: {message}", String::from_utf8_lossy(bytes));
+            assert!(
+                message.contains(needle),
+                "{:?}: {message}",
+                String::from_utf8_lossy(bytes)
+            );
             assert!(message.contains("test.y4m"), "{message}");
         }
-        let long = [b"YUV4MPEG2 W4 H2 ".to_vec(), vec![b'X'; 2000], b"\n".to_vec()].concat();
+        let long = [
+            b"YUV4MPEG2 W4 H2 ".to_vec(),
+            vec![b'X'; 2000],
+            b"\n".to_vec(),
+        ]
+        .concat();
         assert!(problem(&long).contains("does not end with a newline"));
     }
 
@@ -612,8 +730,9 @@ mod tests {
     fn frame_errors_say_what_is_wrong() {
         let mut truncated = tiny_file(2);
         truncated.truncate(truncated.len() - 5);
-        assert!(frame_error(&truncated)
-            .contains("frame 2 is truncated: it needs 12 bytes of picture data but the file ends after 7"));
+        assert!(frame_error(&truncated).contains(
+            "frame 2 is truncated: it needs 12 bytes of picture data but the file ends after 7"
+        ));
 
         let mut cut_in_line = tiny_file(1);
         cut_in_line.extend_from_slice(b"FRA");
@@ -624,7 +743,11 @@ mod tests {
         wrong_size.extend([0; 14]); // two bytes too many for 4x2 4:2:0
         wrong_size.extend_from_slice(b"FRAME\n");
         wrong_size.extend([0; 12]);
-        assert!(frame_error(&wrong_size).contains("frame 2 starts with"), "{}", frame_error(&wrong_size));
+        assert!(
+            frame_error(&wrong_size).contains("frame 2 starts with"),
+            "{}",
+            frame_error(&wrong_size)
+        );
 
         let mut framex = b"YUV4MPEG2 W4 H2\nFRAMEX\n".to_vec();
         framex.extend([0; 12]);

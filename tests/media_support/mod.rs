@@ -51,7 +51,11 @@ pub fn ffmpeg_raw_frames(input: &Path, pix_fmt: &str) -> Vec<u8> {
             "-",
         ],
     );
-    assert!(output.status.success(), "ffmpeg decode failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ffmpeg decode failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output.stdout
 }
 
@@ -77,5 +81,9 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 /// Mean absolute difference between two equally long 8-bit buffers.
 pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum::<f64>()
+        / a.len() as f64
 }
