@@ -559,7 +559,14 @@ impl CameraSource {
                 let bytes = data.get(..needed).ok_or_else(|| short(needed))?;
                 convert::nv12_to_rgb(bytes, width, height, &mut self.decoded)?;
             }
-            CameraEncoding::Rgb24 | CameraEncoding::Bgr24 | CameraEncoding::Gray => {
+            CameraEncoding::Bgr24 | CameraEncoding::Gray => {
+                // choose_format never picks these (not `is_usable`).
+                return Err(MediaError::CameraFailed {
+                    index: self.index,
+                    reason: format!("{} frames are not supported", encoding.name()),
+                });
+            }
+            CameraEncoding::Rgb24 => {
                 let needed = width as usize * height as usize * 3;
                 let bytes = data.get(..needed).ok_or_else(|| short(needed))?;
                 self.decoded.reshape(width, height, PictureFormat::Rgb24)?;
@@ -588,8 +595,21 @@ impl CameraSource {
 
 impl FrameSource for CameraSource {
     fn next_frame(&mut self) -> Result<CapturedFrame, MediaError> {
-        let raw = self.take_newest()?;
-        self.convert(raw)
+        loop {
+            let raw = self.take_newest()?;
+            match self.convert(raw) {
+                // USB cameras occasionally deliver a damaged MJPEG frame; one
+                // bad frame is skipped, not a reason to end the call. A camera
+                // that sends nothing else runs into the frame timeout.
+                Err(MediaError::CorruptJpeg { reason }) => {
+                    tracing::debug!(
+                        camera = self.index,
+                        "skipping damaged camera frame: {reason}"
+                    );
+                }
+                result => return result,
+            }
+        }
     }
 
     fn describe(&self) -> String {

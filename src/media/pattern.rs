@@ -117,7 +117,7 @@ pub fn draw_test_pattern(
     } else {
         2 * travel - phase
     } as u32;
-    let top = ((layout.bars_bottom - side) / 2) & !1;
+    let top = (layout.bars_bottom.saturating_sub(side) / 2) & !1;
     canvas.fill_rect(left, top, left + side, top + side, WHITE);
     let inset = side / 4;
     canvas.fill_rect(
@@ -262,7 +262,7 @@ impl Layout {
     fn new(width: u32, height: u32) -> Layout {
         let cell_width = width / CODE_COLUMNS;
         let cell_height = (height / 24).clamp(1, cell_width.max(1));
-        let code = (cell_width > 0).then(|| CodeLayout {
+        let code = (cell_width > 0 && height >= cell_height * CODE_ROWS).then(|| CodeLayout {
             left: (width - cell_width * CODE_COLUMNS) / 2,
             top: height - cell_height * CODE_ROWS,
             cell_width,
@@ -388,6 +388,15 @@ mod tests {
     fn numbers_wrap_at_48_bits() {
         let picture = test_pattern((1 << 48) + 7, 64, 32).unwrap();
         assert_eq!(read_frame_number(&picture), Some(7));
+    }
+
+    #[test]
+    fn any_size_draws_without_panicking() {
+        for (width, height) in [(1, 1), (2, 2), (31, 1), (1, 40), (40, 1), (33, 2), (7, 3)] {
+            let picture = test_pattern(9, width, height).unwrap();
+            assert_eq!(picture.data().len(), (width * height * 3) as usize);
+            let _ = read_frame_number(&picture);
+        }
     }
 
     #[test]
