@@ -53,6 +53,8 @@ enum Command {
         /// The peer's name as shown by `vchat peers`.
         name: String,
     },
+    /// List cameras and the formats (encoding, size, frame rate) each offers.
+    Cameras,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
+        Command::Cameras => vchat::media::print_cameras(out)?,
     }
     Ok(())
 }

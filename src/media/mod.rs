@@ -1,1 +1,52 @@
-//! Video: sources, codecs and recording.
+//! Video: where pictures come from, how they travel, and how received video is kept.
+//!
+//! # Layout
+//!
+//! - [`options`](SourceSpec): `--source`, `--size`, `--fps`, `--quality`, parsed once with their limits.
+//! - `picture`: [`Picture`] (RGB24 or I420 pixels) and [`CapturedFrame`] (a picture,
+//!   or a JPEG straight from an MJPEG camera, with its capture time).
+//! - `source`: the [`FrameSource`] trait and [`open_source`]: the camera (`camera`
+//!   module, its own thread), the test pattern (`pattern`), Y4M files (`y4m`).
+//! - `codec`: [`Encoder`] and [`Decoder`] between frames and wire payloads
+//!   ([`PixelFormat`](crate::protocol::PixelFormat) rgb24, i420, jpeg).
+//! - `convert`: colour conversion and scaling, where the colour conventions live.
+//! - `y4m`: [`Y4mReader`] for `--source FILE.y4m` and [`Y4mRecorder`] for `--record`.
+//!
+//! # Data flow in a call
+//!
+//! ```text
+//!  capture thread                    sender                      receiver
+//!  FrameSource::next_frame ─newest─► Encoder::encode ─payload─► Decoder::decode_into ─► window (RGB24)
+//!  (camera / test / y4m)   frame     (raw / jpeg / MJPEG         (checks length / size)  └► Y4mRecorder
+//!                          only       pass-through)
+//! ```
+//!
+//! # Colour conventions
+//!
+//! RGB24 is full range. I420 (raw payloads, Y4M files, recordings) is BT.601
+//! limited range, what Y4M tools assume. JPEG is BT.601 full range by its own
+//! definition, handled inside the JPEG crates.
+
+mod camera;
+mod codec;
+mod convert;
+mod error;
+mod options;
+mod pattern;
+mod picture;
+mod source;
+mod y4m;
+
+pub use camera::{
+    camera_formats, choose_format, describe_available, print_cameras, query_cameras,
+    CameraEncoding, CameraFormatInfo, CameraSource, CameraSummary, FormatChoice,
+};
+pub use codec::{Decoder, EncodedFrame, Encoder};
+pub use error::MediaError;
+pub use options::{
+    Fps, Quality, Size, SourceSpec, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH, MIN_FRAME_SIDE,
+};
+pub use pattern::{draw_test_pattern, read_frame_number, test_pattern, FRAME_NUMBER_BITS};
+pub use picture::{CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat};
+pub use source::{open_source, FrameSource, TestPatternSource, Y4mFileSource};
+pub use y4m::{FrameRate, Y4mChroma, Y4mHeader, Y4mReader, Y4mRecorder};

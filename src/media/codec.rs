@@ -1,0 +1,472 @@
+//! Frames to payloads and back: the raw (RGB24, I420) and JPEG codecs.
+//!
+//! [`Encoder`] and [`Decoder`] keep their scratch buffers between frames so a
+//! call's steady state allocates nothing per frame (apart from what the JPEG
+//! crates do inside). JPEG from an MJPEG camera is passed through untouched
+//! when JPEG is what the peer wants.
+//!
+//! Raw payload lengths are checked against the announced size before anything
+//! is touched; JPEG payloads are decoded with a size limit taken from the
+//! media layer's largest frame, so a hostile header cannot make us allocate
+//! gigabytes.
+
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use super::convert::{self, ChromaSubsampling, ColourRange};
+use super::error::MediaError;
+use super::options::{Quality, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH};
+use super::picture::{
+    i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat,
+};
+use crate::protocol::PixelFormat;
+
+/// An encoded frame, borrowing the encoder's buffer (or the captured JPEG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedFrame<'a> {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub payload: &'a [u8],
+}
+
+/// Turns captured frames into payloads of a chosen [`PixelFormat`].
+#[derive(Debug)]
+pub struct Encoder {
+    /// The frame in another uncompressed layout (RGB for JPEG, or the raw format asked).
+    converted: Picture,
+    /// A camera JPEG decoded because the peer wants raw pixels.
+    decoded: Picture,
+    /// The JPEG bitstream being produced.
+    jpeg: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder {
+            converted: Picture::empty(PictureFormat::Rgb24),
+            decoded: Picture::empty(PictureFormat::Rgb24),
+            jpeg: Vec::new(),
+        }
+    }
+
+    /// Encodes `frame` as `format`; `quality` matters only for JPEG.
+    ///
+    /// Rgb24/I420 payloads are the picture bytes in the layout documented on
+    /// [`PixelFormat`]; a frame already in that layout is borrowed, not copied.
+    pub fn encode<'a>(
+        &'a mut self,
+        frame: &'a CapturedFrame,
+        format: PixelFormat,
+        quality: Quality,
+    ) -> Result<EncodedFrame<'a>, MediaError> {
+        let Encoder {
+            converted,
+            decoded,
+            jpeg,
+        } = self;
+        let picture = match (&frame.content, format) {
+            (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg) => {
+                return Ok(EncodedFrame {
+                    format,
+                    width: camera_jpeg.width,
+                    height: camera_jpeg.height,
+                    payload: &camera_jpeg.data,
+                });
+            }
+            (FrameContent::Jpeg(camera_jpeg), _) => {
+                decode_jpeg_into(&camera_jpeg.data, decoded)?;
+                &*decoded
+            }
+            (FrameContent::Picture(picture), _) => picture,
+        };
+        let (width, height) = (picture.width(), picture.height());
+        let payload: &[u8] = match format {
+            PixelFormat::Rgb24 | PixelFormat::I420 => {
+                let layout = match format {
+                    PixelFormat::Rgb24 => PictureFormat::Rgb24,
+                    _ => PictureFormat::I420,
+                };
+                if picture.format() == layout {
+                    picture.data()
+                } else {
+                    convert::convert_into(picture, layout, converted)?;
+                    converted.data()
+                }
+            }
+            PixelFormat::Jpeg => {
+                let rgb = if picture.format() == PictureFormat::Rgb24 {
+                    picture
+                } else {
+                    convert::convert_into(picture, PictureFormat::Rgb24, converted)?;
+                    &*converted
+                };
+                encode_jpeg(rgb, quality, jpeg)?;
+                jpeg
+            }
+        };
+        Ok(EncodedFrame {
+            format,
+            width,
+            height,
+            payload,
+        })
+    }
+}
+
+fn encode_jpeg(rgb: &Picture, quality: Quality, out: &mut Vec<u8>) -> Result<(), MediaError> {
+    let too_large = || MediaError::JpegEncode {
+        reason: format!(
+            "{}x{} exceeds JPEG's 65535x65535 limit",
+            rgb.width(),
+            rgb.height()
+        ),
+    };
+    let width = u16::try_from(rgb.width()).map_err(|_| too_large())?;
+    let height = u16::try_from(rgb.height()).map_err(|_| too_large())?;
+    out.clear();
+    // jpeg-encoder's defaults: baseline, 4:2:0 chroma below quality 90 and
+    // 4:4:4 from 90, standard Huffman tables (optimised tables cost a second pass).
+    let encoder = jpeg_encoder::Encoder::new(&mut *out, quality.get());
+    encoder
+        .encode(rgb.data(), width, height, jpeg_encoder::ColorType::Rgb)
+        .map_err(|error| MediaError::JpegEncode {
+            reason: error.to_string(),
+        })
+}
+
+fn jpeg_options() -> DecoderOptions {
+    DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(MAX_FRAME_WIDTH as usize)
+        .set_max_height(MAX_FRAME_HEIGHT as usize)
+        // Reject damaged data instead of showing a best-effort half picture.
+        .set_strict_mode(true)
+}
+
+/// The dimensions in a JPEG's header, without decoding the image.
+pub(crate) fn jpeg_dimensions(data: &[u8]) -> Result<(u32, u32), MediaError> {
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), jpeg_options());
+    decoder
+        .decode_headers()
+        .map_err(|error| MediaError::CorruptJpeg {
+            reason: error.to_string(),
+        })?;
+    let info = decoder.info().ok_or_else(|| MediaError::CorruptJpeg {
+        reason: "no frame header".to_owned(),
+    })?;
+    Ok((u32::from(info.width), u32::from(info.height)))
+}
+
+/// Decodes a JPEG to RGB24 into `out`, reusing its allocation.
+pub(crate) fn decode_jpeg_into(data: &[u8], out: &mut Picture) -> Result<(), MediaError> {
+    let corrupt = |reason: String| MediaError::CorruptJpeg { reason };
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), jpeg_options());
+    decoder
+        .decode_headers()
+        .map_err(|error| corrupt(error.to_string()))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| corrupt("no frame header".to_owned()))?;
+    out.reshape(
+        u32::from(info.width),
+        u32::from(info.height),
+        PictureFormat::Rgb24,
+    )?;
+    if decoder.output_buffer_size() != Some(out.data().len()) {
+        return Err(corrupt("unexpected output size".to_owned()));
+    }
+    decoder
+        .decode_into(out.data_mut())
+        .map_err(|error| corrupt(error.to_string()))
+}
+
+/// Wraps a camera's MJPEG frame, reading its real dimensions from its header.
+pub(crate) fn camera_jpeg(data: Vec<u8>) -> Result<JpegImage, MediaError> {
+    let (width, height) = jpeg_dimensions(&data)?;
+    Ok(JpegImage {
+        width,
+        height,
+        data,
+    })
+}
+
+/// Turns received payloads back into pictures.
+#[derive(Debug)]
+pub struct Decoder {
+    /// A JPEG's RGB pixels when another layout was asked for.
+    rgb: Picture,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder {
+            rgb: Picture::empty(PictureFormat::Rgb24),
+        }
+    }
+
+    /// Decodes a `format` payload announced as `width` x `height` into `out`
+    /// in the `target` layout (RGB24 for display, I420 for recording),
+    /// reusing `out`'s allocation.
+    pub fn decode_into(
+        &mut self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        payload: &[u8],
+        target: PictureFormat,
+        out: &mut Picture,
+    ) -> Result<(), MediaError> {
+        check_announced_size(width, height)?;
+        match format {
+            PixelFormat::Rgb24 | PixelFormat::I420 => {
+                let expected = format.raw_len(width, height).unwrap_or(usize::MAX);
+                if payload.len() != expected {
+                    return Err(MediaError::PayloadLength {
+                        format,
+                        width,
+                        height,
+                        expected,
+                        actual: payload.len(),
+                    });
+                }
+                match (format, target) {
+                    (PixelFormat::Rgb24, PictureFormat::I420) => {
+                        convert::rgb_to_i420(payload, width, height, out)
+                    }
+                    (PixelFormat::I420, PictureFormat::Rgb24) => {
+                        let (luma_len, chroma_len) = i420_plane_lens(width, height);
+                        let (y, chroma) = payload.split_at(luma_len);
+                        let (u, v) = chroma.split_at(chroma_len);
+                        convert::planar_to_rgb(
+                            [y, u, v],
+                            width,
+                            height,
+                            ChromaSubsampling::Yuv420,
+                            ColourRange::Limited,
+                            out,
+                        )
+                    }
+                    _ => {
+                        out.reshape(width, height, target)?;
+                        out.data_mut().copy_from_slice(payload);
+                        Ok(())
+                    }
+                }
+            }
+            PixelFormat::Jpeg => {
+                let rgb = if target == PictureFormat::Rgb24 {
+                    &mut *out
+                } else {
+                    &mut self.rgb
+                };
+                decode_jpeg_into(payload, rgb)?;
+                if (rgb.width(), rgb.height()) != (width, height) {
+                    return Err(MediaError::JpegSizeMismatch {
+                        width,
+                        height,
+                        actual_width: rgb.width(),
+                        actual_height: rgb.height(),
+                    });
+                }
+                if target == PictureFormat::I420 {
+                    convert::convert_into(&self.rgb, PictureFormat::I420, out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Decoder::decode_into`] into a new picture.
+    pub fn decode(
+        &mut self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        payload: &[u8],
+        target: PictureFormat,
+    ) -> Result<Picture, MediaError> {
+        let mut picture = Picture::empty(target);
+        self.decode_into(format, width, height, payload, target, &mut picture)?;
+        Ok(picture)
+    }
+}
+
+fn check_announced_size(width: u32, height: u32) -> Result<(), MediaError> {
+    if width == 0 || height == 0 || width > MAX_FRAME_WIDTH || height > MAX_FRAME_HEIGHT {
+        return Err(MediaError::UnsupportedFrameSize {
+            width,
+            height,
+            problem: format!(
+                "each side must be between 1 and {MAX_FRAME_WIDTH}x{MAX_FRAME_HEIGHT}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::media::pattern::{read_frame_number, test_pattern};
+
+    fn frame_of(picture: Picture) -> CapturedFrame {
+        CapturedFrame {
+            captured_at: Instant::now(),
+            sequence: 0,
+            content: FrameContent::Picture(picture),
+        }
+    }
+
+    #[test]
+    fn raw_rgb_borrows_and_round_trips_exactly() {
+        let picture = test_pattern(77, 64, 48).unwrap();
+        let frame = frame_of(picture.clone());
+        let mut encoder = Encoder::new();
+        let encoded = encoder
+            .encode(&frame, PixelFormat::Rgb24, Quality::default())
+            .unwrap();
+        assert_eq!((encoded.width, encoded.height), (64, 48));
+        assert_eq!(encoded.payload, picture.data());
+        let decoded = Decoder::new()
+            .decode(
+                PixelFormat::Rgb24,
+                64,
+                48,
+                encoded.payload,
+                PictureFormat::Rgb24,
+            )
+            .unwrap();
+        assert_eq!(decoded, picture);
+    }
+
+    #[test]
+    fn camera_jpeg_passes_through_untouched() {
+        let picture = test_pattern(3, 64, 48).unwrap();
+        let mut encoder = Encoder::new();
+        let jpeg = encoder
+            .encode(&frame_of(picture), PixelFormat::Jpeg, Quality::default())
+            .unwrap()
+            .payload
+            .to_vec();
+        let camera_frame = CapturedFrame {
+            captured_at: Instant::now(),
+            sequence: 0,
+            content: FrameContent::Jpeg(camera_jpeg(jpeg.clone()).unwrap()),
+        };
+        let encoded = encoder
+            .encode(&camera_frame, PixelFormat::Jpeg, Quality::default())
+            .unwrap();
+        assert_eq!(encoded.payload.as_ptr(), jpeg_ptr(&camera_frame));
+        assert_eq!(encoded.payload, jpeg.as_slice());
+        // And a raw peer gets it decoded.
+        let raw = encoder
+            .encode(&camera_frame, PixelFormat::I420, Quality::default())
+            .unwrap();
+        assert_eq!(
+            raw.payload.len(),
+            PixelFormat::I420.raw_len(64, 48).unwrap()
+        );
+        let decoded = Decoder::new()
+            .decode(PixelFormat::I420, 64, 48, raw.payload, PictureFormat::Rgb24)
+            .unwrap();
+        assert_eq!(read_frame_number(&decoded), Some(3));
+    }
+
+    fn jpeg_ptr(frame: &CapturedFrame) -> *const u8 {
+        match &frame.content {
+            FrameContent::Jpeg(jpeg) => jpeg.data.as_ptr(),
+            FrameContent::Picture(_) => std::ptr::null(),
+        }
+    }
+
+    #[test]
+    fn wrong_raw_length_is_rejected() {
+        let error = Decoder::new()
+            .decode(PixelFormat::Rgb24, 4, 4, &[0; 47], PictureFormat::Rgb24)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("must be 48 bytes but the payload has 47"),
+            "{error}"
+        );
+        let error = Decoder::new()
+            .decode(PixelFormat::I420, 3, 3, &[0; 18], PictureFormat::I420)
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            MediaError::PayloadLength {
+                expected: 17,
+                actual: 18,
+                ..
+            }
+        ));
+        let error = Decoder::new()
+            .decode(PixelFormat::Rgb24, 5000, 4, &[], PictureFormat::Rgb24)
+            .unwrap_err();
+        assert!(
+            matches!(error, MediaError::UnsupportedFrameSize { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn corrupt_and_mismatched_jpeg_are_rejected() {
+        let mut decoder = Decoder::new();
+        for garbage in [
+            &b""[..],
+            b"not a jpeg at all",
+            &[0xFF, 0xD8, 0xFF, 0xC0, 0, 0],
+        ] {
+            let error = decoder.decode(PixelFormat::Jpeg, 64, 48, garbage, PictureFormat::Rgb24);
+            assert!(
+                matches!(error, Err(MediaError::CorruptJpeg { .. })),
+                "{error:?}"
+            );
+        }
+        let mut encoder = Encoder::new();
+        let jpeg = encoder
+            .encode(
+                &frame_of(test_pattern(1, 64, 48).unwrap()),
+                PixelFormat::Jpeg,
+                Quality::default(),
+            )
+            .unwrap()
+            .payload
+            .to_vec();
+        let truncated = &jpeg[..jpeg.len() / 2];
+        let error = decoder.decode(PixelFormat::Jpeg, 64, 48, truncated, PictureFormat::Rgb24);
+        assert!(
+            matches!(error, Err(MediaError::CorruptJpeg { .. })),
+            "{error:?}"
+        );
+        let error = decoder.decode(PixelFormat::Jpeg, 32, 48, &jpeg, PictureFormat::Rgb24);
+        assert!(
+            matches!(
+                error,
+                Err(MediaError::JpegSizeMismatch {
+                    actual_width: 64,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+    }
+}
