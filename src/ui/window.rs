@@ -169,6 +169,7 @@ impl WindowLoop {
     pub fn run(self, title: String, commands: UnboundedSender<UiCommand>) -> Result<(), UiError> {
         let mut app = App {
             title,
+            opened_at: None,
             handle: self.handle,
             commands,
             view: None,
@@ -209,6 +210,10 @@ impl Default for ViewOptions {
 
 const HINT: &str = "q hang up  v camera  p self view  s swap  f fullscreen  m mirror";
 
+/// The key hint covers the bottom of the video, so it is shown only for
+/// the first seconds after the window opens.
+const HINT_FOR: std::time::Duration = std::time::Duration::from_secs(4);
+
 struct WindowView {
     window: Rc<Window>,
     surface: softbuffer::Surface<Rc<Window>, Rc<Window>>,
@@ -216,6 +221,7 @@ struct WindowView {
 
 struct App {
     title: String,
+    opened_at: Option<std::time::Instant>,
     handle: UiHandle,
     commands: UnboundedSender<UiCommand>,
     view: Option<WindowView>,
@@ -328,7 +334,10 @@ impl App {
                 main,
                 pip: self.options.show_self.then_some(corner),
                 overlay: &overlay,
-                hint: Some(HINT),
+                hint: self
+                    .opened_at
+                    .is_some_and(|t| t.elapsed() < HINT_FOR)
+                    .then_some(HINT),
             };
             self.compositor
                 .render(&mut buffer, w.get(), h.get(), &scene);
@@ -361,6 +370,7 @@ impl ApplicationHandler<UiEvent> for App {
             Ok(view) => {
                 view.window.request_redraw();
                 self.view = Some(view);
+                self.opened_at = Some(std::time::Instant::now());
             }
             Err(e) => {
                 self.error = Some(e);
