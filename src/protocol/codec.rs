@@ -496,3 +496,188 @@ fn decode_bye(r: &mut Reader<'_>) -> Result<Bye, ProtocolError> {
         text: required(text, "bye", "text")?.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(width: u32, height: u32, format: PixelFormat, payload_len: usize) -> Message {
+        Message::Video(Video {
+            seq: 7,
+            capture_time_us: 1_000_000,
+            width,
+            height,
+            format,
+            payload: Bytes::from(vec![0xAB; payload_len]),
+        })
+    }
+
+    fn frame_of(cbor: &[u8]) -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.put_u32(cbor.len() as u32);
+        buf.extend_from_slice(cbor);
+        buf
+    }
+
+    fn decode_all(mut buf: BytesMut) -> Result<Decoded, ProtocolError> {
+        let decoded = decode_frame(&mut buf)?.ok_or(ProtocolError::EmptyMessage)?;
+        assert!(buf.is_empty(), "one frame, fully consumed");
+        Ok(decoded)
+    }
+
+    #[test]
+    fn video_round_trips_without_copying_the_payload() {
+        let message = video(4, 2, PixelFormat::Rgb24, 24);
+        let Message::Video(original) = &message else {
+            unreachable!()
+        };
+        let frame = encode_frame(&message).unwrap();
+        // Encode: the payload is the caller's buffer, not a copy.
+        assert_eq!(frame.payload.as_ptr(), original.payload.as_ptr());
+
+        let mut buf = BytesMut::new();
+        encode(&message, &mut buf).unwrap();
+        let (start, len) = (buf.as_ptr() as usize, buf.len());
+        let Decoded::Message(Message::Video(decoded)) = decode_all(buf).unwrap() else {
+            panic!("not a video")
+        };
+        assert_eq!(Message::Video(decoded.clone()), message);
+        // Decode: the payload points into the receive buffer's memory.
+        let at = decoded.payload.as_ptr() as usize;
+        assert!(at > start && at + decoded.payload.len() <= start + len);
+    }
+
+    #[test]
+    fn prefix_limit_is_checked_on_four_bytes_without_allocating() {
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
+        let before = buf.capacity();
+        let err = decode_frame(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::MessageTooLong {
+                    len: 0xFFFF_FFFF,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(buf.capacity(), before);
+        let too_long = ((MAX_MESSAGE_LEN + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            message_len(too_long),
+            Err(ProtocolError::MessageTooLong { .. })
+        ));
+        assert_eq!(
+            message_len((MAX_MESSAGE_LEN as u32).to_be_bytes()).unwrap(),
+            MAX_MESSAGE_LEN
+        );
+        assert!(matches!(
+            message_len([0; 4]),
+            Err(ProtocolError::EmptyMessage)
+        ));
+    }
+
+    #[test]
+    fn partial_frames_wait_and_reserve_exactly_the_rest() {
+        let mut full = BytesMut::new();
+        encode(&Message::Ping { nonce: 42 }, &mut full).unwrap();
+        for cut in 0..full.len() {
+            let mut part = BytesMut::from(&full[..cut]);
+            assert_eq!(decode_frame(&mut part).unwrap(), None, "cut at {cut}");
+            assert_eq!(part.len(), cut, "nothing consumed");
+            if cut >= LENGTH_PREFIX_LEN {
+                assert!(part.capacity() >= full.len());
+            }
+        }
+    }
+
+    #[test]
+    fn two_frames_in_one_buffer_decode_in_order() {
+        let mut buf = BytesMut::new();
+        encode(&Message::Ping { nonce: 1 }, &mut buf).unwrap();
+        encode(&Message::Pong { nonce: 1 }, &mut buf).unwrap();
+        assert_eq!(
+            decode_frame(&mut buf).unwrap(),
+            Some(Decoded::Message(Message::Ping { nonce: 1 }))
+        );
+        assert_eq!(
+            decode_frame(&mut buf).unwrap(),
+            Some(Decoded::Message(Message::Pong { nonce: 1 }))
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn encoder_refuses_what_a_peer_would_refuse() {
+        let err = encode_frame(&video(640, 480, PixelFormat::Rgb24, 1000)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "video frame 640x480 rgb24 declares 1000 payload bytes, expected 921600"
+        );
+        assert!(encode_frame(&video(MAX_WIDTH + 1, 1, PixelFormat::Jpeg, 10)).is_err());
+        assert!(encode_frame(&video(0, 1, PixelFormat::Jpeg, 10)).is_err());
+        assert!(encode_frame(&video(1, 1, PixelFormat::Jpeg, 0)).is_err());
+        let bye = Message::Bye(Bye::new(
+            ByeReason::Hangup,
+            "x".repeat(MAX_BYE_TEXT_LEN + 1),
+        ));
+        assert!(matches!(
+            encode_frame(&bye),
+            Err(ProtocolError::LimitExceeded { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_declared_string_in_a_small_frame_is_refused() {
+        // ["video", {"payload": h'' declared as 2^64-1 bytes}]
+        let mut cbor = vec![0x82, 0x65];
+        cbor.extend_from_slice(b"video");
+        cbor.extend_from_slice(&[0xA1, 0x67]);
+        cbor.extend_from_slice(b"payload");
+        cbor.extend_from_slice(&[0x5B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let err = decode_all(frame_of(&cbor)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::LimitExceeded {
+                    what: "video.payload",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Below the payload limit but beyond the frame: refused on the frame's size.
+        let mut cbor = cbor[..cbor.len() - 9].to_vec();
+        cbor.extend_from_slice(&[0x5A, 0x00, 0x10, 0x00, 0x00]);
+        let err = decode_all(frame_of(&cbor)).unwrap_err();
+        assert!(matches!(err, ProtocolError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut buf = BytesMut::new();
+        encode(&Message::Camera { on: true }, &mut buf).unwrap();
+        let mut cbor = buf[LENGTH_PREFIX_LEN..].to_vec();
+        cbor.push(0x00);
+        let err = decode_all(frame_of(&cbor)).unwrap_err();
+        assert!(matches!(err, ProtocolError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_whole() {
+        // ["wave", {"hand": "left"}]
+        let mut cbor = vec![0x82, 0x64];
+        cbor.extend_from_slice(b"wave");
+        cbor.extend_from_slice(&[0xA1, 0x64]);
+        cbor.extend_from_slice(b"hand");
+        cbor.push(0x64);
+        cbor.extend_from_slice(b"left");
+        assert_eq!(
+            decode_all(frame_of(&cbor)).unwrap(),
+            Decoded::Unknown {
+                kind: "wave".into()
+            }
+        );
+    }
+}

@@ -388,3 +388,180 @@ fn describe(receive: &Receive) -> String {
         receive.max_height
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::protocol::{Accept, Bye, ByeReason, PixelFormat};
+
+    fn hello(version: u32) -> Message {
+        Message::Hello(Hello {
+            version,
+            software_name: "vchat".into(),
+            software_version: "test".into(),
+            display_name: "t".into(),
+            receive: Receive {
+                codecs: vec![PixelFormat::I420],
+                max_width: 64,
+                max_height: 48,
+            },
+        })
+    }
+
+    fn video(seq: u64, width: u32, format: PixelFormat) -> Message {
+        let len = format.raw_len(width, 2).unwrap_or(10);
+        Message::Video(Video {
+            seq,
+            capture_time_us: 0,
+            width,
+            height: 2,
+            format,
+            payload: Bytes::from(vec![0; len]),
+        })
+    }
+
+    /// A listener that has exchanged hellos and accepted.
+    fn connected_listener() -> Session {
+        let mut s = Session::new(Role::Listener);
+        s.on_send(&hello(1)).unwrap();
+        s.on_receive(&hello(1)).unwrap();
+        s.on_send(&Message::Accept(Accept { version: 1 })).unwrap();
+        assert!(s.is_connected());
+        s
+    }
+
+    #[test]
+    fn caller_is_connected_only_after_accept() {
+        let mut s = Session::new(Role::Caller);
+        s.on_send(&hello(1)).unwrap();
+        s.on_receive(&hello(3)).unwrap(); // a newer peer: we speak 1
+        assert_eq!(s.version(), Some(1));
+        assert!(!s.is_connected());
+        let early = s.on_receive(&video(1, 2, PixelFormat::I420)).unwrap_err();
+        assert!(matches!(
+            early,
+            ProtocolError::UnexpectedMessage {
+                message: "video",
+                ..
+            }
+        ));
+        let wrong = s
+            .on_receive(&Message::Accept(Accept { version: 3 }))
+            .unwrap_err();
+        assert!(matches!(
+            wrong,
+            ProtocolError::InvalidValue {
+                field: "accept.version",
+                ..
+            }
+        ));
+        s.on_receive(&Message::Accept(Accept { version: 1 }))
+            .unwrap();
+        assert!(s.is_connected());
+    }
+
+    #[test]
+    fn first_message_must_be_hello() {
+        let mut s = Session::new(Role::Listener);
+        assert!(s.on_receive(&Message::Ping { nonce: 1 }).is_err());
+        let mut s = Session::new(Role::Listener);
+        assert!(s.on_receive_unknown("wave").is_err());
+        let mut s = Session::new(Role::Caller);
+        assert!(s.on_send(&Message::Ping { nonce: 1 }).is_err());
+    }
+
+    #[test]
+    fn old_versions_are_refused_with_unsupported_version() {
+        let mut s = Session::new(Role::Listener);
+        // Version 0 cannot be encoded; the session still refuses it.
+        let err = s.on_receive(&hello(0)).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtocolError::UnsupportedVersion { peer: 0, .. }
+        ));
+        assert_eq!(err.bye().reason, ByeReason::UnsupportedVersion);
+    }
+
+    #[test]
+    fn only_the_listener_accepts() {
+        let mut s = Session::new(Role::Caller);
+        s.on_send(&hello(1)).unwrap();
+        s.on_receive(&hello(1)).unwrap();
+        assert!(s.on_send(&Message::Accept(Accept { version: 1 })).is_err());
+        let mut l = connected_listener();
+        assert!(l
+            .on_receive(&Message::Accept(Accept { version: 1 }))
+            .is_err());
+    }
+
+    #[test]
+    fn video_sequence_numbers_must_increase() {
+        let mut s = connected_listener();
+        s.on_receive(&video(5, 2, PixelFormat::I420)).unwrap();
+        s.on_receive(&video(9, 2, PixelFormat::I420)).unwrap(); // gaps are fine
+        let err = s.on_receive(&video(9, 2, PixelFormat::I420)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "video frame sequence number 9 does not increase (previous was 9)"
+        );
+        assert!(s.on_receive(&video(3, 2, PixelFormat::I420)).is_err());
+    }
+
+    #[test]
+    fn video_must_match_what_we_advertised() {
+        let mut s = connected_listener();
+        let err = s.on_receive(&video(1, 2, PixelFormat::Rgb24)).unwrap_err();
+        assert!(matches!(err, ProtocolError::NotAccepted { .. }), "{err}");
+        let err = s.on_receive(&video(2, 66, PixelFormat::I420)).unwrap_err();
+        assert!(matches!(err, ProtocolError::NotAccepted { .. }), "{err}");
+        // And we do not send what the peer did not advertise.
+        assert!(s
+            .on_send(&video(1, 2, PixelFormat::Jpeg))
+            .unwrap_err()
+            .is_local());
+        s.on_send(&video(1, 2, PixelFormat::I420)).unwrap();
+    }
+
+    #[test]
+    fn nothing_after_bye() {
+        let mut s = connected_listener();
+        s.on_receive(&Message::Bye(Bye::new(ByeReason::Hangup, "")))
+            .unwrap();
+        assert!(!s.is_connected());
+        assert!(s.on_receive(&Message::Ping { nonce: 1 }).is_err());
+        let mut s = connected_listener();
+        s.on_send(&Message::Bye(Bye::new(ByeReason::Hangup, "")))
+            .unwrap();
+        assert!(s.on_send(&Message::Ping { nonce: 1 }).is_err());
+    }
+
+    #[test]
+    fn payload_length_rules() {
+        let Message::Video(v) = video(1, 4, PixelFormat::I420) else {
+            unreachable!()
+        };
+        assert!(check_payload_len(&v, v.payload.len()).is_ok());
+        assert!(check_payload_len(&v, v.payload.len() + 1).is_err());
+        let jpeg = Video {
+            format: PixelFormat::Jpeg,
+            ..v
+        };
+        assert!(check_payload_len(&jpeg, 1).is_ok());
+        assert!(check_payload_len(&jpeg, 0).is_err());
+        assert!(check_payload_len(&jpeg, MAX_PAYLOAD_LEN + 1).is_err());
+    }
+
+    #[test]
+    fn bye_text_from_errors_is_bounded_and_clean() {
+        let err = ProtocolError::InvalidValue {
+            field: "hello.name",
+            problem: format!("{}\u{7}\n", "é".repeat(300)),
+        };
+        let bye = err.bye();
+        assert_eq!(bye.reason, ByeReason::ProtocolError);
+        assert!(bye.text.len() <= MAX_BYE_TEXT_LEN);
+        assert!(check_message(&Message::Bye(bye)).is_ok());
+    }
+}
