@@ -26,9 +26,9 @@
 //!
 //! ```text
 //!  caller                                     listener
-//!    │── hello ────────────────────────────────►│  (both send hello at once;
-//!    │◄──────────────────────────────── hello ──│   neither waits for the other's)
-//!    │◄─────────────────────── accept / bye ────│  after the caller's hello
+//!    │── hello ────────────────────────────────►│  the caller speaks first
+//!    │◄──────────────────────────────── hello ──│  (or bye: busy, old version)
+//!    │◄─────────────────────── accept / bye ────│  when the user picks up
 //!    │◄══ video, ping/pong, camera (both ways) ═►│
 //!    │── bye ──────────────────────────────────►│  either side, then close
 //! ```

@@ -6,7 +6,7 @@
 //!   against width, height and format. The codec runs them on every message
 //!   it encodes or decodes.
 //! - the [`Session`]: what each side may send when. It follows the handshake
-//!   (Hello both ways, then Accept from the listener), negotiates the
+//!   (the caller's Hello, the listener's Hello, then the listener's Accept), negotiates the
 //!   version, holds each side's receive capabilities and checks that video
 //!   sequence numbers increase. `Connection` feeds it every message, in both
 //!   directions; it is plain data so it can be tested and fuzzed in memory.
@@ -313,6 +313,11 @@ impl Session {
             let Message::Hello(hello) = message else {
                 return Err(refuse("our first message must be hello".into()));
             };
+            if self.role == Role::Listener && self.peer_hello.is_none() {
+                return Err(refuse(
+                    "the listener answers the caller's hello, it does not speak first".into(),
+                ));
+            }
             if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
                 return Err(refuse(format!(
                     "this build speaks versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, not {}",
@@ -425,8 +430,12 @@ mod tests {
     /// A listener that has exchanged hellos and accepted.
     fn connected_listener() -> Session {
         let mut s = Session::new(Role::Listener);
-        s.on_send(&hello(1)).unwrap();
+        assert!(
+            s.on_send(&hello(1)).unwrap_err().is_local(),
+            "the caller speaks first"
+        );
         s.on_receive(&hello(1)).unwrap();
+        s.on_send(&hello(1)).unwrap();
         s.on_send(&Message::Accept(Accept { version: 1 })).unwrap();
         assert!(s.is_connected());
         s
