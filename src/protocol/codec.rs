@@ -22,7 +22,8 @@ use super::limits::{
 use super::validate::check_message;
 use super::{Accept, Bye, ByeReason, Hello, Message, PixelFormat, ProtocolError, Receive, Video};
 
-/// Nesting depth of a message body's fields (the outer array is 1, the body 2).
+/// Nesting depth of a message body's field values (the outer array is 1, the
+/// body map 2).
 const FIELD_DEPTH: usize = 3;
 
 /// One encoded frame, in two parts: `head` then `payload` are the frame's
@@ -256,18 +257,29 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
     Ok(decoded)
 }
 
-/// Walks a body map: `field` is called with each key and returns whether it
-/// read the value; values of unknown keys are skipped.
+/// Walks a body map whose values sit at `FIELD_DEPTH`: `field` is called
+/// with each key and returns whether it read the value; values of unknown
+/// keys are skipped.
 fn fields<'a>(
     r: &mut Reader<'a>,
     what: &'static str,
+    field: impl FnMut(&mut Reader<'a>, &'a str) -> Result<bool, ProtocolError>,
+) -> Result<(), ProtocolError> {
+    fields_at(r, what, FIELD_DEPTH, field)
+}
+
+/// As [`fields`], for a map whose values sit at nesting `depth`.
+fn fields_at<'a>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    depth: usize,
     mut field: impl FnMut(&mut Reader<'a>, &'a str) -> Result<bool, ProtocolError>,
 ) -> Result<(), ProtocolError> {
     let entries = r.map(what, MAX_MAP_ENTRIES)?;
     for _ in 0..entries {
         let key = r.text("map key", MAX_IDENT_LEN)?;
         if !field(r, key)? {
-            r.skip(FIELD_DEPTH)?;
+            r.skip(depth)?;
         }
     }
     Ok(())
@@ -344,7 +356,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
 fn decode_receive(r: &mut Reader<'_>) -> Result<Receive, ProtocolError> {
     const M: &str = "hello.receive";
     let (mut codecs, mut max_width, mut max_height) = (None, None, None);
-    fields(r, "hello.receive", |r, key| match key {
+    fields_at(r, "hello.receive", FIELD_DEPTH + 1, |r, key| match key {
         "codecs" => {
             let count = r.array("hello.receive.codecs", MAX_CODECS)?;
             let mut list = Vec::with_capacity(count);
