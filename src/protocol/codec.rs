@@ -212,7 +212,8 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Decoded>, ProtocolError
 /// one data item. A video payload is returned as a slice of `item`.
 pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
     let mut r = Reader::new(&item);
-    if r.array("message", 2)? != 2 {
+    // Any other element count is malformed (checked against the bytes left first).
+    if r.array("message", usize::MAX)? != 2 {
         return Err(ProtocolError::Malformed {
             offset: 0,
             problem: "a message must be the array [type, body]",
