@@ -12,18 +12,24 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use vchat::protocol::{
-    decode_frame, encode, Accept, Decoded, Hello, Message, PixelFormat, ProtocolError, Receive, Role, Session,
-    PROTOCOL_VERSION,
+    decode_frame, encode, Accept, Decoded, Hello, Message, PixelFormat, ProtocolError, Receive,
+    Role, Session, PROTOCOL_VERSION,
 };
 
 fuzz_target!(|data: &[u8]| {
     let Some((first, stream)) = data.split_first() else {
         return;
     };
-    let role = if first & 1 == 0 { Role::Caller } else { Role::Listener };
+    let role = if first & 1 == 0 {
+        Role::Caller
+    } else {
+        Role::Listener
+    };
     let mut session = Session::new(role);
     if role == Role::Caller {
-        session.on_send(&Message::Hello(local_hello())).expect("the caller speaks first");
+        session
+            .on_send(&Message::Hello(local_hello()))
+            .expect("the caller speaks first");
     }
 
     let mut buf = BytesMut::from(stream);
@@ -32,8 +38,11 @@ fuzz_target!(|data: &[u8]| {
             Ok(Some(Decoded::Message(message))) => {
                 assert_round_trip(&message);
                 let result = session.on_receive(&message);
-                if result.is_ok() && role == Role::Listener && matches!(message, Message::Hello(_)) {
-                    session.on_send(&Message::Hello(local_hello())).expect("answering the caller's hello");
+                if result.is_ok() && role == Role::Listener && matches!(message, Message::Hello(_))
+                {
+                    session
+                        .on_send(&Message::Hello(local_hello()))
+                        .expect("answering the caller's hello");
                     let version = session.version().expect("both hellos are in");
                     session
                         .on_send(&Message::Accept(Accept { version }))
