@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "vchat",
-    version,
-    about = "Private peer-to-peer video chat over pinned mutual TLS 1.3"
-)]
+#[command(name = "vchat", version, about = "Private peer-to-peer video chat over pinned mutual TLS 1.3")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
