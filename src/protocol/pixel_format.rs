@@ -32,6 +32,12 @@ impl PixelFormat {
         }
     }
 
+    /// The format with this exact wire name (see [`PixelFormat::name`]), if
+    /// any. Unlike `FromStr`, no aliases and no case folding: the wire is exact.
+    pub fn from_wire_name(name: &str) -> Option<Self> {
+        PixelFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// The exact payload length of an uncompressed frame of this size, or `None`
     /// for compressed formats (whose length is not a function of the size) and
     /// for sizes whose length would overflow `usize`.

@@ -1,0 +1,228 @@
+//! `Connection`: the protocol over a byte stream (in vchat, the TLS stream).
+//!
+//! It owns the stream, a receive buffer and the [`Session`] state. Reading
+//! fills the buffer until the codec finds a whole frame; writing sends a
+//! frame's small head and then the payload straight from its `Bytes`. Every
+//! message, in and out, passes the session's checks, so a peer that breaks
+//! the protocol surfaces as a [`ProtocolError`] whose [`ProtocolError::bye`]
+//! names the problem.
+//!
+//! A call sends and receives video at once, and a peer blocked writing a
+//! large frame stops reading: one task doing both could deadlock against a
+//! peer doing the same. So after the handshake, [`Connection::into_split`]
+//! gives a [`MessageReader`] and a [`MessageWriter`] for two tasks, sharing
+//! the session.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use super::codec::{decode_frame, encode_frame, frame_len, Decoded};
+use super::limits::LENGTH_PREFIX_LEN;
+use super::{Bye, Message, ProtocolError, Role, Session};
+
+/// Receive buffer kept free before each read: big enough for any control
+/// message, small enough to be cheap per connection. Video frames reserve
+/// their exact size once their prefix is read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The protocol over one stream: read and write whole, checked messages.
+#[derive(Debug)]
+pub struct Connection<S> {
+    stream: S,
+    buffer: BytesMut,
+    session: Session,
+}
+
+impl<S> Connection<S> {
+    /// Starts the protocol on `stream` (right after the TLS handshake).
+    pub fn new(stream: S, role: Role) -> Self {
+        Connection {
+            stream,
+            buffer: BytesMut::with_capacity(READ_CHUNK),
+            session: Session::new(role),
+        }
+    }
+
+    /// The call's protocol state (peer's Hello, version, whether connected).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The stream, e.g. to ask the TLS layer for the peer's certificate.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Reads the next message. Returns `Ok(None)` when the peer closed the
+    /// stream cleanly between messages, and
+    /// [`ProtocolError::Truncated`] when it closed mid-message. Messages of
+    /// unknown types are skipped (and counted in the session).
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, no message
+    /// is lost; bytes read so far stay in the buffer.
+    pub async fn read_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        read_message(&mut self.stream, &mut self.buffer, &mut self.session).await
+    }
+
+    /// Writes one message and flushes the stream, so it is on its way when
+    /// this returns (video is latency-bound; frames are not batched).
+    ///
+    /// Not cancel-safe: dropping the future mid-write leaves a partial frame
+    /// on the stream, after which the connection must be closed.
+    pub async fn write_message(&mut self, message: &Message) -> Result<(), ProtocolError> {
+        write_message(&mut self.stream, message, &mut self.session).await
+    }
+
+    /// Sends `bye` and shuts down our sending side (the TLS close_notify).
+    /// Read on until `Ok(None)` to see the peer's end, or drop the connection.
+    pub async fn close(&mut self, bye: Bye) -> Result<(), ProtocolError> {
+        self.write_message(&Message::Bye(bye)).await?;
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    /// Splits into a reader and a writer for two tasks. Bytes already
+    /// buffered stay with the reader; both halves share the session.
+    pub fn into_split(self) -> (MessageReader<ReadHalf<S>>, MessageWriter<WriteHalf<S>>) {
+        let (read, write) = tokio::io::split(self.stream);
+        let session = Arc::new(Mutex::new(self.session));
+        (
+            MessageReader {
+                stream: read,
+                buffer: self.buffer,
+                session: Arc::clone(&session),
+            },
+            MessageWriter {
+                stream: write,
+                session,
+            },
+        )
+    }
+}
+
+/// The receiving half of a split [`Connection`].
+#[derive(Debug)]
+pub struct MessageReader<R> {
+    stream: R,
+    buffer: BytesMut,
+    session: Arc<Mutex<Session>>,
+}
+
+impl<R: AsyncRead + Unpin> MessageReader<R> {
+    /// As [`Connection::read_message`] (cancel-safe).
+    pub async fn read_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        read_message(&mut self.stream, &mut self.buffer, &*self.session).await
+    }
+
+    /// A copy of the shared session state.
+    pub fn session(&self) -> Session {
+        lock(&self.session).clone()
+    }
+}
+
+/// The sending half of a split [`Connection`].
+#[derive(Debug)]
+pub struct MessageWriter<W> {
+    stream: W,
+    session: Arc<Mutex<Session>>,
+}
+
+impl<W: AsyncWrite + Unpin> MessageWriter<W> {
+    /// As [`Connection::write_message`] (writes and flushes; not cancel-safe).
+    pub async fn write_message(&mut self, message: &Message) -> Result<(), ProtocolError> {
+        write_message(&mut self.stream, message, &*self.session).await
+    }
+
+    /// As [`Connection::close`]: sends `bye`, then shuts down the sending side.
+    pub async fn close(&mut self, bye: Bye) -> Result<(), ProtocolError> {
+        self.write_message(&Message::Bye(bye)).await?;
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    /// A copy of the shared session state.
+    pub fn session(&self) -> Session {
+        lock(&self.session).clone()
+    }
+}
+
+/// Locks the shared session. A panic elsewhere while holding it cannot leave
+/// it half-updated in a way that matters more than the panic itself.
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where the read and write loops find the session: owned by an unsplit
+/// connection, shared behind a mutex by split halves (locked only between
+/// awaits, never across one).
+trait SessionAccess {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Session) -> T) -> T;
+}
+
+impl SessionAccess for &mut Session {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Session) -> T) -> T {
+        f(self)
+    }
+}
+
+impl SessionAccess for &Mutex<Session> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Session) -> T) -> T {
+        f(&mut lock(self))
+    }
+}
+
+async fn read_message<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buffer: &mut BytesMut,
+    mut session: impl SessionAccess,
+) -> Result<Option<Message>, ProtocolError> {
+    loop {
+        match decode_frame(buffer)? {
+            Some(Decoded::Message(message)) => {
+                session.with(|s| s.on_receive(&message))?;
+                return Ok(Some(message));
+            }
+            Some(Decoded::Unknown { kind }) => {
+                tracing::debug!(kind, "ignoring a message of unknown type");
+                session.with(|s| s.on_receive_unknown(&kind))?;
+                continue;
+            }
+            None => {}
+        }
+        if buffer.capacity() - buffer.len() < READ_CHUNK {
+            buffer.reserve(READ_CHUNK);
+        }
+        if stream.read_buf(buffer).await? == 0 {
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            let expected = frame_len(buffer)
+                .ok()
+                .flatten()
+                .unwrap_or(LENGTH_PREFIX_LEN);
+            return Err(ProtocolError::Truncated {
+                received: buffer.len(),
+                expected,
+            });
+        }
+    }
+}
+
+async fn write_message<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    message: &Message,
+    mut session: impl SessionAccess,
+) -> Result<(), ProtocolError> {
+    let frame = encode_frame(message)?;
+    session.with(|s| s.on_send(message))?;
+    stream.write_all(&frame.head).await?;
+    if !frame.payload.is_empty() {
+        stream.write_all(&frame.payload).await?;
+    }
+    stream.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The messages peers exchange after the TLS handshake, as Rust types.
+//!
+//! These are plain data: how they look on the wire is in `codec.rs` (and
+//! PROTOCOL.md), what makes them acceptable is in `validate.rs`.
+
+use bytes::Bytes;
+
+use super::PixelFormat;
+
+/// One message of the vchat protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// The first message of each side: who it is and what it can receive.
+    Hello(Hello),
+    /// Sent by the listener only: the call is accepted. The caller treats the
+    /// call as connected only once this arrives (TLS 1.3 reports a rejected
+    /// client certificate only on the caller's first read).
+    Accept(Accept),
+    /// One picture.
+    Video(Video),
+    /// Asks the peer to answer with a [`Message::Pong`] echoing `nonce`.
+    Ping {
+        /// Opaque to the receiver; the sender may put its clock in it to
+        /// measure the round-trip time when the Pong comes back.
+        nonce: u64,
+    },
+    /// The answer to a [`Message::Ping`].
+    Pong {
+        /// The `nonce` of the Ping being answered.
+        nonce: u64,
+    },
+    /// The sender turned its camera on or off (no video follows while off).
+    Camera {
+        /// Whether the camera is now on.
+        on: bool,
+    },
+    /// The last message of a call: why the sender is hanging up.
+    Bye(Bye),
+}
+
+impl Message {
+    /// The message's type name, as it appears on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Accept(_) => "accept",
+            Message::Video(_) => "video",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::Camera { .. } => "camera",
+            Message::Bye(_) => "bye",
+        }
+    }
+}
+
+/// Who a peer is and what it can receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The newest protocol version the sender speaks (at least 1).
+    pub version: u32,
+    /// The sending program, e.g. "vchat".
+    pub software_name: String,
+    /// The sending program's version, e.g. "0.1.0".
+    pub software_version: String,
+    /// The name the user chose to show the peer. Informational only: the
+    /// peer's identity is its pinned certificate, never this name.
+    pub display_name: String,
+    /// What video the sender accepts.
+    pub receive: Receive,
+}
+
+/// The video a peer accepts: anything else it receives is a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receive {
+    /// Formats the peer can decode, most preferred first. May be empty (the
+    /// peer only sends). Unknown names from newer peers are dropped on decode.
+    pub codecs: Vec<PixelFormat>,
+    /// Widest frame the peer accepts, `1..=MAX_WIDTH`.
+    pub max_width: u32,
+    /// Tallest frame the peer accepts, `1..=MAX_HEIGHT`.
+    pub max_height: u32,
+}
+
+impl Receive {
+    /// Whether a frame of this format and size is one the peer said it accepts.
+    pub fn accepts(&self, format: PixelFormat, width: u32, height: u32) -> bool {
+        self.codecs.contains(&format) && width <= self.max_width && height <= self.max_height
+    }
+}
+
+/// The listener accepts the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    /// The protocol version the call speaks from now on: the lower of the two
+    /// Hello versions.
+    pub version: u32,
+}
+
+/// One video frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    /// Sequence number: strictly increasing within a call (gaps are allowed,
+    /// a sender may drop frames).
+    pub seq: u64,
+    /// Capture time in microseconds on the sender's clock, with an epoch of
+    /// the sender's choosing. Only meaningful to the sender, or to a receiver
+    /// that compares differences between frames or corrects them with the
+    /// round-trip time.
+    pub capture_time_us: u64,
+    /// Width in pixels, `1..=MAX_WIDTH`.
+    pub width: u32,
+    /// Height in pixels, `1..=MAX_HEIGHT`.
+    pub height: u32,
+    /// How to read `payload`.
+    pub format: PixelFormat,
+    /// The picture. For raw formats exactly `format.raw_len(width, height)`
+    /// bytes; for JPEG `1..=MAX_PAYLOAD_LEN` bytes. On decode this is a slice of
+    /// the receive buffer (no copy); on encode it is written as one slice.
+    pub payload: Bytes,
+}
+
+/// The end of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bye {
+    /// Why, for programs.
+    pub reason: ByeReason,
+    /// Why, for people: one line of UTF-8, at most `MAX_BYE_TEXT_LEN` bytes,
+    /// no control characters. May be empty.
+    pub text: String,
+}
+
+impl Bye {
+    /// A Bye with this reason and text.
+    pub fn new(reason: ByeReason, text: impl Into<String>) -> Self {
+        Bye {
+            reason,
+            text: text.into(),
+        }
+    }
+}
+
+/// Why a call ends, as a short code on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ByeReason {
+    /// The user hung up (`"hangup"`).
+    Hangup,
+    /// The listener's user declined the call (`"declined"`).
+    Declined,
+    /// The listener is already in a call (`"busy"`).
+    Busy,
+    /// No common protocol version (`"unsupported_version"`).
+    UnsupportedVersion,
+    /// The peer broke the protocol; the text names the problem (`"protocol_error"`).
+    ProtocolError,
+    /// The sender failed on its own side, e.g. its camera died (`"internal_error"`).
+    InternalError,
+    /// A code this version does not know (sent as `"other"`).
+    Other,
+}
+
+impl ByeReason {
+    /// Every reason, for tests and documentation.
+    pub const ALL: [ByeReason; 7] = [
+        ByeReason::Hangup,
+        ByeReason::Declined,
+        ByeReason::Busy,
+        ByeReason::UnsupportedVersion,
+        ByeReason::ProtocolError,
+        ByeReason::InternalError,
+        ByeReason::Other,
+    ];
+
+    /// The code used on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            ByeReason::Hangup => "hangup",
+            ByeReason::Declined => "declined",
+            ByeReason::Busy => "busy",
+            ByeReason::UnsupportedVersion => "unsupported_version",
+            ByeReason::ProtocolError => "protocol_error",
+            ByeReason::InternalError => "internal_error",
+            ByeReason::Other => "other",
+        }
+    }
+
+    /// The reason for a wire code; codes this version does not know are `Other`.
+    pub fn from_code(code: &str) -> Self {
+        ByeReason::ALL
+            .into_iter()
+            .find(|r| r.code() == code)
+            .unwrap_or(ByeReason::Other)
+    }
+}
