@@ -4,6 +4,7 @@
 //!
 //! Run with `cargo run --example ui_preview -- 10`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vchat::ui::{CallState, DisplayState, RgbImage, UiCommand, WindowLoop};
@@ -33,8 +34,8 @@ fn main() -> anyhow::Result<()> {
     let handle = window.handle();
     handle.update(|s| {
         s.state = CallState::Connected;
-        s.peer_picture = Some(gradient(1280, 720, [255, 160, 40]));
-        s.self_picture = Some(gradient(640, 480, [60, 140, 255]));
+        s.peer_picture = Some(Arc::new(gradient(1280, 720, [255, 160, 40])));
+        s.self_picture = Some(Arc::new(gradient(640, 480, [60, 140, 255])));
         s.stats = vec![
             "in 30.0 fps 12.1 Mbit/s  out 30.0 fps 11.8 Mbit/s".into(),
             "rtt 0.4 ms".into(),

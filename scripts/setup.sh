@@ -10,7 +10,7 @@ packages=(
   libclang-dev clang        # nokhwa -> v4l2-sys-mit runs bindgen
   openssl                   # tests: fingerprint vs openssl, TLS 1.2 client
   ffmpeg                    # tests: Y4M interoperability (ffmpeg, ffprobe)
-  xvfb x11-apps imagemagick # tests: the window under Xvfb, xwd + convert
+  xvfb x11-apps xdotool     # tests: the window under Xvfb, screenshots (xwd), key presses
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
 )
 

@@ -16,20 +16,33 @@
 //!   stream.
 //! - [`media`]: where pictures come from and how they travel: camera, test
 //!   pattern and Y4M file sources, raw and JPEG codecs, Y4M recording.
+//! - [`ui`]: the window: the peer large, yourself small, an overlay, keys.
+//! - [`call`]: joins the parts: `listen`, `call` and `demo`, the handshake
+//!   after TLS, and the pipeline that moves video both ways with bounded
+//!   latency.
 //!
 //! # Data flow
 //!
 //! ```text
-//!  source (camera/test/y4m) ─► encoder (raw/jpeg) ─► protocol::Connection ─► TLS ─► TCP
-//!                                                                                    │
-//!  window / recorder ◄─ decoder ◄─ protocol::Connection ◄─ TLS (pins checked) ◄──────┘
+//!            media thread                          writer task
+//!  source ─► encoder ─► [newest frame] ─────────► protocol::Connection ─► TLS ─► TCP ─┐
+//!  (camera/test/y4m)                                                                 │
+//!                                                                              the peer
+//!            decoder thread                        reader task                       │
+//!  window ◄─ decoder ◄─ [newest frame] ◄───────── protocol::Connection ◄─ TLS ◄─ TCP ◄┘
+//!  recorder ◄┘                                    (ping/pong, camera, bye)
 //! ```
+//!
+//! `[newest frame]` is a one-slot hand-off ([`call::slot::Latest`]): a stage
+//! that falls behind finds only the newest frame, so slowness costs dropped
+//! frames, never growing delay.
 //!
 //! Trust is established before any application byte flows: both sides present
 //! certificates, each side's verifier compares the SHA-256 of the presented
 //! certificate with its pins and checks the handshake signature against it.
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod identity;
 pub mod media;
 pub mod net;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vchat::call::{self, CallOptions, CallSummary, StatsFormat};
 use vchat::identity::{self, commands};
 
 #[derive(Parser)]
@@ -55,6 +56,33 @@ enum Command {
     },
     /// List cameras and the formats (encoding, size, frame rate) each offers.
     Cameras,
+    /// Wait for a call from a pinned peer.
+    Listen {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "0.0.0.0:7878", value_name = "ADDR:PORT")]
+        bind: String,
+        /// Who may call: a trusted peer's name or a certificate file (repeatable).
+        #[arg(long = "peer", required = true, value_name = "NAME_OR_CERT")]
+        peers: Vec<String>,
+        #[command(flatten)]
+        options: CallOptions,
+    },
+    /// Call a pinned peer who is listening.
+    Call {
+        /// The listener's address, e.g. 192.0.2.7:7878.
+        #[arg(value_name = "ADDR:PORT")]
+        addr: String,
+        /// Whom you expect: a trusted peer's name or a certificate file.
+        #[arg(long, value_name = "NAME_OR_CERT")]
+        peer: String,
+        #[command(flatten)]
+        options: CallOptions,
+    },
+    /// Try vchat alone: two throwaway identities call each other over loopback.
+    Demo {
+        #[command(flatten)]
+        options: CallOptions,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,7 +99,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = || identity::resolve_dir(cli.dir.as_deref());
-    let out = &mut std::io::stdout().lock();
+    // Not locked: the call prints stats from other threads while this runs.
+    let out = &mut std::io::stdout();
     match cli.command {
         Command::Keygen { name, force } => commands::keygen(&dir()?, &name, force, out)?,
         Command::Id => commands::id(&dir()?, out)?,
@@ -81,8 +110,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
         Command::Cameras => vchat::media::print_cameras(out)?,
+        Command::Listen {
+            bind,
+            peers,
+            options,
+        } => report(call::listen(&dir()?, &bind, &peers, &options)?, &options),
+        Command::Call {
+            addr,
+            peer,
+            options,
+        } => report(call::call(&dir()?, &addr, &peer, &options)?, &options),
+        Command::Demo { options } => report(call::demo(&options)?, &options),
     }
     Ok(())
+}
+
+/// The one-line summary of a call that ended normally.
+fn report(summary: CallSummary, options: &CallOptions) {
+    match options.stats {
+        Some(StatsFormat::Json) => println!("{}", summary.to_json()),
+        _ => println!("{}", summary.line()),
+    }
 }
 
 /// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) adjusts the level.

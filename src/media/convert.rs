@@ -325,7 +325,7 @@ pub(crate) fn blit_i420(
         step: "blit I420",
         reason: reason.to_owned(),
     };
-    if left % 2 != 0 || top % 2 != 0 {
+    if !left.is_multiple_of(2) || !top.is_multiple_of(2) {
         return Err(misuse("offset must be even"));
     }
     if left + src.width() > dst.width() || top + src.height() > dst.height() {

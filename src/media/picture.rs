@@ -91,8 +91,9 @@ impl Picture {
         Ok(picture)
     }
 
-    /// A 0x0 picture, to be reshaped before use: the starting state of reused buffers.
-    pub(crate) fn empty(format: PictureFormat) -> Self {
+    /// A 0x0 picture to decode or read into (`Decoder::decode_into`,
+    /// `Y4mReader::read_frame_into` reshape it): the starting state of reused buffers.
+    pub fn empty(format: PictureFormat) -> Self {
         Picture {
             width: 0,
             height: 0,

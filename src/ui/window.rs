@@ -36,12 +36,13 @@ pub struct DisplayState {
     pub peer_name: String,
     pub peer_fingerprint: String,
     pub state: CallState,
-    /// The newest picture from the peer.
-    pub peer_picture: Option<RgbImage>,
+    /// The newest picture from the peer (shared, so the window can draw it
+    /// without holding the lock).
+    pub peer_picture: Option<Arc<RgbImage>>,
     /// False when the peer said its camera is off.
     pub peer_camera_on: bool,
     /// The newest picture of ourselves.
-    pub self_picture: Option<RgbImage>,
+    pub self_picture: Option<Arc<RgbImage>>,
     /// False when we turned our camera off.
     pub self_camera_on: bool,
     /// Stats lines for the overlay.
@@ -305,43 +306,52 @@ impl App {
             .surface
             .buffer_mut()
             .map_err(|e| UiError::Window(e.to_string()))?;
-        {
+        // Copy what to draw and let go of the lock before composing, so the
+        // call's threads never wait for a redraw.
+        let (overlay, peer_picture, peer_on, connecting, self_picture, self_on) = {
             let state = lock(&self.handle.state);
-            let overlay = overlay_lines(&state);
-            let peer = match (&state.peer_picture, state.peer_camera_on, &state.state) {
-                (_, false, _) => View::Placeholder("Camera off"),
-                (Some(image), true, _) => View::Picture {
-                    image,
-                    mirror: false,
-                },
-                (None, true, CallState::Connecting) => View::Placeholder("Connecting..."),
-                (None, true, _) => View::Placeholder("Waiting for video"),
-            };
-            let me = match (&state.self_picture, state.self_camera_on) {
-                (_, false) => View::Placeholder("Camera off"),
-                (Some(image), true) => View::Picture {
-                    image,
-                    mirror: self.options.mirror_self,
-                },
-                (None, true) => View::Placeholder("No video"),
-            };
-            let (main, corner) = if self.options.swapped {
-                (me, peer)
-            } else {
-                (peer, me)
-            };
-            let scene = Scene {
-                main,
-                pip: self.options.show_self.then_some(corner),
-                overlay: &overlay,
-                hint: self
-                    .opened_at
-                    .is_some_and(|t| t.elapsed() < HINT_FOR)
-                    .then_some(HINT),
-            };
-            self.compositor
-                .render(&mut buffer, w.get(), h.get(), &scene);
-        }
+            (
+                overlay_lines(&state),
+                state.peer_picture.clone(),
+                state.peer_camera_on,
+                state.state == CallState::Connecting,
+                state.self_picture.clone(),
+                state.self_camera_on,
+            )
+        };
+        let peer = match (&peer_picture, peer_on) {
+            (_, false) => View::Placeholder("Camera off"),
+            (Some(image), true) => View::Picture {
+                image,
+                mirror: false,
+            },
+            (None, true) if connecting => View::Placeholder("Connecting..."),
+            (None, true) => View::Placeholder("Waiting for video"),
+        };
+        let me = match (&self_picture, self_on) {
+            (_, false) => View::Placeholder("Camera off"),
+            (Some(image), true) => View::Picture {
+                image,
+                mirror: self.options.mirror_self,
+            },
+            (None, true) => View::Placeholder("No video"),
+        };
+        let (main, corner) = if self.options.swapped {
+            (me, peer)
+        } else {
+            (peer, me)
+        };
+        let scene = Scene {
+            main,
+            pip: self.options.show_self.then_some(corner),
+            overlay: &overlay,
+            hint: self
+                .opened_at
+                .is_some_and(|t| t.elapsed() < HINT_FOR)
+                .then_some(HINT),
+        };
+        self.compositor
+            .render(&mut buffer, w.get(), h.get(), &scene);
         buffer.present().map_err(|e| UiError::Window(e.to_string()))
     }
 }

@@ -92,3 +92,177 @@ pub async fn guard<T>(what: &str, fut: impl std::future::Future<Output = T>) -> 
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {HANG_GUARD:?}"))
 }
+
+/// A running `vchat` process whose stdout and stderr are collected by
+/// threads, so the test can wait for a line without blocking the child.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(bool, String)>,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Running {
+    /// Starts `vchat ARGS` with piped output.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = vchat()
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vchat");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for (is_stdout, pipe) in [
+            (true, Box::new(out) as Box<dyn std::io::Read + Send>),
+            (false, Box::new(err)),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send((is_stdout, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Waits for a line (stdout or stderr) containing `needle`; fails the
+    /// test after `limit` (a hang guard) or if the process ends first.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((is_stdout, line)) => {
+                    let found = line.contains(needle);
+                    if is_stdout {
+                        self.stdout.push(line.clone());
+                    } else {
+                        self.stderr.push(line.clone());
+                    }
+                    if found {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no line containing {needle:?} within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                        self.stdout.join("\n"),
+                        self.stderr.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for the process to exit (killing it after `limit`, a hang
+    /// guard) and collects the rest of its output.
+    pub fn finish(mut self, limit: Duration) -> Finished {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.drain();
+                panic!(
+                    "vchat did not exit within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout.join("\n"),
+                    self.stderr.join("\n")
+                );
+            }
+            // Collect output while waiting; the timeout paces the loop.
+            if let Ok((is_stdout, line)) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                if is_stdout {
+                    self.stdout.push(line);
+                } else {
+                    self.stderr.push(line);
+                }
+            }
+        };
+        self.drain();
+        Finished {
+            status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+
+    fn drain(&mut self) {
+        // The reader threads end at EOF once the process is gone.
+        while let Ok((is_stdout, line)) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            if is_stdout {
+                self.stdout.push(line);
+            } else {
+                self.stderr.push(line);
+            }
+        }
+    }
+
+    /// Sends a signal with the `kill` command (SIGSTOP, SIGCONT, SIGKILL...).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+/// A process that has exited, with all its output.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Finished {
+    pub fn all_output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout.join("\n"),
+            self.stderr.join("\n")
+        )
+    }
+}
+
+/// Two identities on disk that trust each other: (dir_a, dir_b), each with
+/// the other pinned as "a" / "b".
+pub fn paired_identities() -> (tempfile::TempDir, tempfile::TempDir) {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    run_ok(a.path(), &["keygen", "--name", "Alice"]);
+    run_ok(b.path(), &["keygen", "--name", "Bob"]);
+    let a_cert = a.path().join("cert.pem");
+    let b_cert = b.path().join("cert.pem");
+    run_ok(
+        a.path(),
+        &["trust", b_cert.to_str().unwrap(), "--name", "b"],
+    );
+    run_ok(
+        b.path(),
+        &["trust", a_cert.to_str().unwrap(), "--name", "a"],
+    );
+    (a, b)
+}
+
+/// Parses the address from the listener's "vchat: listening on ADDR" line.
+pub fn listening_addr(line: &str) -> String {
+    line.rsplit(' ').next().unwrap().trim().to_owned()
+}

@@ -1,0 +1,119 @@
+//! The call: identities, the pinned channel, the protocol and the media layer
+//! joined into two people seeing each other live.
+//!
+//! - [`run`] holds the commands (`listen`, `call`, `demo`): set up the window
+//!   or headless mode, connect, run the handshake, run the pipeline.
+//! - [`handshake`] is the hello/accept exchange after TLS.
+//! - [`pipeline`] moves video both ways with bounded latency.
+//! - [`slot`] is the newest-only hand-off between pipeline stages.
+//! - [`stats`] counts and reports.
+
+pub mod handshake;
+pub mod pipeline;
+pub mod run;
+pub mod slot;
+pub mod stats;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use pipeline::{CallSummary, PEER_TIMEOUT, PING_INTERVAL};
+pub use run::{call, demo, listen, CallOptions};
+
+use crate::identity::IdentityError;
+use crate::media::MediaError;
+use crate::net::NetError;
+use crate::protocol::{Bye, ByeReason, PixelFormat, ProtocolError};
+use crate::ui::UiError;
+
+/// `--stats` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// One JSON object per second on stdout.
+    Json,
+    /// One human-readable line per second on stderr.
+    Text,
+}
+
+/// Why a call ended normally (exit status 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// q, Esc or the window closed.
+    HungUp,
+    /// Ctrl-C.
+    Interrupted,
+    /// `--frames` frames were sent.
+    FramesReached,
+    /// `--duration` elapsed.
+    DurationReached,
+    /// The peer hung up, with its stated reason.
+    PeerHungUp(String),
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::HungUp => f.write_str("hung up"),
+            EndReason::Interrupted => f.write_str("interrupted"),
+            EndReason::FramesReached => f.write_str("frame limit reached"),
+            EndReason::DurationReached => f.write_str("duration reached"),
+            EndReason::PeerHungUp(why) if why.is_empty() => f.write_str("peer hung up"),
+            EndReason::PeerHungUp(why) => write!(f, "peer hung up: {why}"),
+        }
+    }
+}
+
+/// Why a call could not start or did not end cleanly (exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Ui(#[from] UiError),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("the peer sent video we cannot decode: {0}")]
+    PeerSentBadVideo(MediaError),
+    #[error("no word from the peer for {} s: it vanished (program killed, network down or machine asleep)", .0.as_secs())]
+    PeerVanished(Duration),
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error("the peer ended the call ({}){}", .0.reason.code(), if .0.text.is_empty() { String::new() } else { format!(": {}", .0.text) })]
+    PeerEnded(Bye),
+    #[error("the peer closed the connection during the handshake")]
+    ClosedDuringHandshake,
+    #[error("the peer did not complete the vchat handshake within {0:?}")]
+    HelloTimeout(Duration),
+    #[error("expected the peer's {wanted}, got {got}")]
+    UnexpectedMessage { wanted: String, got: &'static str },
+    #[error("the peer accepts no video format we can send (we wanted {wanted}){offered}")]
+    NoCommonFormat {
+        wanted: PixelFormat,
+        offered: String,
+    },
+    #[error("the listener stopped before a peer connected")]
+    ListenerClosed,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CallError {
+    /// The bye to send the peer for this failure, if the connection can still carry one.
+    pub fn bye(&self) -> Option<Bye> {
+        let text = |s: String| crate::protocol::bye_text(&s);
+        match self {
+            CallError::Protocol(e) if !e.is_connection_lost() => Some(e.bye()),
+            CallError::PeerSentBadVideo(e) => {
+                Some(Bye::new(ByeReason::ProtocolError, text(e.to_string())))
+            }
+            CallError::Media(_) | CallError::Internal(_) | CallError::Ui(_) => {
+                Some(Bye::new(ByeReason::InternalError, text(self.to_string())))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! `vchat listen`, `vchat call` and `vchat demo`: from command-line options
+//! to a running call, with the window on the main thread (winit requires it)
+//! and the network on tokio threads, or headless.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tracing::{info, warn};
+
+use super::handshake::{self, choose_send_format, local_hello};
+use super::pipeline::{self, CallSummary, PipelineConfig};
+use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
+use crate::identity::{peers, Identity, PinnedPeer};
+use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
+use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
+use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
+use crate::ui::{DisplayState, UiCommand, UiHandle, WindowLoop};
+
+/// The options every command that sends video shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallOptions {
+    /// Video source: camera, camera:N, test (a synthetic pattern) or FILE.y4m.
+    /// Default: camera (the demo: the camera if there is one, else test).
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<SourceSpec>,
+    /// Frame size to capture and send, WxH.
+    #[arg(long, default_value = "640x480", value_name = "WxH")]
+    pub size: Size,
+    /// Frames per second to capture.
+    #[arg(long, default_value = "30", value_name = "N")]
+    pub fps: Fps,
+    /// What to send: jpeg, raw (RGB24) or i420 (raw 4:2:0, half of raw's bytes).
+    #[arg(long, default_value = "jpeg", value_name = "CODEC")]
+    pub codec: PixelFormat,
+    /// JPEG quality, 1-100.
+    #[arg(long, default_value = "80", value_name = "Q")]
+    pub quality: Quality,
+    /// Name shown to the peer (default: the name in your certificate).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// No window: for servers, scripts and tests.
+    #[arg(long)]
+    pub headless: bool,
+    /// Write the video you receive to a YUV4MPEG2 file.
+    #[arg(long, value_name = "FILE.y4m")]
+    pub record: Option<PathBuf>,
+    /// Hang up after sending N frames.
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u64>,
+    /// Hang up after SECS seconds of call.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print statistics every second: json (stdout) or text (stderr).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub stats: Option<StatsFormat>,
+}
+
+impl CallOptions {
+    fn duration(&self) -> Result<Option<Duration>, CallError> {
+        match self.duration {
+            None => Ok(None),
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                Ok(Some(Duration::from_secs_f64(secs)))
+            }
+            Some(secs) => Err(CallError::Internal(format!(
+                "--duration {secs} is not a positive number of seconds"
+            ))),
+        }
+    }
+
+    fn pipeline(
+        &self,
+        send_format: PixelFormat,
+        peer_name: &str,
+    ) -> Result<PipelineConfig, CallError> {
+        Ok(PipelineConfig {
+            send_format,
+            quality: self.quality,
+            fps: self.fps,
+            record: self.record.clone(),
+            max_frames: self.frames,
+            duration: self.duration()?,
+            stats: self.stats,
+            peer_timeout: PEER_TIMEOUT,
+            peer_name: peer_name.to_owned(),
+        })
+    }
+
+    fn open_source(&self, default: &SourceSpec) -> Result<Box<dyn FrameSource>, CallError> {
+        let spec = self.source.as_ref().unwrap_or(default);
+        let source = open_source(spec, self.size, self.fps, self.codec)?;
+        info!("video source: {}", source.describe());
+        Ok(source)
+    }
+}
+
+/// `vchat listen`: waits for one of `peer_specs` and runs the call.
+pub fn listen(
+    dir: &Path,
+    bind: &str,
+    peer_specs: &[String],
+    options: &CallOptions,
+) -> Result<CallSummary, CallError> {
+    let identity = Identity::load(dir)?;
+    let pins = peer_specs
+        .iter()
+        .map(|spec| peers::resolve(dir, spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    options.duration()?;
+    let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
+    let name = display_name(options, &identity);
+    let waiting_for: Vec<String> = pins.iter().map(|p| p.name.clone()).collect();
+    let state = DisplayState::new(&format!("waiting for {}", waiting_for.join(", ")), "");
+    let bind = bind.to_owned();
+    let options = options.clone();
+    let window = open_window(options.headless, state)?;
+    run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
+        let mut listener = Listener::bind(
+            &bind,
+            &identity,
+            PinSet::new(pins),
+            ListenerOptions::default(),
+        )
+        .await?;
+        // A stable line scripts and tests can wait for (the port may be 0 = any).
+        eprintln!("vchat: listening on {}", listener.local_addr());
+        info!("waiting for {}", waiting_for.join(" or "));
+        let secure = tokio::select! {
+            secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
+            reason = ended_before_connecting(&mut commands) => return Ok(not_connected(reason)),
+        };
+        let remote = secure.remote;
+        let peer = secure.peer.clone();
+        show_peer(&ui, &peer);
+        // Anyone else who gets through while we are in this call is told we are busy.
+        tokio::spawn(refuse_while_busy(listener));
+        let mut conn = Connection::new(secure.stream, Role::Listener);
+        let hello = local_hello(&name);
+        let peer_hello =
+            handshake::as_listener(&mut conn, hello, |e| CallError::Net(classify(remote, e)))
+                .await?;
+        info!(peer = %peer.name, display_name = %peer_hello.display_name, "call from {}", peer.name);
+        let send_format = choose_send_format(options.codec, &peer_hello.receive)?;
+        let config = options.pipeline(send_format, &peer.name)?;
+        pipeline::run(conn, source, config, ui, commands).await
+    })
+}
+
+/// `vchat call`: dials `addr`, accepting only `peer_spec`, and runs the call.
+pub fn call(
+    dir: &Path,
+    addr: &str,
+    peer_spec: &str,
+    options: &CallOptions,
+) -> Result<CallSummary, CallError> {
+    let identity = Identity::load(dir)?;
+    let peer = peers::resolve(dir, peer_spec)?;
+    options.duration()?;
+    let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
+    let name = display_name(options, &identity);
+    let state = DisplayState::new(&peer.name, &peer.fingerprint().short());
+    let addr = addr.to_owned();
+    let options = options.clone();
+    let title = format!("vchat - {}", peer.name);
+    let window = open_window(options.headless, state)?;
+    run_with_ui(window, title, move |ui, commands| async move {
+        connect_and_run(
+            &addr, &identity, &peer, &name, source, &options, ui, commands,
+        )
+        .await
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_run(
+    addr: &str,
+    identity: &Identity,
+    peer: &PinnedPeer,
+    name: &str,
+    source: Box<dyn FrameSource>,
+    options: &CallOptions,
+    ui: UiHandle,
+    commands: UnboundedReceiver<UiCommand>,
+) -> Result<CallSummary, CallError> {
+    let secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT).await?;
+    let remote = secure.remote;
+    let mut conn = Connection::new(secure.stream, Role::Caller);
+    let peer_hello = handshake::as_caller(&mut conn, local_hello(name), |e| {
+        CallError::Net(classify(remote, e))
+    })
+    .await?;
+    info!(peer = %peer.name, display_name = %peer_hello.display_name, "connected to {}", peer.name);
+    let send_format = choose_send_format(options.codec, &peer_hello.receive)?;
+    let config = options.pipeline(send_format, &peer.name)?;
+    pipeline::run(conn, source, config, ui, commands).await
+}
+
+/// How long the demo runs when there is no display to close.
+const HEADLESS_DEMO: Duration = Duration::from_secs(5);
+
+/// `vchat demo`: two throwaway identities, both peers in this process over
+/// loopback mutual TLS, one window showing both feeds.
+pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
+    let mut options = options.clone();
+    let me = Identity::generate("You (demo)")?;
+    let friend = Identity::generate("Friend (demo)")?;
+    let my_source = match &options.source {
+        Some(spec) => options.open_source(spec)?,
+        None => match options.open_source(&SourceSpec::Camera { index: 0 }) {
+            Ok(camera) => camera,
+            Err(e) => {
+                eprintln!("vchat demo: no usable camera ({e}); showing the test pattern instead");
+                options.open_source(&SourceSpec::TestPattern)?
+            }
+        },
+    };
+    let friend_source = open_source(
+        &SourceSpec::TestPattern,
+        options.size,
+        options.fps,
+        options.codec,
+    )?;
+
+    let state = DisplayState::new("friend", &friend.certificate().fingerprint().short());
+    let window = if options.headless {
+        None
+    } else {
+        match WindowLoop::new(state) {
+            Ok(window) => Some(window),
+            Err(e) => {
+                eprintln!(
+                    "vchat demo: {e}\nvchat demo: running headless for {} s instead, printing stats",
+                    HEADLESS_DEMO.as_secs()
+                );
+                options.headless = true;
+                options.duration.get_or_insert(HEADLESS_DEMO.as_secs_f64());
+                options.stats.get_or_insert(StatsFormat::Text);
+                None
+            }
+        }
+    };
+    run_with_ui(
+        window,
+        "vchat demo".into(),
+        move |ui, commands| async move {
+            let my_pin = PinnedPeer {
+                name: "you".into(),
+                certificate: me.certificate().clone(),
+            };
+            let friend_pin = PinnedPeer {
+                name: "friend".into(),
+                certificate: friend.certificate().clone(),
+            };
+            let mut listener = Listener::bind(
+                "127.0.0.1:0",
+                &friend,
+                PinSet::new(vec![my_pin]),
+                ListenerOptions::default(),
+            )
+            .await?;
+            let addr = listener.local_addr().to_string();
+            let friend_options = CallOptions {
+                record: None,
+                stats: None,
+                frames: None,
+                ..options.clone()
+            };
+            let friend_side = tokio::spawn(async move {
+                let secure = listener.accept().await.ok_or(CallError::ListenerClosed)?;
+                let remote = secure.remote;
+                let mut conn = Connection::new(secure.stream, Role::Listener);
+                let peer_hello =
+                    handshake::as_listener(&mut conn, local_hello("Friend (demo)"), |e| {
+                        CallError::Net(classify(remote, e))
+                    })
+                    .await?;
+                let format = choose_send_format(friend_options.codec, &peer_hello.receive)?;
+                let config = friend_options.pipeline(format, "you")?;
+                let (_keep, no_commands) = mpsc::unbounded_channel();
+                let headless = UiHandle::headless(DisplayState::new("you", ""));
+                pipeline::run(conn, friend_source, config, headless, no_commands).await
+            });
+            let result = connect_and_run(
+                &addr,
+                &me,
+                &friend_pin,
+                "You (demo)",
+                my_source,
+                &options,
+                ui,
+                commands,
+            )
+            .await;
+            match friend_side.await {
+                Ok(Ok(summary)) => info!("the friend's side: {}", summary.line()),
+                Ok(Err(e)) => warn!("the friend's side: {e}"),
+                Err(e) => warn!("the friend's side stopped: {e}"),
+            }
+            result
+        },
+    )
+}
+
+/// Runs `body` with the window on this (main) thread and the call on a tokio
+/// runtime thread, or with no window at all.
+fn run_with_ui<F, Fut>(
+    window: Option<WindowLoop>,
+    title: String,
+    body: F,
+) -> Result<CallSummary, CallError>
+where
+    F: FnOnce(UiHandle, UnboundedReceiver<UiCommand>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<CallSummary, CallError>> + Send,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vchat-net")
+        .build()
+        .map_err(|e| CallError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let Some(window) = window else {
+        let (_no_window, commands) = mpsc::unbounded_channel();
+        let ui = UiHandle::headless(DisplayState::new("", ""));
+        return runtime.block_on(body(ui, commands));
+    };
+    let handle = window.handle();
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let call = std::thread::Builder::new()
+        .name("vchat-call".into())
+        .spawn(move || {
+            let result = runtime.block_on(body(handle.clone(), commands));
+            handle.close();
+            result
+        })
+        .map_err(|e| CallError::Internal(format!("cannot start the call thread: {e}")))?;
+    let shown = window.run(title, commands_tx);
+    let result = call
+        .join()
+        .map_err(|_| CallError::Internal("the call thread panicked".into()))?;
+    shown?;
+    result
+}
+
+/// The window, unless `headless`; no display is an error that suggests `--headless`.
+fn open_window(headless: bool, state: DisplayState) -> Result<Option<WindowLoop>, CallError> {
+    if headless {
+        return Ok(None);
+    }
+    Ok(Some(WindowLoop::new(state)?))
+}
+
+/// Resolves when the user gives up waiting for a peer (window closed or Ctrl-C).
+async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => EndReason::Interrupted,
+        reason = async {
+            loop {
+                match commands.recv().await {
+                    Some(UiCommand::HangUp) => return EndReason::HungUp,
+                    Some(UiCommand::SetCamera(_)) => continue,
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        } => reason,
+    }
+}
+
+fn not_connected(end: EndReason) -> CallSummary {
+    CallSummary {
+        peer: "nobody (no peer connected)".into(),
+        end,
+        duration: Duration::ZERO,
+        totals: Default::default(),
+        rtt: None,
+        latency_p50: None,
+        latency_p99: None,
+        recorded: None,
+    }
+}
+
+/// While we are in a call, tell other pinned peers that get through we are busy.
+async fn refuse_while_busy(mut listener: Listener) {
+    while let Some(secure) = listener.accept().await {
+        info!(peer = %secure.peer.name, "refusing a second call: busy");
+        tokio::spawn(async move {
+            let mut conn = Connection::new(secure.stream, Role::Listener);
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                let _ = conn.read_message().await;
+                let _ = conn
+                    .close(Bye::new(ByeReason::Busy, "already in a call"))
+                    .await;
+            })
+            .await;
+        });
+    }
+}
+
+fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
+    let (name, short) = (peer.name.clone(), peer.fingerprint().short());
+    ui.update(|s| {
+        s.peer_name = name;
+        s.peer_fingerprint = short;
+    });
+}
+
+fn display_name(options: &CallOptions, identity: &Identity) -> String {
+    options
+        .name
+        .clone()
+        .unwrap_or_else(|| identity.certificate().name().to_owned())
+}

@@ -1,0 +1,285 @@
+//! Call statistics: what flows each way, what was dropped, round-trip time
+//! and capture-to-display latency.
+//!
+//! Counters are atomics bumped by the pipeline's threads and tasks; once a
+//! second the reporter turns their deltas into a [`Snapshot`] for the overlay
+//! and `--stats json`. Latency goes into fixed-size histograms, so memory
+//! stays flat however long the call lasts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Latency histogram resolution: 50 µs buckets up to 2 s (40 000 counters,
+/// 320 KB); a frame later than 2 s lands in the last bucket.
+const BUCKET_US: u64 = 50;
+const BUCKETS: usize = 40_000;
+
+/// Counts of latencies in fixed buckets, for percentiles without storing samples.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max_us: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one latency.
+    pub fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros().min(u64::MAX as u128) as u64;
+        let bucket = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
+        self.counts[bucket] += 1;
+        self.total += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// The latency below which `p` (0..=1) of the samples fall, rounded up to
+    /// the bucket's upper edge; `None` with no samples.
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((self.total as f64 * p).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (i, &count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let upper = (i as u64 + 1) * BUCKET_US;
+                return Some(Duration::from_micros(upper.min(self.max_us.max(1))));
+            }
+        }
+        Some(Duration::from_micros(self.max_us))
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// Forgets all samples, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.total = 0;
+        self.max_us = 0;
+    }
+}
+
+/// Counters shared by the whole pipeline.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub frames_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub frames_shown: AtomicU64,
+    /// Frames the source skipped because the pipeline was busy (sequence gaps).
+    pub dropped_at_capture: AtomicU64,
+    /// Last round-trip time in µs; 0 until the first pong.
+    pub rtt_us: AtomicU64,
+    latency_second: Mutex<Histogram>,
+    latency_total: Mutex<Histogram>,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records a capture-to-display latency.
+    pub fn record_latency(&self, latency: Duration) {
+        for h in [&self.latency_second, &self.latency_total] {
+            h.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(latency);
+        }
+    }
+
+    /// The whole call's latency histogram.
+    pub fn latency_total(&self) -> Histogram {
+        self.latency_total
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn take_second(&self) -> (Option<Duration>, Option<Duration>) {
+        let mut h = self
+            .latency_second
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = (h.percentile(0.5), h.percentile(1.0));
+        h.clear();
+        result
+    }
+}
+
+/// Values that only grow, read together so deltas line up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_received: u64,
+    pub bytes_received: u64,
+    pub frames_shown: u64,
+    pub dropped_out: u64,
+    pub dropped_in: u64,
+}
+
+/// One second (or any interval) of the call, as shown and printed.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Seconds since the call connected.
+    pub elapsed: f64,
+    pub fps_out: f64,
+    pub fps_in: f64,
+    pub mbit_out: f64,
+    pub mbit_in: f64,
+    pub totals: Totals,
+    pub rtt: Option<Duration>,
+    pub latency_p50: Option<Duration>,
+    pub latency_max: Option<Duration>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from two readings `interval` apart.
+    pub fn between(
+        before: Totals,
+        now: Totals,
+        interval: Duration,
+        elapsed: Duration,
+        counters: &Counters,
+    ) -> Snapshot {
+        let secs = interval.as_secs_f64().max(1e-6);
+        let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / secs;
+        let (latency_p50, latency_max) = counters.take_second();
+        let rtt_us = Counters::get(&counters.rtt_us);
+        Snapshot {
+            elapsed: elapsed.as_secs_f64(),
+            fps_out: rate(before.frames_sent, now.frames_sent),
+            fps_in: rate(before.frames_received, now.frames_received),
+            mbit_out: rate(before.bytes_sent, now.bytes_sent) * 8.0 / 1e6,
+            mbit_in: rate(before.bytes_received, now.bytes_received) * 8.0 / 1e6,
+            totals: now,
+            rtt: (rtt_us > 0).then(|| Duration::from_micros(rtt_us)),
+            latency_p50,
+            latency_max,
+        }
+    }
+
+    /// One JSON object (one line) for `--stats json`.
+    pub fn to_json(&self, peer: &str) -> String {
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e5).round() / 1e2);
+        serde_json::json!({
+            "elapsed_s": (self.elapsed * 100.0).round() / 100.0,
+            "peer": peer,
+            "fps_out": (self.fps_out * 10.0).round() / 10.0,
+            "fps_in": (self.fps_in * 10.0).round() / 10.0,
+            "mbit_out": (self.mbit_out * 100.0).round() / 100.0,
+            "mbit_in": (self.mbit_in * 100.0).round() / 100.0,
+            "frames_out": self.totals.frames_sent,
+            "frames_in": self.totals.frames_received,
+            "frames_shown": self.totals.frames_shown,
+            "dropped_out": self.totals.dropped_out,
+            "dropped_in": self.totals.dropped_in,
+            "rtt_ms": ms(self.rtt),
+            "latency_p50_ms": ms(self.latency_p50),
+            "latency_max_ms": ms(self.latency_max),
+        })
+        .to_string()
+    }
+
+    /// Lines for the window overlay.
+    pub fn overlay_lines(&self) -> Vec<String> {
+        let ms = |d: Option<Duration>| match d {
+            Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
+            None => "-".into(),
+        };
+        vec![
+            format!(
+                "out {:.1} fps {:.1} Mbit/s   in {:.1} fps {:.1} Mbit/s",
+                self.fps_out, self.mbit_out, self.fps_in, self.mbit_in
+            ),
+            format!(
+                "rtt {}   latency {}   dropped out {} in {}",
+                ms(self.rtt),
+                ms(self.latency_p50),
+                self.totals.dropped_out,
+                self.totals.dropped_in
+            ),
+        ]
+    }
+}
+
+/// Microseconds since the Unix epoch: the clock of `Video::capture_time_us`.
+///
+/// Wall-clock time so the receiver can compute capture-to-display latency.
+/// Exact when both peers share a clock (same machine: the demo, the tests, the
+/// benchmark); across machines it is as good as their clock synchronisation.
+pub fn unix_micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_buckets() {
+        let mut h = Histogram::default();
+        assert_eq!(h.percentile(0.5), None);
+        for ms in 1..=100 {
+            h.record(Duration::from_millis(ms));
+        }
+        let p50 = h.percentile(0.5).unwrap();
+        assert!(p50 >= Duration::from_millis(50) && p50 <= Duration::from_micros(50_050));
+        let p99 = h.percentile(0.99).unwrap();
+        assert!(p99 >= Duration::from_millis(99) && p99 <= Duration::from_micros(99_050));
+        assert_eq!(h.percentile(1.0).unwrap(), Duration::from_millis(100));
+        h.record(Duration::from_secs(10)); // beyond the range: kept in the last bucket
+        assert_eq!(h.count(), 101);
+    }
+
+    #[test]
+    fn snapshot_rates_and_json() {
+        let counters = Counters::default();
+        counters.record_latency(Duration::from_micros(1500));
+        let before = Totals::default();
+        let now = Totals {
+            frames_sent: 30,
+            bytes_sent: 1_250_000,
+            frames_received: 15,
+            ..Totals::default()
+        };
+        let snap = Snapshot::between(
+            before,
+            now,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            &counters,
+        );
+        assert_eq!(snap.fps_out, 30.0);
+        assert_eq!(snap.fps_in, 15.0);
+        assert_eq!(snap.mbit_out, 10.0);
+        let json: serde_json::Value = serde_json::from_str(&snap.to_json("bob")).unwrap();
+        assert_eq!(json["peer"], "bob");
+        assert_eq!(json["frames_out"], 30);
+        assert_eq!(json["latency_p50_ms"], 1.5);
+        assert!(json["rtt_ms"].is_null());
+    }
+}
