@@ -91,7 +91,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vchat: error: {e:#}");
+            // Our error messages already carry their cause; the chain would repeat it.
+            eprintln!("vchat: error: {e}");
             ExitCode::FAILURE
         }
     }

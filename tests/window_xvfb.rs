@@ -28,14 +28,16 @@ struct Xvfb {
 }
 
 impl Xvfb {
-    fn start() -> Xvfb {
+    /// A 24-bit screen of `size` (e.g. "1280x720").
+    fn start(size: &str) -> Xvfb {
+        let screen = format!("{size}x24");
         let mut child = Command::new("Xvfb")
             .args([
                 "-displayfd",
                 "1",
                 "-screen",
                 "0",
-                "1280x720x24",
+                &screen,
                 "-nolisten",
                 "tcp",
             ])
@@ -179,7 +181,7 @@ fn crop(img: &(u32, u32, Vec<u8>), r: Rect) -> Vec<u8> {
 
 #[test]
 fn window_shows_the_peer_large_and_yourself_in_the_corner() {
-    let xvfb = Xvfb::start();
+    let xvfb = Xvfb::start("1280x720");
     let (a, b) = paired_identities();
     let blue = b.path().join("blue.y4m");
     blue_y4m(&blue, 320, 240);
@@ -312,6 +314,192 @@ fn window_shows_the_peer_large_and_yourself_in_the_corner() {
         listener_done.status.success(),
         "{}",
         listener_done.all_output()
+    );
+    drop(xvfb);
+}
+
+fn is_blue([r, g, b]: [u8; 3]) -> bool {
+    b > 200 && r < 60 && g < 60
+}
+
+/// Presses `key` in `window` until `done(screenshot of watched)` holds (a
+/// key can be lost right after focusing when there is no window manager).
+fn press_until(
+    display: &str,
+    window: &str,
+    key: &str,
+    watched: &str,
+    done: impl Fn(&(u32, u32, Vec<u8>)) -> bool,
+) {
+    for _ in 0..4 {
+        press_key(display, window, key);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if done(&screenshot(display, watched)) {
+                return;
+            }
+        }
+    }
+    panic!("pressing {key:?} in {window:?} did not change {watched:?} as expected");
+}
+
+#[test]
+fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
+    // Room for both windows side by side: xwd reads the screen, so a window
+    // covered by another would show the other's pixels.
+    let xvfb = Xvfb::start("2000x1200");
+    let (a, b) = paired_identities();
+    let blue = b.path().join("blue.y4m");
+    blue_y4m(&blue, 320, 240);
+    let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
+
+    // Both sides with a window this time: the listener's is titled "vchat".
+    let mut listener = Running::spawn(
+        &[
+            "--dir",
+            a.path().to_str().unwrap(),
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--peer",
+            "b",
+            "--source",
+            "test",
+            "--size",
+            "640x480",
+            "--codec",
+            "raw",
+            "--stats",
+            "json",
+        ],
+        &display,
+    );
+    let addr = listening_addr(&listener.wait_for("listening on", Duration::from_secs(30)));
+    let mut caller = Running::spawn(
+        &[
+            "--dir",
+            b.path().to_str().unwrap(),
+            "call",
+            &addr,
+            "--peer",
+            "a",
+            "--source",
+            blue.to_str().unwrap(),
+            "--codec",
+            "raw",
+            "--stats",
+            "json",
+        ],
+        &display,
+    );
+    for _ in 0..2 {
+        caller.wait_for("\"fps_in\"", Duration::from_secs(30));
+        listener.wait_for("\"fps_in\"", Duration::from_secs(30));
+    }
+
+    let status = Command::new("xdotool")
+        .env("DISPLAY", &xvfb.display)
+        .args([
+            "search",
+            "--name",
+            "^vchat - a$",
+            "windowmove",
+            "--sync",
+            "1000",
+            "0",
+        ])
+        .status()
+        .expect("xdotool");
+    assert!(status.success());
+
+    // The listener sees the caller's blue picture large...
+    let probe = |shot: &(u32, u32, Vec<u8>)| {
+        let main = fit(
+            320,
+            240,
+            Rect {
+                x: 0,
+                y: 0,
+                w: shot.0,
+                h: shot.1,
+            },
+        );
+        pixel(shot, main.x + main.w / 2, main.y + main.h / 4)
+    };
+    assert!(is_blue(probe(&screenshot(&xvfb.display, "vchat"))));
+    // ...and when the caller presses v, a "camera off" placeholder instead of
+    // a frozen last frame; pressing v again brings the picture back.
+    let bg = [
+        (BACKGROUND >> 16) as u8,
+        (BACKGROUND >> 8) as u8,
+        BACKGROUND as u8,
+    ];
+    press_until(&xvfb.display, "vchat - a", "v", "vchat", |shot| {
+        probe(shot) == bg
+    });
+    press_until(&xvfb.display, "vchat - a", "v", "vchat", |shot| {
+        is_blue(probe(shot))
+    });
+
+    // Resizing the caller's window keeps the self view in the new corner.
+    let status = Command::new("xdotool")
+        .env("DISPLAY", &xvfb.display)
+        .args([
+            "search",
+            "--name",
+            "^vchat - a$",
+            "windowsize",
+            "--sync",
+            "640",
+            "400",
+        ])
+        .status()
+        .expect("xdotool");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shot = screenshot(&xvfb.display, "vchat - a");
+        let pip = pip_rect(shot.0, shot.1, 320, 240);
+        if (shot.0, shot.1) == (640, 400)
+            && is_blue(pixel(&shot, pip.x + pip.w / 2, pip.y + pip.h / 2))
+        {
+            let main = fit(
+                640,
+                480,
+                Rect {
+                    x: 0,
+                    y: 0,
+                    w: 640,
+                    h: 400,
+                },
+            );
+            assert!(!is_blue(pixel(
+                &shot,
+                main.x + main.w / 2,
+                main.y + main.h / 4
+            )));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "window did not re-layout at 640x400"
+        );
+    }
+
+    // q in the caller's window hangs up; both exit 0.
+    press_key(&xvfb.display, "vchat - a", "q");
+    let caller = caller.finish(Duration::from_secs(30));
+    let listener = listener.finish(Duration::from_secs(30));
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(
+        caller
+            .stdout
+            .last()
+            .unwrap()
+            .contains("\"end\":\"hung up\""),
+        "{}",
+        caller.all_output()
     );
     drop(xvfb);
 }

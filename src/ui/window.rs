@@ -151,7 +151,7 @@ impl WindowLoop {
     pub fn new(state: DisplayState) -> Result<Self, UiError> {
         let event_loop = EventLoop::<UiEvent>::with_user_event()
             .build()
-            .map_err(|e| UiError::NoDisplay(e.to_string()))?;
+            .map_err(|e| UiError::NoDisplay(describe_display_error(&e.to_string())))?;
         let handle = UiHandle {
             state: Arc::new(Mutex::new(state)),
             proxy: Some(event_loop.create_proxy()),
@@ -186,6 +186,24 @@ impl WindowLoop {
             None => Ok(()),
         }
     }
+}
+
+/// winit's message names its own source file; people need to know which
+/// variable is missing or which display failed.
+fn describe_display_error(winit_error: &str) -> String {
+    let unset = |name| std::env::var_os(name).is_none_or(|v| v.is_empty());
+    if unset("DISPLAY") && unset("WAYLAND_DISPLAY") {
+        return "neither DISPLAY nor WAYLAND_DISPLAY is set".into();
+    }
+    let reason = winit_error
+        .rsplit(": ")
+        .next()
+        .unwrap_or(winit_error)
+        .trim();
+    format!(
+        "cannot connect to display {:?} ({reason})",
+        std::env::var("DISPLAY").unwrap_or_default()
+    )
 }
 
 /// Local display choices, toggled by keys; the peer never sees them.
