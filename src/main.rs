@@ -1,7 +1,7 @@
 //! The `vchat` command line: argument parsing and logging setup, then the library.
 
-use std::path::{Path, PathBuf};
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{listening_addr, paired_identities, Running};
+use common::{paired_identities, spawn_caller, spawn_listener, Running};
 use vchat::media::{
     read_frame_number, test_pattern, CapturedFrame, Decoder, Encoder, FrameContent, Picture,
     PictureFormat, Quality, Y4mReader,
@@ -18,39 +18,18 @@ use vchat::protocol::PixelFormat;
 /// Hang guard for a whole call in these tests.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 
+/// A headless listener sending the test pattern.
 fn start_listener(dir: &Path, extra: &[&str]) -> (Running, String) {
-    let mut args = vec![
-        "--dir",
-        dir.to_str().unwrap(),
-        "listen",
-        "--bind",
-        "127.0.0.1:0",
-        "--peer",
-        "b",
-        "--headless",
-        "--source",
-        "test",
-    ];
+    let mut args = vec!["--headless", "--source", "test"];
     args.extend_from_slice(extra);
-    let mut listener = Running::spawn(&args, &[]);
-    let line = listener.wait_for("listening on", Duration::from_secs(30));
-    (listener, listening_addr(&line))
+    spawn_listener(dir, &args, &[])
 }
 
+/// A headless caller sending the test pattern.
 fn start_caller(dir: &Path, addr: &str, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--dir",
-        dir.to_str().unwrap(),
-        "call",
-        addr,
-        "--peer",
-        "a",
-        "--headless",
-        "--source",
-        "test",
-    ];
+    let mut args = vec!["--headless", "--source", "test"];
     args.extend_from_slice(extra);
-    Running::spawn(&args, &[])
+    spawn_caller(dir, addr, &args, &[])
 }
 
 fn summary(stdout: &[String]) -> serde_json::Value {
@@ -231,15 +210,17 @@ fn a_silent_peer_is_detected_by_the_ping_timeout() {
 #[test]
 fn a_slow_receiver_costs_frames_not_latency() {
     let (a, b) = paired_identities();
-    // The listener sends raw 640x480 (0.9 MB a frame, 28 MB/s) to a caller
-    // that only gets the CPU a tenth of the time.
+    // The listener sends raw 1280x720 (2.8 MB a frame, 83 MB/s) to a caller
+    // that is frozen 400 ms of every 700: each stall holds back ~33 MB, far
+    // more than the loopback socket buffers (a few MB) can absorb, so the
+    // sender must either queue (latency grows) or drop (what we want).
     let (listener, addr) = start_listener(
         a.path(),
         &[
             "--codec",
             "raw",
             "--size",
-            "640x480",
+            "1280x720",
             "--fps",
             "30",
             "--duration",
@@ -254,13 +235,14 @@ fn a_slow_receiver_costs_frames_not_latency() {
         &["--codec", "jpeg", "--size", "160x120", "--stats", "json"],
     );
     caller.wait_for("\"fps_in\"", Duration::from_secs(30));
-    // Duty cycle: 100 ms running, 400 ms stopped, for 10 s.
+    // Duty cycle: 300 ms running (time to drain what the buffers hold, even
+    // on a loaded machine), 400 ms stopped, for 10 s.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         caller.signal("STOP");
         std::thread::sleep(Duration::from_millis(400));
         caller.signal("CONT");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
     }
     let caller = caller.finish(CALL_LIMIT);
     let listener = listener.finish(CALL_LIMIT);

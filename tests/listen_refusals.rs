@@ -10,20 +10,14 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{listening_addr, paired_identities, run_err, run_ok, Running};
+use common::{paired_identities, run_err, run_ok, spawn_caller, spawn_listener};
 
 #[test]
 fn refusals_are_logged_and_the_listener_still_takes_the_real_call() {
     let (a, b) = paired_identities();
-    let mut listener = Running::spawn(
+    let (mut listener, addr) = spawn_listener(
+        a.path(),
         &[
-            "--dir",
-            a.path().to_str().unwrap(),
-            "listen",
-            "--bind",
-            "127.0.0.1:0",
-            "--peer",
-            "b",
             "--headless",
             "--source",
             "test",
@@ -34,7 +28,6 @@ fn refusals_are_logged_and_the_listener_still_takes_the_real_call() {
         ],
         &[],
     );
-    let addr = listening_addr(&listener.wait_for("listening on", Duration::from_secs(30)));
 
     // Plain TCP garbage (an HTTP request): closed, with a log line.
     let mut tcp = TcpStream::connect(&addr).unwrap();
@@ -101,20 +94,10 @@ fn refusals_are_logged_and_the_listener_still_takes_the_real_call() {
     assert!(err.contains("expected"), "{err}");
 
     // The pinned peer still gets through.
-    let caller = Running::spawn(
-        &[
-            "--dir",
-            b.path().to_str().unwrap(),
-            "call",
-            &addr,
-            "--peer",
-            "a",
-            "--headless",
-            "--source",
-            "test",
-            "--size",
-            "160x120",
-        ],
+    let caller = spawn_caller(
+        b.path(),
+        &addr,
+        &["--headless", "--source", "test", "--size", "160x120"],
         &[],
     );
     let caller = caller.finish(Duration::from_secs(60));

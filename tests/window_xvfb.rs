@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{listening_addr, paired_identities, Running};
+use common::{paired_identities, spawn_caller, spawn_listener};
 use vchat::media::{
     read_frame_number, CapturedFrame, Encoder, Fps, FrameContent, Picture, PictureFormat, Quality,
     Y4mRecorder,
@@ -186,15 +186,9 @@ fn window_shows_the_peer_large_and_yourself_in_the_corner() {
     let blue = b.path().join("blue.y4m");
     blue_y4m(&blue, 320, 240);
 
-    let mut listener = Running::spawn(
+    let (mut listener, addr) = spawn_listener(
+        a.path(),
         &[
-            "--dir",
-            a.path().to_str().unwrap(),
-            "listen",
-            "--bind",
-            "127.0.0.1:0",
-            "--peer",
-            "b",
             "--headless",
             "--source",
             "test",
@@ -205,24 +199,10 @@ fn window_shows_the_peer_large_and_yourself_in_the_corner() {
         ],
         &[],
     );
-    let addr = listening_addr(&listener.wait_for("listening on", Duration::from_secs(30)));
-    let mut caller = Running::spawn(
-        &[
-            "--dir",
-            b.path().to_str().unwrap(),
-            "call",
-            &addr,
-            "--peer",
-            "a",
-            "--source",
-            blue.to_str().unwrap(),
-            "--codec",
-            "raw",
-            "--stats",
-            "json",
-        ],
-        &[("DISPLAY", &xvfb.display), ("WAYLAND_DISPLAY", "")],
-    );
+    let blue_source = blue.to_str().unwrap();
+    let caller_args = ["--source", blue_source, "--codec", "raw", "--stats", "json"];
+    let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
+    let mut caller = spawn_caller(b.path(), &addr, &caller_args, &display);
     // Wait until video has flowed for a while and the key hint has gone.
     for _ in 0..6 {
         caller.wait_for("\"fps_in\"", Duration::from_secs(30));
@@ -354,44 +334,16 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
     let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
 
     // Both sides with a window this time: the listener's is titled "vchat".
-    let mut listener = Running::spawn(
+    let (mut listener, addr) = spawn_listener(
+        a.path(),
         &[
-            "--dir",
-            a.path().to_str().unwrap(),
-            "listen",
-            "--bind",
-            "127.0.0.1:0",
-            "--peer",
-            "b",
-            "--source",
-            "test",
-            "--size",
-            "640x480",
-            "--codec",
-            "raw",
-            "--stats",
-            "json",
+            "--source", "test", "--size", "640x480", "--codec", "raw", "--stats", "json",
         ],
         &display,
     );
-    let addr = listening_addr(&listener.wait_for("listening on", Duration::from_secs(30)));
-    let mut caller = Running::spawn(
-        &[
-            "--dir",
-            b.path().to_str().unwrap(),
-            "call",
-            &addr,
-            "--peer",
-            "a",
-            "--source",
-            blue.to_str().unwrap(),
-            "--codec",
-            "raw",
-            "--stats",
-            "json",
-        ],
-        &display,
-    );
+    let blue_source = blue.to_str().unwrap();
+    let caller_args = ["--source", blue_source, "--codec", "raw", "--stats", "json"];
+    let mut caller = spawn_caller(b.path(), &addr, &caller_args, &display);
     for _ in 0..2 {
         caller.wait_for("\"fps_in\"", Duration::from_secs(30));
         listener.wait_for("\"fps_in\"", Duration::from_secs(30));

@@ -263,6 +263,34 @@ pub fn paired_identities() -> (tempfile::TempDir, tempfile::TempDir) {
 }
 
 /// Parses the address from the listener's "vchat: listening on ADDR" line.
-pub fn listening_addr(line: &str) -> String {
+fn listening_addr(line: &str) -> String {
     line.rsplit(' ').next().unwrap().trim().to_owned()
+}
+
+/// Starts `vchat --dir DIR listen --bind 127.0.0.1:0 --peer b ARGS` (the
+/// identities of [`paired_identities`]) and waits until it listens; returns
+/// the process and its address.
+pub fn spawn_listener(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Running, String) {
+    let dir = dir.to_str().unwrap();
+    let mut all = vec![
+        "--dir",
+        dir,
+        "listen",
+        "--bind",
+        "127.0.0.1:0",
+        "--peer",
+        "b",
+    ];
+    all.extend_from_slice(args);
+    let mut listener = Running::spawn(&all, envs);
+    let line = listener.wait_for("listening on", Duration::from_secs(30));
+    (listener, listening_addr(&line))
+}
+
+/// Starts `vchat --dir DIR call ADDR --peer a ARGS`.
+pub fn spawn_caller(dir: &Path, addr: &str, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let dir = dir.to_str().unwrap();
+    let mut all = vec!["--dir", dir, "call", addr, "--peer", "a"];
+    all.extend_from_slice(args);
+    Running::spawn(&all, envs)
 }
