@@ -10,6 +10,7 @@
 //! media layer's largest frame, so a hostile header cannot make us allocate
 //! gigabytes.
 
+use bytes::Bytes;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
@@ -30,6 +31,15 @@ pub struct EncodedFrame<'a> {
     pub width: u32,
     pub height: u32,
     pub payload: &'a [u8],
+}
+
+/// An encoded frame that owns its payload, ready to go into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedEncodedFrame {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub payload: Bytes,
 }
 
 /// Turns captured frames into payloads of a chosen [`PixelFormat`].
@@ -114,6 +124,48 @@ impl Encoder {
             }
         };
         Ok(EncodedFrame {
+            format,
+            width,
+            height,
+            payload,
+        })
+    }
+}
+
+impl Encoder {
+    /// As [`Encoder::encode`], with the payload as `Bytes` for a message.
+    ///
+    /// When the payload is the frame's own buffer (a raw frame already in
+    /// the asked layout, a camera's JPEG passed through) the buffer is moved,
+    /// not copied: megabytes per frame at raw HD sizes. Other payloads (JPEG
+    /// output, converted layouts) are copied out of the encoder's reused
+    /// scratch buffers.
+    pub fn encode_to_bytes(
+        &mut self,
+        frame: CapturedFrame,
+        format: PixelFormat,
+        quality: Quality,
+    ) -> Result<OwnedEncodedFrame, MediaError> {
+        let encoded = self.encode(&frame, format, quality)?;
+        let (width, height) = (encoded.width, encoded.height);
+        let own = match &frame.content {
+            FrameContent::Picture(picture) => picture.data(),
+            FrameContent::Jpeg(jpeg) => &jpeg.data,
+        };
+        let borrowed = std::ptr::eq(own, encoded.payload);
+        if !borrowed {
+            return Ok(OwnedEncodedFrame {
+                format,
+                width,
+                height,
+                payload: Bytes::copy_from_slice(encoded.payload),
+            });
+        }
+        let payload = match frame.content {
+            FrameContent::Picture(picture) => picture.into_shared(),
+            FrameContent::Jpeg(jpeg) => Bytes::from(jpeg.data),
+        };
+        Ok(OwnedEncodedFrame {
             format,
             width,
             height,
