@@ -208,7 +208,8 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
     let mut cases = Vec::new();
     for &size in &args.sizes {
         for &codec in &args.codecs {
-            eprintln!("vchat bench: {size} {codec}: throughput");
+            let name = report::codec_name(codec);
+            eprintln!("vchat bench: {size} {name}: throughput");
             let throughput = run_call(
                 &peers,
                 size,
@@ -218,12 +219,12 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
                 Outgoing::EveryFrame,
             )
             .await?;
-            eprintln!("vchat bench: {size} {codec}: latency at {LATENCY_FPS} fps");
+            eprintln!("vchat bench: {size} {name}: latency at {LATENCY_FPS} fps");
             let latency =
                 run_call(&peers, size, codec, args.quality, limit, Outgoing::Newest).await?;
             let bare = match codec.raw_len(size.width(), size.height()) {
                 Some(frame_len) => {
-                    eprintln!("vchat bench: {size} {codec}: bare TLS reference");
+                    eprintln!("vchat bench: {size} {name}: bare TLS reference");
                     let frames = throughput.sender.totals.frames_sent.max(1);
                     let payload = reference_payload(frame_len);
                     Some(bare::run(&peers, &payload, frames).await?)

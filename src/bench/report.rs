@@ -90,7 +90,8 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-fn codec_name(codec: PixelFormat) -> &'static str {
+/// "raw" for RGB24, as on the command line; the wire name otherwise.
+pub fn codec_name(codec: PixelFormat) -> &'static str {
     match codec {
         PixelFormat::Rgb24 => "raw",
         other => other.name(),
@@ -274,4 +275,102 @@ fn case_json(case: &CaseResult) -> Value {
         })),
         "ratio": case.ratio().map(|x| round(x, 3)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::pipeline::CallSummary;
+    use crate::call::stats::Totals;
+    use crate::call::EndReason;
+
+    fn summary(frames: u64, bytes: u64, secs: u64, p99_us: u64) -> CallSummary {
+        CallSummary {
+            peer: "x".into(),
+            end: EndReason::HungUp,
+            duration: Duration::from_secs(secs),
+            totals: Totals {
+                frames_sent: frames,
+                bytes_sent: bytes,
+                frames_received: frames,
+                bytes_received: bytes,
+                frames_shown: frames,
+                ..Totals::default()
+            },
+            rtt: None,
+            latency_p50: Some(Duration::from_micros(p99_us / 2)),
+            latency_p99: Some(Duration::from_micros(p99_us)),
+            recorded: None,
+        }
+    }
+
+    fn call_run(frames: u64, bytes: u64) -> CallRun {
+        CallRun {
+            sender: summary(frames, bytes, 2, 0),
+            receiver: summary(frames, bytes, 2, 3000),
+            cpu: Some(Duration::from_millis(400)),
+            peak_kib: Some(20 * 1024),
+            rss: None,
+        }
+    }
+
+    fn report() -> Report {
+        let size = Size::new(640, 480).unwrap();
+        Report {
+            cpu_model: Some("Test CPU".into()),
+            cores: 2,
+            limit: Limit {
+                frames: None,
+                duration: Some(Duration::from_secs(2)),
+            },
+            quality: Quality::new(80).unwrap(),
+            cases: vec![CaseResult {
+                size,
+                codec: PixelFormat::Rgb24,
+                throughput: call_run(200, 200 * 921_600),
+                latency: call_run(60, 60 * 921_600),
+                bare: Some(BareRun {
+                    frames: 200,
+                    frame_len: 921_600,
+                    elapsed: Duration::from_secs(1),
+                    cpu: None,
+                }),
+            }],
+            rss_at_start_kib: Some(8 * 1024),
+            rss_at_end_kib: Some(30 * 1024),
+            elapsed: Duration::from_secs(9),
+        }
+    }
+
+    #[test]
+    fn rates_and_ratio_come_from_the_receiver() {
+        let case = &report().cases[0];
+        let r = case.rates();
+        assert_eq!(r.fps, 100.0);
+        assert!((r.mb_per_s - 92.16).abs() < 1e-9);
+        assert_eq!(r.cpu_ms_per_frame, Some(2.0));
+        assert!(
+            (case.ratio().unwrap() - 0.5).abs() < 1e-9,
+            "half the bare rate"
+        );
+    }
+
+    #[test]
+    fn json_and_table_show_the_figures() {
+        let report = report();
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let case = &json["cases"][0];
+        assert_eq!(case["codec"], "raw");
+        assert_eq!(case["throughput"]["fps"], 100.0);
+        assert_eq!(case["latency"]["p99_ms"], 3.0);
+        assert_eq!(case["bare"]["mb_per_s"], 184.3);
+        assert_eq!(case["ratio"], 0.5);
+        assert_eq!(json["peak_rss_mb"], 20.0);
+        let table = report.table();
+        assert!(table.contains("Test CPU (2 cores)"), "{table}");
+        let row = table.lines().find(|l| l.starts_with("640x480")).unwrap();
+        for figure in ["raw", "100.0", "92.2", "2.00", "3.00", "184.3", "50 %"] {
+            assert!(row.contains(figure), "{figure} missing from {row}");
+        }
+    }
 }

@@ -477,8 +477,9 @@ fn spawn_decoder_thread(
                         }
                         continue;
                     };
+                    // Raw RGB24 is shown from the received bytes, uncopied.
                     decoder
-                        .decode_into(
+                        .decode_bytes_into(
                             video.format,
                             video.width,
                             video.height,
