@@ -405,6 +405,6 @@ mod tests {
         assert!(parse(&["--sizes", "640"]).is_err());
         assert!(parse(&["--codecs", "h264"]).is_err());
         assert!(parse(&["--frames", "0"]).unwrap().limit().is_err());
-        assert!(parse(&["--duration", "-1"]).unwrap().limit().is_err());
+        assert!(parse(&["--duration", "0"]).unwrap().limit().is_err());
     }
 }

@@ -251,7 +251,11 @@ fn case_json(case: &CaseResult) -> Value {
             "seconds": round(r.seconds, 3),
             "fps": round(r.fps, 1),
             "mb_per_s": round(r.mb_per_s, 1),
-            "payload_bytes_per_frame": (frames > 0).then(|| t.receiver.totals.bytes_received / frames.max(1)),
+            "payload_bytes_per_frame": t
+                .receiver
+                .totals
+                .bytes_received
+                .checked_div(t.receiver.totals.frames_received),
             "cpu_ms_per_frame": r.cpu_ms_per_frame.map(|v| round(v, 3)),
             "peak_rss_mb": mib(t.peak_kib),
             "rss_early_mb": mib(t.rss.map(|x| x.early_kib)),

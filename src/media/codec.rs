@@ -441,11 +441,12 @@ mod tests {
     #[test]
     fn raw_frames_move_into_bytes_and_back_without_copies() {
         let picture = test_pattern(5, 64, 48).unwrap();
-        let pixels = picture.data().as_ptr();
+        let sent = picture.clone();
+        let pixels = sent.data().as_ptr();
         let mut encoder = Encoder::new();
         let owned = encoder
             .encode_to_bytes(
-                frame_of(picture.clone()),
+                frame_of(sent),
                 PixelFormat::Rgb24,
                 Quality::default(),
             )
