@@ -445,11 +445,7 @@ mod tests {
         let pixels = sent.data().as_ptr();
         let mut encoder = Encoder::new();
         let owned = encoder
-            .encode_to_bytes(
-                frame_of(sent),
-                PixelFormat::Rgb24,
-                Quality::default(),
-            )
+            .encode_to_bytes(frame_of(sent), PixelFormat::Rgb24, Quality::default())
             .unwrap();
         assert_eq!(owned.payload.as_ptr(), pixels, "moved, not copied");
         let mut shown = Picture::empty(PictureFormat::Rgb24);
