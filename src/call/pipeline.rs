@@ -274,11 +274,16 @@ where
     };
     if let Some(bye) = bye {
         let _ = control_tx.send(Message::Bye(bye));
-        if tokio::time::timeout(BYE_TIMEOUT, &mut writer_done)
-            .await
-            .is_err()
-        {
-            warn!("the peer did not take our bye within {BYE_TIMEOUT:?}");
+        match tokio::time::timeout(BYE_TIMEOUT, &mut writer_done).await {
+            Err(_) => warn!("the peer did not take our bye within {BYE_TIMEOUT:?}"),
+            // Read on until the peer closes (it does on our bye): closing with
+            // its last messages unread would reset the connection, and a
+            // reset can destroy our bye and last frames before the peer reads
+            // them. Only for local stops: then the reader is still running.
+            Ok(Ok(Ok(()))) if matches!(stop, Stop::Local(_)) => {
+                let _ = tokio::time::timeout(BYE_TIMEOUT, &mut reader_outcome).await;
+            }
+            Ok(_) => {}
         }
     }
 
