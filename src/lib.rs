@@ -20,6 +20,9 @@
 //! - [`call`]: joins the parts: `listen`, `call` and `demo`, the handshake
 //!   after TLS, and the pipeline that moves video both ways with bounded
 //!   latency.
+//! - [`bench`]: `vchat bench`, both peers in one process over loopback with
+//!   pre-generated frames: throughput, latency, CPU and memory per size and
+//!   codec, against a bare TLS stream carrying the same bytes.
 //!
 //! # Data flow
 //!
@@ -42,6 +45,7 @@
 //! certificate with its pins and checks the handshake signature against it.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod call;
 pub mod identity;
 pub mod media;

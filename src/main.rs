@@ -84,6 +84,9 @@ enum Command {
         #[command(flatten)]
         options: CallOptions,
     },
+    /// Measure vchat on this machine: fps, MB/s, latency, CPU, memory, and
+    /// the bare TLS stream for comparison (two peers over loopback, no window).
+    Bench(vchat::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options,
         } => report(call::call(&dir()?, &addr, &peer, &options)?, &options),
         Command::Demo { options } => report(call::demo(&options)?, &options),
+        Command::Bench(args) => vchat::bench::main(&args, out)?,
     }
     Ok(())
 }

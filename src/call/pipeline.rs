@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, Notify};
@@ -145,6 +144,18 @@ struct Shared {
     started: Instant,
 }
 
+/// What the media thread does with a new frame while the writer has not
+/// taken the previous one yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outgoing {
+    /// Replace it: a call's latency stays bounded, a slow link costs frames.
+    #[default]
+    Newest,
+    /// Wait for the writer: every encoded frame is sent and none is encoded
+    /// in vain. For `vchat bench` throughput runs, whose source is unpaced.
+    EveryFrame,
+}
+
 /// Runs a connected call until it ends. `connection` has completed the
 /// hello/accept handshake; `source` is already open (so a missing camera was
 /// reported before connecting).
@@ -153,7 +164,22 @@ pub async fn run<S>(
     source: Box<dyn FrameSource>,
     config: PipelineConfig,
     ui: UiHandle,
+    commands: UnboundedReceiver<UiCommand>,
+) -> Result<CallSummary, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    run_with(connection, source, config, ui, commands, Outgoing::Newest).await
+}
+
+/// [`run`] with a choice of what happens to frames the writer has not taken.
+pub async fn run_with<S>(
+    connection: Connection<S>,
+    source: Box<dyn FrameSource>,
+    config: PipelineConfig,
+    ui: UiHandle,
     mut commands: UnboundedReceiver<UiCommand>,
+    outgoing: Outgoing,
 ) -> Result<CallSummary, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -183,6 +209,7 @@ where
         source,
         shared.clone(),
         &config,
+        outgoing,
         ui.clone(),
         failure_tx.clone(),
     )?;
@@ -247,11 +274,16 @@ where
     };
     if let Some(bye) = bye {
         let _ = control_tx.send(Message::Bye(bye));
-        if tokio::time::timeout(BYE_TIMEOUT, &mut writer_done)
-            .await
-            .is_err()
-        {
-            warn!("the peer did not take our bye within {BYE_TIMEOUT:?}");
+        match tokio::time::timeout(BYE_TIMEOUT, &mut writer_done).await {
+            Err(_) => warn!("the peer did not take our bye within {BYE_TIMEOUT:?}"),
+            // Read on until the peer closes (it does on our bye): closing with
+            // its last messages unread would reset the connection, and a
+            // reset can destroy our bye and last frames before the peer reads
+            // them. Only for local stops: then the reader is still running.
+            Ok(Ok(Ok(()))) if matches!(stop, Stop::Local(_)) => {
+                let _ = tokio::time::timeout(BYE_TIMEOUT, &mut reader_outcome).await;
+            }
+            Ok(_) => {}
         }
     }
 
@@ -347,6 +379,7 @@ fn spawn_media_thread(
     mut source: Box<dyn FrameSource>,
     shared: Arc<Shared>,
     config: &PipelineConfig,
+    outgoing: Outgoing,
     ui: UiHandle,
     failures: UnboundedSender<CallError>,
 ) -> Result<JoinHandle<()>, CallError> {
@@ -373,18 +406,27 @@ fn spawn_media_thread(
                     if ui.has_window() {
                         show_self(&mut self_view, &frame, quality, &ui);
                     }
+                    let capture_time_us = capture_unix_micros(&frame);
+                    // A raw frame's pixels move into the message, uncopied.
                     let encoded = encoder
-                        .encode(&frame, format, quality)
+                        .encode_to_bytes(frame, format, quality)
                         .map_err(CallError::Media)?;
                     let video = Video {
                         seq,
-                        capture_time_us: capture_unix_micros(&frame),
+                        capture_time_us,
                         width: encoded.width,
                         height: encoded.height,
                         format: encoded.format,
-                        payload: Bytes::copy_from_slice(encoded.payload),
+                        payload: encoded.payload,
                     };
                     seq += 1;
+                    if outgoing == Outgoing::EveryFrame {
+                        while !shared.outgoing.wait_taken(THREAD_POLL) {
+                            if shared.stop.load(Ordering::Acquire) {
+                                return Ok(());
+                            }
+                        }
+                    }
                     if !shared.outgoing.put(video) {
                         break;
                     }
@@ -429,6 +471,8 @@ fn spawn_decoder_thread(
         .name("vchat-decode".into())
         .spawn(move || {
             let mut decoder = Decoder::new();
+            // Reused frame after frame; handed to the window (and replaced) only when there is one.
+            let mut shown = Picture::empty(PictureFormat::Rgb24);
             let mut for_record = Picture::empty(PictureFormat::I420);
             let result = (|| {
                 while let Some(next) = shared.incoming.take_blocking(THREAD_POLL) {
@@ -438,13 +482,15 @@ fn spawn_decoder_thread(
                         }
                         continue;
                     };
-                    let shown = decoder
-                        .decode(
+                    // Raw RGB24 is shown from the received bytes, uncopied.
+                    decoder
+                        .decode_bytes_into(
                             video.format,
                             video.width,
                             video.height,
                             &video.payload,
                             PictureFormat::Rgb24,
+                            &mut shown,
                         )
                         .map_err(CallError::PeerSentBadVideo)?;
                     if let Some(recorder) = recorder.as_mut() {
@@ -465,6 +511,8 @@ fn spawn_decoder_thread(
                     shared.counters.record_latency(latency);
                     Counters::add(&shared.counters.frames_shown, 1);
                     if ui.has_window() {
+                        let shown =
+                            std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));
                         let image = RgbImage {
                             width: shown.width(),
                             height: shown.height(),

@@ -10,6 +10,7 @@
 //! media layer's largest frame, so a hostile header cannot make us allocate
 //! gigabytes.
 
+use bytes::Bytes;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
@@ -30,6 +31,15 @@ pub struct EncodedFrame<'a> {
     pub width: u32,
     pub height: u32,
     pub payload: &'a [u8],
+}
+
+/// An encoded frame that owns its payload, ready to go into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedEncodedFrame {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub payload: Bytes,
 }
 
 /// Turns captured frames into payloads of a chosen [`PixelFormat`].
@@ -114,6 +124,48 @@ impl Encoder {
             }
         };
         Ok(EncodedFrame {
+            format,
+            width,
+            height,
+            payload,
+        })
+    }
+}
+
+impl Encoder {
+    /// As [`Encoder::encode`], with the payload as `Bytes` for a message.
+    ///
+    /// When the payload is the frame's own buffer (a raw frame already in
+    /// the asked layout, a camera's JPEG passed through) the buffer is moved,
+    /// not copied: megabytes per frame at raw HD sizes. Other payloads (JPEG
+    /// output, converted layouts) are copied out of the encoder's reused
+    /// scratch buffers.
+    pub fn encode_to_bytes(
+        &mut self,
+        frame: CapturedFrame,
+        format: PixelFormat,
+        quality: Quality,
+    ) -> Result<OwnedEncodedFrame, MediaError> {
+        let encoded = self.encode(&frame, format, quality)?;
+        let (width, height) = (encoded.width, encoded.height);
+        let own = match &frame.content {
+            FrameContent::Picture(picture) => picture.data(),
+            FrameContent::Jpeg(jpeg) => &jpeg.data,
+        };
+        let borrowed = std::ptr::eq(own, encoded.payload);
+        if !borrowed {
+            return Ok(OwnedEncodedFrame {
+                format,
+                width,
+                height,
+                payload: Bytes::copy_from_slice(encoded.payload),
+            });
+        }
+        let payload = match frame.content {
+            FrameContent::Picture(picture) => picture.into_shared(),
+            FrameContent::Jpeg(jpeg) => Bytes::from(jpeg.data),
+        };
+        Ok(OwnedEncodedFrame {
             format,
             width,
             height,
@@ -291,6 +343,36 @@ impl Decoder {
         }
     }
 
+    /// As [`Decoder::decode_into`], but a raw payload already in the
+    /// `target` layout becomes `out` itself, sharing the received bytes
+    /// instead of copying them (megabytes per frame at raw HD sizes).
+    pub fn decode_bytes_into(
+        &mut self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        payload: &Bytes,
+        target: PictureFormat,
+        out: &mut Picture,
+    ) -> Result<(), MediaError> {
+        if format != target.pixel_format() {
+            return self.decode_into(format, width, height, payload, target, out);
+        }
+        check_announced_size(width, height)?;
+        let expected = format.raw_len(width, height).unwrap_or(usize::MAX);
+        if payload.len() != expected {
+            return Err(MediaError::PayloadLength {
+                format,
+                width,
+                height,
+                expected,
+                actual: payload.len(),
+            });
+        }
+        *out = Picture::from_shared(width, height, target, payload.clone())?;
+        Ok(())
+    }
+
     /// [`Decoder::decode_into`] into a new picture.
     pub fn decode(
         &mut self,
@@ -354,6 +436,59 @@ mod tests {
             )
             .unwrap();
         assert_eq!(decoded, picture);
+    }
+
+    #[test]
+    fn raw_frames_move_into_bytes_and_back_without_copies() {
+        let picture = test_pattern(5, 64, 48).unwrap();
+        let sent = picture.clone();
+        let pixels = sent.data().as_ptr();
+        let mut encoder = Encoder::new();
+        let owned = encoder
+            .encode_to_bytes(frame_of(sent), PixelFormat::Rgb24, Quality::default())
+            .unwrap();
+        assert_eq!(owned.payload.as_ptr(), pixels, "moved, not copied");
+        let mut shown = Picture::empty(PictureFormat::Rgb24);
+        let mut decoder = Decoder::new();
+        decoder
+            .decode_bytes_into(
+                PixelFormat::Rgb24,
+                64,
+                48,
+                &owned.payload,
+                PictureFormat::Rgb24,
+                &mut shown,
+            )
+            .unwrap();
+        assert_eq!(shown.data().as_ptr(), pixels, "shared, not copied");
+        assert_eq!(shown, picture);
+        // A wrong length is still refused, and other layouts still convert.
+        let short = owned.payload.slice(1..);
+        assert!(decoder
+            .decode_bytes_into(
+                PixelFormat::Rgb24,
+                64,
+                48,
+                &short,
+                PictureFormat::Rgb24,
+                &mut shown
+            )
+            .is_err());
+        let i420 = encoder
+            .encode_to_bytes(frame_of(picture), PixelFormat::I420, Quality::default())
+            .unwrap();
+        assert_eq!(i420.payload.len(), 64 * 48 * 3 / 2);
+        decoder
+            .decode_bytes_into(
+                PixelFormat::I420,
+                64,
+                48,
+                &i420.payload,
+                PictureFormat::Rgb24,
+                &mut shown,
+            )
+            .unwrap();
+        assert_eq!(shown.data().len(), 64 * 48 * 3);
     }
 
     #[test]

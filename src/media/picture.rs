@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::error::MediaError;
 use crate::protocol::PixelFormat;
 
@@ -44,8 +46,72 @@ pub struct Picture {
     width: u32,
     height: u32,
     format: PictureFormat,
-    data: Vec<u8>,
+    data: Pixels,
 }
+
+/// A picture's bytes: owned (the usual case, reused between frames) or
+/// shared read-only with other pictures and network messages, so a frame can
+/// be sent raw without copying megabytes (see [`Picture::into_shared`]).
+#[derive(Clone, Default)]
+struct Pixels {
+    owned: Vec<u8>,
+    /// When set, these are the bytes and `owned` is unused.
+    shared: Option<Bytes>,
+}
+
+impl Pixels {
+    fn owned(data: Vec<u8>) -> Self {
+        Pixels {
+            owned: data,
+            shared: None,
+        }
+    }
+
+    fn shared(data: Bytes) -> Self {
+        Pixels {
+            owned: Vec::new(),
+            shared: Some(data),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match &self.shared {
+            Some(shared) => shared,
+            None => &self.owned,
+        }
+    }
+
+    /// The bytes as a mutable vector, copying them first if they are shared.
+    fn make_owned(&mut self) -> &mut Vec<u8> {
+        if let Some(shared) = self.shared.take() {
+            self.owned.clear();
+            self.owned.extend_from_slice(&shared);
+        }
+        &mut self.owned
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self.shared {
+            Some(shared) => shared.to_vec(),
+            None => self.owned,
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.shared {
+            Some(shared) => shared,
+            None => Bytes::from(self.owned),
+        }
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Pixels {}
 
 impl std::fmt::Debug for Picture {
     // Pixel buffers are megabytes: print the shape, not the contents.
@@ -79,7 +145,32 @@ impl Picture {
             width,
             height,
             format,
-            data,
+            data: Pixels::owned(data),
+        })
+    }
+
+    /// Wraps shared bytes (checked like [`Picture::new`]): cloning the
+    /// picture or sending it raw then costs a reference count, not a copy.
+    pub fn from_shared(
+        width: u32,
+        height: u32,
+        format: PictureFormat,
+        data: Bytes,
+    ) -> Result<Self, MediaError> {
+        let expected = checked_len(width, height, format)?;
+        if data.len() != expected {
+            return Err(MediaError::InvalidPicture {
+                problem: format!(
+                    "{format:?} {width}x{height} needs {expected} bytes, got {}",
+                    data.len()
+                ),
+            });
+        }
+        Ok(Picture {
+            width,
+            height,
+            format,
+            data: Pixels::shared(data),
         })
     }
 
@@ -98,7 +189,7 @@ impl Picture {
             width: 0,
             height: 0,
             format,
-            data: Vec::new(),
+            data: Pixels::default(),
         }
     }
 
@@ -116,12 +207,18 @@ impl Picture {
 
     /// The pixel bytes in the layout [`PictureFormat`] describes.
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.data.as_slice()
     }
 
-    /// Gives the buffer back, e.g. to move it into a network message.
+    /// Gives the buffer back (a copy only if the bytes were shared).
     pub fn into_data(self) -> Vec<u8> {
-        self.data
+        self.data.into_vec()
+    }
+
+    /// The bytes as `Bytes`, without copying: how a raw frame goes into a
+    /// network message.
+    pub fn into_shared(self) -> Bytes {
+        self.data.into_bytes()
     }
 
     /// The Y', Cb and Cr planes of an I420 picture.
@@ -130,7 +227,7 @@ impl Picture {
             return None;
         }
         let (luma_len, chroma_len) = i420_plane_lens(self.width, self.height);
-        let (y, chroma) = self.data.split_at(luma_len);
+        let (y, chroma) = self.data().split_at(luma_len);
         let (u, v) = chroma.split_at(chroma_len);
         Some((y, u, v))
     }
@@ -140,13 +237,13 @@ impl Picture {
             return None;
         }
         let (luma_len, chroma_len) = i420_plane_lens(self.width, self.height);
-        let (y, chroma) = self.data.split_at_mut(luma_len);
+        let (y, chroma) = self.data.make_owned().split_at_mut(luma_len);
         let (u, v) = chroma.split_at_mut(chroma_len);
         Some((y, u, v))
     }
 
     pub(crate) fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.data
+        self.data.make_owned()
     }
 
     /// Changes shape, keeping the allocation when it is big enough: the way
@@ -158,7 +255,9 @@ impl Picture {
         format: PictureFormat,
     ) -> Result<(), MediaError> {
         let len = checked_len(width, height, format)?;
-        self.data.resize(len, 0);
+        // Contents are unspecified after a reshape: shared bytes need no copy.
+        self.data.shared = None;
+        self.data.make_owned().resize(len, 0);
         self.width = width;
         self.height = height;
         self.format = format;
@@ -167,7 +266,7 @@ impl Picture {
 
     pub(crate) fn fill_black(&mut self) {
         match self.format {
-            PictureFormat::Rgb24 => self.data.fill(0),
+            PictureFormat::Rgb24 => self.data.make_owned().fill(0),
             PictureFormat::I420 => {
                 if let Some((y, u, v)) = self.i420_planes_mut() {
                     y.fill(LIMITED_RANGE_BLACK);
