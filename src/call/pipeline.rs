@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use super::slot::Latest;
-use super::stats::{unix_micros, Counters, Snapshot, Totals};
+use super::stats::{json_ms, text_ms, unix_micros, Counters, Snapshot, Totals};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::Fps;
 use crate::media::{
@@ -79,10 +79,7 @@ impl CallSummary {
     /// The one line printed when the call ends.
     pub fn line(&self) -> String {
         let secs = self.duration.as_secs_f64().max(1e-3);
-        let ms = |d: Option<Duration>| {
-            d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-                .unwrap_or_else(|| "-".into())
-        };
+        let ms = text_ms;
         let mut line = format!(
             "call with {} ended ({}) after {:.1} s: sent {} frames ({:.1} fps), received {} ({:.1} fps), dropped {} out / {} in, rtt {}, latency p50 {} p99 {}",
             self.peer,
@@ -106,7 +103,7 @@ impl CallSummary {
 
     /// The summary as one JSON object, for `--stats json`.
     pub fn to_json(&self) -> String {
-        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e5).round() / 1e2);
+        let ms = json_ms;
         serde_json::json!({
             "event": "summary",
             "peer": self.peer,

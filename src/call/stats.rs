@@ -182,7 +182,7 @@ impl Snapshot {
 
     /// One JSON object (one line) for `--stats json`.
     pub fn to_json(&self, peer: &str) -> String {
-        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e5).round() / 1e2);
+        let ms = json_ms;
         serde_json::json!({
             "elapsed_s": (self.elapsed * 100.0).round() / 100.0,
             "peer": peer,
@@ -204,10 +204,7 @@ impl Snapshot {
 
     /// Lines for the window overlay.
     pub fn overlay_lines(&self) -> Vec<String> {
-        let ms = |d: Option<Duration>| match d {
-            Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
-            None => "-".into(),
-        };
+        let ms = text_ms;
         vec![
             format!(
                 "out {:.1} fps {:.1} Mbit/s   in {:.1} fps {:.1} Mbit/s",
@@ -222,6 +219,17 @@ impl Snapshot {
             ),
         ]
     }
+}
+
+/// A duration for JSON output: milliseconds with two decimals, or null.
+pub fn json_ms(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| (d.as_secs_f64() * 1e5).round() / 1e2)
+}
+
+/// A duration for people: "1.3 ms", or "-" when not measured yet.
+pub fn text_ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Microseconds since the Unix epoch: the clock of `Video::capture_time_us`.
