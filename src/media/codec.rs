@@ -286,16 +286,7 @@ impl Decoder {
         check_announced_size(width, height)?;
         match format {
             PixelFormat::Rgb24 | PixelFormat::I420 => {
-                let expected = format.raw_len(width, height).unwrap_or(usize::MAX);
-                if payload.len() != expected {
-                    return Err(MediaError::PayloadLength {
-                        format,
-                        width,
-                        height,
-                        expected,
-                        actual: payload.len(),
-                    });
-                }
+                check_raw_payload(format, width, height, payload.len())?;
                 match (format, target) {
                     (PixelFormat::Rgb24, PictureFormat::I420) => {
                         convert::rgb_to_i420(payload, width, height, out)
@@ -359,16 +350,7 @@ impl Decoder {
             return self.decode_into(format, width, height, payload, target, out);
         }
         check_announced_size(width, height)?;
-        let expected = format.raw_len(width, height).unwrap_or(usize::MAX);
-        if payload.len() != expected {
-            return Err(MediaError::PayloadLength {
-                format,
-                width,
-                height,
-                expected,
-                actual: payload.len(),
-            });
-        }
+        check_raw_payload(format, width, height, payload.len())?;
         *out = Picture::from_shared(width, height, target, payload.clone())?;
         Ok(())
     }
@@ -386,6 +368,26 @@ impl Decoder {
         self.decode_into(format, width, height, payload, target, &mut picture)?;
         Ok(picture)
     }
+}
+
+/// A raw payload must be exactly the size its format and dimensions imply.
+fn check_raw_payload(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    actual: usize,
+) -> Result<(), MediaError> {
+    let expected = format.raw_len(width, height).unwrap_or(usize::MAX);
+    if actual != expected {
+        return Err(MediaError::PayloadLength {
+            format,
+            width,
+            height,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn check_announced_size(width: u32, height: u32) -> Result<(), MediaError> {

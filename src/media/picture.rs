@@ -132,15 +132,7 @@ impl Picture {
         format: PictureFormat,
         data: Vec<u8>,
     ) -> Result<Self, MediaError> {
-        let expected = checked_len(width, height, format)?;
-        if data.len() != expected {
-            return Err(MediaError::InvalidPicture {
-                problem: format!(
-                    "{format:?} {width}x{height} needs {expected} bytes, got {}",
-                    data.len()
-                ),
-            });
-        }
+        check_data_len(width, height, format, data.len())?;
         Ok(Picture {
             width,
             height,
@@ -157,15 +149,7 @@ impl Picture {
         format: PictureFormat,
         data: Bytes,
     ) -> Result<Self, MediaError> {
-        let expected = checked_len(width, height, format)?;
-        if data.len() != expected {
-            return Err(MediaError::InvalidPicture {
-                problem: format!(
-                    "{format:?} {width}x{height} needs {expected} bytes, got {}",
-                    data.len()
-                ),
-            });
-        }
+        check_data_len(width, height, format, data.len())?;
         Ok(Picture {
             width,
             height,
@@ -300,6 +284,22 @@ fn checked_len(width: u32, height: u32, format: PictureFormat) -> Result<usize, 
         .ok_or_else(|| MediaError::InvalidPicture {
             problem: format!("{width}x{height} is too large to address"),
         })
+}
+
+/// Checks that `len` bytes are exactly a `format` picture of this size.
+fn check_data_len(
+    width: u32,
+    height: u32,
+    format: PictureFormat,
+    len: usize,
+) -> Result<(), MediaError> {
+    let expected = checked_len(width, height, format)?;
+    if len != expected {
+        return Err(MediaError::InvalidPicture {
+            problem: format!("{format:?} {width}x{height} needs {expected} bytes, got {len}"),
+        });
+    }
+    Ok(())
 }
 
 /// A JPEG image as a camera produced it, kept compressed so it can be sent as is.
