@@ -378,3 +378,45 @@ async fn payload_bytes_arrive_intact_through_a_tiny_pipe() {
     );
     writer.await.unwrap();
 }
+
+/// Over TCP, a receiver that keeps the previous frame while reading the next
+/// (as the decoder does) gets its large frames into a few reused buffers,
+/// not one new frame-sized buffer per frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_reuse_receive_buffers() {
+    const FRAMES: u64 = 40;
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let sender = tokio::spawn(async move {
+        let (stream, _) = server.accept().await.unwrap();
+        let mut conn = Connection::new(stream, Role::Listener);
+        answer(&mut conn).await;
+        for seq in 1..=FRAMES {
+            let frame = raw_video(seq, 640, 480, PixelFormat::Rgb24);
+            conn.write_message(&Message::Video(frame)).await.unwrap();
+        }
+        conn.close(Bye::new(ByeReason::Hangup, "done"))
+            .await
+            .unwrap();
+    });
+    let mut conn = Connection::new(TcpStream::connect(addr).await.unwrap(), Role::Caller);
+    call(&mut conn).await;
+    let (mut reader, _writer) = conn.into_split();
+    let expected = raw_video(1, 640, 480, PixelFormat::Rgb24).payload;
+    let mut previous = None;
+    let mut received = 0;
+    while let Some(message) = reader.read_message().await.unwrap() {
+        if let Message::Video(video) = message {
+            assert_eq!(video.payload, expected, "frame {}", video.seq);
+            // The frame before stays alive until this one has arrived.
+            previous = Some(video);
+            received += 1;
+        }
+    }
+    drop(previous);
+    sender.await.unwrap();
+    assert_eq!(received, FRAMES);
+    let (allocated, reused) = reader.receive_buffer_counts();
+    assert_eq!(allocated + reused, FRAMES);
+    assert!(allocated <= 3, "{allocated} buffers for {FRAMES} frames");
+}

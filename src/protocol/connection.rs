@@ -1,7 +1,7 @@
 //! `Connection`: the protocol over a byte stream (in vchat, the TLS stream).
 //!
-//! It owns the stream, a receive buffer and the [`Session`] state. Reading
-//! fills the buffer until the codec finds a whole frame; writing sends a
+//! It owns the stream, the receive buffers ([`Inbox`]) and the [`Session`]
+//! state. Reading fills the inbox until the codec finds a whole frame; writing sends a
 //! frame's small head and then the payload straight from its `Bytes`. Every
 //! message, in and out, passes the session's checks, so a peer that breaks
 //! the protocol surfaces as a [`ProtocolError`] whose [`ProtocolError::bye`]
@@ -15,23 +15,17 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::codec::{decode_frame, encode_frame, frame_len, Decoded};
-use super::limits::LENGTH_PREFIX_LEN;
+use super::codec::{encode_frame, Decoded};
+use super::inbox::Inbox;
 use super::{Bye, Message, ProtocolError, Role, Session};
-
-/// Receive buffer kept free before each read: big enough for any control
-/// message, small enough to be cheap per connection. Video frames reserve
-/// their exact size once their prefix is read.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The protocol over one stream: read and write whole, checked messages.
 #[derive(Debug)]
 pub struct Connection<S> {
     stream: S,
-    buffer: BytesMut,
+    inbox: Inbox,
     session: Session,
 }
 
@@ -40,7 +34,7 @@ impl<S> Connection<S> {
     pub fn new(stream: S, role: Role) -> Self {
         Connection {
             stream,
-            buffer: BytesMut::with_capacity(READ_CHUNK),
+            inbox: Inbox::default(),
             session: Session::new(role),
         }
     }
@@ -65,7 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Cancel-safe: if the future is dropped before it completes, no message
     /// is lost; bytes read so far stay in the buffer.
     pub async fn read_message(&mut self) -> Result<Option<Message>, ProtocolError> {
-        read_message(&mut self.stream, &mut self.buffer, &mut self.session).await
+        read_message(&mut self.stream, &mut self.inbox, &mut self.session).await
     }
 
     /// Writes one message and flushes the stream, so it is on its way when
@@ -93,7 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         (
             MessageReader {
                 stream: read,
-                buffer: self.buffer,
+                inbox: self.inbox,
                 session: Arc::clone(&session),
             },
             MessageWriter {
@@ -108,19 +102,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 #[derive(Debug)]
 pub struct MessageReader<R> {
     stream: R,
-    buffer: BytesMut,
+    inbox: Inbox,
     session: Arc<Mutex<Session>>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// As [`Connection::read_message`] (cancel-safe).
     pub async fn read_message(&mut self) -> Result<Option<Message>, ProtocolError> {
-        read_message(&mut self.stream, &mut self.buffer, &*self.session).await
+        read_message(&mut self.stream, &mut self.inbox, &*self.session).await
     }
 
     /// A copy of the shared session state.
     pub fn session(&self) -> Session {
         lock(&self.session).clone()
+    }
+
+    /// Large receive buffers allocated so far, and how many times a free one
+    /// was reused instead (see `protocol/inbox.rs`).
+    pub fn receive_buffer_counts(&self) -> (u64, u64) {
+        self.inbox.pool_counts()
     }
 }
 
@@ -177,11 +177,11 @@ impl SessionAccess for &Mutex<Session> {
 
 async fn read_message<R: AsyncRead + Unpin>(
     stream: &mut R,
-    buffer: &mut BytesMut,
+    inbox: &mut Inbox,
     mut session: impl SessionAccess,
 ) -> Result<Option<Message>, ProtocolError> {
     loop {
-        match decode_frame(buffer)? {
+        match inbox.next_frame()? {
             Some(Decoded::Message(message)) => {
                 session.with(|s| s.on_receive(&message))?;
                 return Ok(Some(message));
@@ -193,21 +193,11 @@ async fn read_message<R: AsyncRead + Unpin>(
             }
             None => {}
         }
-        if buffer.capacity() - buffer.len() < READ_CHUNK {
-            buffer.reserve(READ_CHUNK);
-        }
-        if stream.read_buf(buffer).await? == 0 {
-            if buffer.is_empty() {
-                return Ok(None);
-            }
-            let expected = frame_len(buffer)
-                .ok()
-                .flatten()
-                .unwrap_or(LENGTH_PREFIX_LEN);
-            return Err(ProtocolError::Truncated {
-                received: buffer.len(),
-                expected,
-            });
+        if stream.read_buf(&mut inbox.spare()).await? == 0 {
+            return match inbox.truncated() {
+                None => Ok(None),
+                Some(error) => Err(error),
+            };
         }
     }
 }

@@ -16,9 +16,11 @@
 //! - `validate.rs`: [`check_message`] (stateless rules) and [`Session`] (who
 //!   may send what when: handshake order, version, capabilities, increasing
 //!   sequence numbers).
-//! - `connection.rs`: [`Connection`], owning the stream, a receive buffer
-//!   and the session; [`Connection::into_split`] for a reading and a
-//!   writing task.
+//! - `inbox.rs`: the receive buffers, I/O-free: bytes wait there until
+//!   they make a frame, and large frames are read into pooled buffers that
+//!   are reused once the application drops the frames cut from them.
+//! - `connection.rs`: [`Connection`], owning the stream, the inbox and the
+//!   session; [`Connection::into_split`] for a reading and a writing task.
 //! - `error.rs`: [`ProtocolError`], and [`ProtocolError::bye`] to tell the
 //!   peer what it did wrong.
 //!
@@ -71,6 +73,7 @@ mod cbor;
 mod codec;
 mod connection;
 mod error;
+mod inbox;
 pub mod limits;
 mod message;
 mod pixel_format;
