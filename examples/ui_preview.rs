@@ -21,7 +21,7 @@ fn gradient(width: u32, height: u32, tint: [u8; 3]) -> RgbImage {
     RgbImage {
         width,
         height,
-        pixels,
+        pixels: pixels.into(),
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, Notify};
@@ -450,7 +451,9 @@ fn show_self(encoder: &mut Encoder, frame: &CapturedFrame, quality: Quality, ui:
         let image = RgbImage {
             width: rgb.width,
             height: rgb.height,
-            pixels: rgb.payload.to_vec(),
+            // The encoder's scratch buffer (or the frame, which goes on to
+            // the network) cannot be lent to the window thread: one copy.
+            pixels: Bytes::copy_from_slice(rgb.payload),
         };
         let image = Arc::new(image);
         ui.update(|s| s.self_picture = Some(image));
@@ -471,6 +474,9 @@ fn spawn_decoder_thread(
             // Reused frame after frame; handed to the window (and replaced) only when there is one.
             let mut shown = Picture::empty(PictureFormat::Rgb24);
             let mut for_record = Picture::empty(PictureFormat::I420);
+            // The bytes last handed to the window, taken back for decoding
+            // once the window shows a newer frame and nothing else holds them.
+            let mut on_screen: Option<Bytes> = None;
             let result = (|| {
                 while let Some(next) = shared.incoming.take_blocking(THREAD_POLL) {
                     let Some((video, _received)) = next else {
@@ -508,15 +514,20 @@ fn spawn_decoder_thread(
                     shared.counters.record_latency(latency);
                     Counters::add(&shared.counters.frames_shown, 1);
                     if ui.has_window() {
-                        let shown =
+                        let picture =
                             std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));
-                        let image = RgbImage {
-                            width: shown.width(),
-                            height: shown.height(),
-                            pixels: shown.into_data(),
-                        };
-                        let image = Arc::new(image);
+                        let (width, height) = (picture.width(), picture.height());
+                        let pixels = picture.into_shared();
+                        let previous = on_screen.replace(pixels.clone());
+                        let image = Arc::new(RgbImage {
+                            width,
+                            height,
+                            pixels,
+                        });
                         ui.update(|s| s.peer_picture = Some(image));
+                        if let Some(buffer) = previous.and_then(reclaim) {
+                            shown = Picture::empty_reusing(PictureFormat::Rgb24, buffer);
+                        }
                     }
                 }
                 match recorder.take() {
@@ -537,6 +548,15 @@ fn spawn_decoder_thread(
             }
         })
         .map_err(|e| CallError::Internal(format!("cannot start the decoder thread: {e}")))
+}
+
+/// The memory behind `bytes` as an empty vector, if nothing else holds it
+/// (the window let go of it and it is not a slice of a receive buffer).
+fn reclaim(bytes: Bytes) -> Option<Vec<u8>> {
+    let mut unique = bytes.try_into_mut().ok()?;
+    // Emptied first, so turning it into a vector copies nothing.
+    unique.clear();
+    Some(Vec::from(unique))
 }
 
 /// Writes control messages first, then the newest video frame.

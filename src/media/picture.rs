@@ -177,6 +177,18 @@ impl Picture {
         }
     }
 
+    /// As [`Picture::empty`], decoding into `buffer`'s memory: how a buffer
+    /// the window has let go of is used again.
+    pub fn empty_reusing(format: PictureFormat, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Picture {
+            width: 0,
+            height: 0,
+            format,
+            data: Pixels::owned(buffer),
+        }
+    }
+
     pub fn width(&self) -> u32 {
         self.width
     }

@@ -3,6 +3,7 @@
 //! overlay text. Pure (no window, no clock), so the layout is unit tested and
 //! the window code only copies the result to the screen.
 
+use bytes::Bytes;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
@@ -20,8 +21,9 @@ pub const PIP_BORDER: u32 = 0x00E0_E0E0;
 pub struct RgbImage {
     pub width: u32,
     pub height: u32,
-    /// `width * height * 3` bytes, R G B, rows top to bottom.
-    pub pixels: Vec<u8>,
+    /// `width * height * 3` bytes, R G B, rows top to bottom. Shared, so a
+    /// received raw frame is shown from the receive buffer without a copy.
+    pub pixels: Bytes,
 }
 
 /// A rectangle in window pixels.
@@ -248,7 +250,7 @@ mod tests {
         RgbImage {
             width: w,
             height: h,
-            pixels: rgb.repeat((w * h) as usize),
+            pixels: rgb.repeat((w * h) as usize).into(),
         }
     }
 
@@ -322,8 +324,11 @@ mod tests {
 
     #[test]
     fn mirror_flips_left_and_right() {
-        let mut image = solid(2, 1, [0, 0, 0]);
-        image.pixels[0..3].copy_from_slice(&[255, 255, 255]); // left pixel white
+        let image = RgbImage {
+            width: 2,
+            height: 1,
+            pixels: vec![255, 255, 255, 0, 0, 0].into(), // left pixel white
+        };
         let mut pixels = vec![0u32; 2];
         let scene = Scene {
             main: View::Picture {
@@ -343,7 +348,7 @@ mod tests {
         let bad = RgbImage {
             width: 100,
             height: 100,
-            pixels: vec![255; 10],
+            pixels: vec![255; 10].into(),
         };
         let mut pixels = vec![0u32; 64 * 64];
         let scene = Scene {
