@@ -14,8 +14,12 @@
 //!   only as fast as they can be sent; we count frames the receiver decoded.
 //! - a latency run: frames paced at 30 fps through the call's usual
 //!   newest-frame-only path; capture-to-decoded latency on the shared clock.
+//!   It lasts 10 s by default, so its p99 rests on 300 frames rather than
+//!   being the slowest of 90.
 //! - for raw codecs, the bare reference ([`bare`]): the same bytes through a
-//!   plain TLS stream, and the ratio vchat / bare.
+//!   plain TLS stream, in [`COMPARISON_ROUNDS`] short rounds alternating
+//!   with vchat calls, and the median ratio vchat / bare
+//!   ([`report::Comparison`]).
 //!
 //! CPU time and memory ([`usage`]) are the whole process: both peers.
 
@@ -40,7 +44,7 @@ use crate::protocol::{Connection, PixelFormat, Role};
 use crate::ui::{DisplayState, UiCommand, UiHandle};
 use bare::BareError;
 use frames::{BenchSource, IdleSource};
-use report::{CaseResult, Report};
+use report::{CaseResult, Comparison, Report, Round};
 use usage::RssTrend;
 
 /// Seconds per run when neither `--duration` nor `--frames` is given: long
@@ -50,6 +54,19 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(3);
 
 /// The frame rate of the latency runs: a typical camera's.
 pub const LATENCY_FPS: u32 = 30;
+
+/// Seconds per latency run by default: 300 paced frames, so the p99 is the
+/// third slowest frame, not the slowest.
+pub const DEFAULT_LATENCY_DURATION: Duration = Duration::from_secs(10);
+
+/// Rounds of vchat against the bare stream per raw case; odd, for a median.
+pub const COMPARISON_ROUNDS: usize = 5;
+
+/// About how long each side of a comparison round sends.
+pub const ROUND_SECONDS: f64 = 0.5;
+
+/// A comparison round sends at least this many frames.
+const MIN_ROUND_FRAMES: u64 = 5;
 
 /// `vchat bench` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,7 +90,7 @@ pub struct BenchArgs {
     /// Stop each run after N frames sent (throughput) or captured at 30 fps (latency).
     #[arg(long, value_name = "N")]
     pub frames: Option<u64>,
-    /// Seconds per run (default 3 unless --frames is given; with both, whichever comes first).
+    /// Seconds per run (default 3, and 10 for latency runs, unless --frames is given; with both, whichever comes first).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// JPEG quality, 1-100.
@@ -140,6 +157,19 @@ impl BenchArgs {
             duration,
         })
     }
+
+    /// The latency runs' limit: as [`BenchArgs::limit`], but
+    /// [`DEFAULT_LATENCY_DURATION`] when neither option is given.
+    pub fn latency_limit(&self) -> Result<Limit, BenchError> {
+        let limit = self.limit()?;
+        Ok(match (self.frames, self.duration) {
+            (None, None) => Limit {
+                duration: Some(DEFAULT_LATENCY_DURATION),
+                ..limit
+            },
+            _ => limit,
+        })
+    }
 }
 
 /// The two throwaway identities, each pinning the other.
@@ -186,6 +216,7 @@ pub struct CallRun {
 /// `vchat bench`: runs every case and writes the table (or JSON) to `out`.
 pub fn main(args: &BenchArgs, out: &mut impl Write) -> Result<(), BenchError> {
     let limit = args.limit()?;
+    args.latency_limit()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vchat-net")
@@ -202,6 +233,7 @@ pub fn main(args: &BenchArgs, out: &mut impl Write) -> Result<(), BenchError> {
 
 /// Runs every size x codec case in order.
 pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchError> {
+    let latency_limit = args.latency_limit()?;
     let started = Instant::now();
     let rss_at_start = usage::status_kib("VmRSS");
     let peers = Arc::new(Peers::generate()?);
@@ -220,14 +252,23 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
             )
             .await?;
             eprintln!("vchat bench: {size} {name}: latency at {LATENCY_FPS} fps");
-            let latency =
-                run_call(&peers, size, codec, args.quality, limit, Outgoing::Newest).await?;
-            let bare = match codec.raw_len(size.width(), size.height()) {
+            let latency = run_call(
+                &peers,
+                size,
+                codec,
+                args.quality,
+                latency_limit,
+                Outgoing::Newest,
+            )
+            .await?;
+            let comparison = match codec.raw_len(size.width(), size.height()) {
                 Some(frame_len) => {
-                    eprintln!("vchat bench: {size} {name}: bare TLS reference");
-                    let frames = throughput.sender.totals.frames_sent.max(1);
+                    eprintln!("vchat bench: {size} {name}: against the bare TLS stream");
+                    let fps = report::rates(&throughput).fps;
+                    let frames = ((fps * ROUND_SECONDS) as u64).max(MIN_ROUND_FRAMES);
+                    let frames = limit.frames.map_or(frames, |n| n.min(frames));
                     let payload = reference_payload(frame_len);
-                    Some(bare::run(&peers, &payload, frames).await?)
+                    Some(compare(&peers, size, codec, args.quality, &payload, frames).await?)
                 }
                 None => None,
             };
@@ -236,7 +277,7 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
                 codec,
                 throughput,
                 latency,
-                bare,
+                comparison,
             });
         }
     }
@@ -244,12 +285,45 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
         cpu_model: usage::cpu_model(),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         limit,
+        latency_limit,
         quality: args.quality,
         cases,
         rss_at_start_kib: rss_at_start,
         rss_at_end_kib: usage::status_kib("VmRSS"),
         elapsed: started.elapsed(),
     })
+}
+
+/// [`COMPARISON_ROUNDS`] rounds of an unpaced vchat call and the bare
+/// stream, `frames` frames each, alternating which goes first.
+async fn compare(
+    peers: &Arc<Peers>,
+    size: Size,
+    codec: PixelFormat,
+    quality: Quality,
+    payload: &[u8],
+    frames: u64,
+) -> Result<Comparison, BenchError> {
+    let limit = Limit {
+        frames: Some(frames),
+        duration: None,
+    };
+    let mut rounds = Vec::with_capacity(COMPARISON_ROUNDS);
+    for round in 0..COMPARISON_ROUNDS {
+        let (vchat, bare) = if round % 2 == 0 {
+            let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
+            (vchat, bare::run(peers, payload, frames).await?)
+        } else {
+            let bare = bare::run(peers, payload, frames).await?;
+            let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
+            (vchat, bare)
+        };
+        rounds.push(Round {
+            vchat: report::rates(&vchat),
+            bare,
+        });
+    }
+    Ok(Comparison { rounds })
 }
 
 /// Bytes for the bare reference: not all zeros, so nothing on the way can

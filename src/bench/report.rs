@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::bare::BareRun;
-use super::{CallRun, Limit, LATENCY_FPS};
+use super::{CallRun, Limit, COMPARISON_ROUNDS, LATENCY_FPS, ROUND_SECONDS};
 use crate::media::{Quality, Size};
 use crate::protocol::PixelFormat;
 
@@ -20,8 +20,56 @@ pub struct CaseResult {
     pub throughput: CallRun,
     /// Paced at [`LATENCY_FPS`], newest frame only (the call's behaviour).
     pub latency: CallRun,
-    /// The same bytes over bare TLS (raw codecs only).
-    pub bare: Option<BareRun>,
+    /// vchat against the same bytes over bare TLS (raw codecs only).
+    pub comparison: Option<Comparison>,
+}
+
+/// vchat and the bare stream measured in alternating short rounds, so both
+/// see the same machine: on a shared VM the rate a stream gets drifts by
+/// tens of percent between one second and the next, and a single vchat
+/// run against a single bare run a few seconds later compares the noise.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    pub rounds: Vec<Round>,
+}
+
+/// One round: an unpaced vchat call, then (or before it) the bare stream
+/// with the same number of frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    pub vchat: Rates,
+    pub bare: BareRun,
+}
+
+impl Round {
+    pub fn ratio(&self) -> Option<f64> {
+        let bare = self.bare.mb_per_s();
+        (bare > 0.0).then(|| self.vchat.mb_per_s / bare)
+    }
+}
+
+impl Comparison {
+    /// The median of the rounds' vchat / bare ratios.
+    pub fn ratio(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(Round::ratio).collect())
+    }
+
+    /// The bare stream's median rate: (MB/s, frames/s).
+    pub fn bare_rates(&self) -> Option<(f64, f64)> {
+        let mb = median(self.rounds.iter().map(|r| r.bare.mb_per_s()).collect())?;
+        let fps = median(self.rounds.iter().map(|r| r.bare.fps()).collect())?;
+        Some((mb, fps))
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 /// The whole run.
@@ -29,7 +77,10 @@ pub struct CaseResult {
 pub struct Report {
     pub cpu_model: Option<String>,
     pub cores: usize,
+    /// Each throughput run's limit.
     pub limit: Limit,
+    /// Each latency run's limit (longer by default, for a real p99).
+    pub latency_limit: Limit,
     pub quality: Quality,
     pub cases: Vec<CaseResult>,
     pub rss_at_start_kib: Option<u64>,
@@ -53,16 +104,20 @@ impl CaseResult {
         rates(&self.throughput)
     }
 
-    /// vchat's payload rate over the bare stream's (raw codecs only).
+    /// vchat's payload rate over the bare stream's (raw codecs only): the
+    /// median over the paired rounds.
     pub fn ratio(&self) -> Option<f64> {
-        let bare = self.bare?.mb_per_s();
-        (bare > 0.0).then(|| self.rates().mb_per_s / bare)
+        self.comparison.as_ref()?.ratio()
     }
 }
 
-fn rates(run: &CallRun) -> Rates {
+/// Frames and bytes the receiver decoded over the time video flowed (the
+/// first frame's capture to the last frame's decoding, as the bare stream is
+/// timed from its first write to its last read); the whole call if unknown.
+pub fn rates(run: &CallRun) -> Rates {
     let totals = &run.receiver.totals;
-    let seconds = run.receiver.duration.as_secs_f64().max(1e-9);
+    let span = run.receiver.video_span.unwrap_or(run.receiver.duration);
+    let seconds = span.as_secs_f64().max(1e-9);
     let decoded = totals.frames_shown;
     Rates {
         seconds,
@@ -112,7 +167,10 @@ impl Report {
             "options": {
                 "frames": self.limit.frames,
                 "duration_s": self.limit.duration.map(|d| d.as_secs_f64()),
+                "latency_frames": self.latency_limit.frames,
+                "latency_duration_s": self.latency_limit.duration.map(|d| d.as_secs_f64()),
                 "latency_fps": LATENCY_FPS,
+                "comparison_rounds": COMPARISON_ROUNDS,
                 "jpeg_quality": self.quality.get(),
             },
             "cases": cases,
@@ -128,7 +186,7 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "vchat bench: {} ({} cores), loopback mutual TLS 1.3, one-way video; runs of {}\n\n",
+            "vchat bench: {} ({} cores), loopback mutual TLS 1.3, one-way video; throughput runs of {}\n\n",
             self.cpu_model.as_deref().unwrap_or("unknown CPU"),
             self.cores,
             describe_limit(self.limit),
@@ -152,6 +210,7 @@ impl Report {
         for case in &self.cases {
             let r = case.rates();
             let t = &case.throughput;
+            let bare = case.comparison.as_ref().and_then(Comparison::bare_rates);
             let dropped = t.sender.totals.dropped_out + t.receiver.totals.dropped_in;
             let opt = |v: Option<f64>, digits: usize| match v {
                 Some(v) => format!("{v:.digits$}"),
@@ -175,8 +234,8 @@ impl Report {
                 },
                 opt(ms(case.latency.receiver.latency_p50), 2),
                 opt(ms(case.latency.receiver.latency_p99), 2),
-                opt(case.bare.map(|b| b.mb_per_s()), 1),
-                opt(case.bare.map(|b| b.fps()), 1),
+                opt(bare.map(|(mb, _)| mb), 1),
+                opt(bare.map(|(_, fps)| fps), 1),
                 case.ratio()
                     .map_or("-".into(), |x| format!("{:.0} %", x * 100.0)),
             ]);
@@ -209,9 +268,13 @@ impl Report {
             "\nfps, MB/s (10^6 payload bytes), drop, CPU and memory: unpaced runs, frames decoded by the receiver.\n\
              CPU ms/f: user+system time of the whole process (both peers) per decoded frame.\n\
              peak MB: VmHWM during the run; RSS 1s>end: resident MB one second in and at the end.\n\
-             p50/p99: capture-to-decoded latency, frames paced at {LATENCY_FPS} fps.\n\
-             bare: the same bytes through a plain mutual-TLS stream (no framing, CBOR or pixel work).\n\
+             p50/p99: capture-to-decoded latency, frames paced at {LATENCY_FPS} fps for {}.\n\
+             bare: the same bytes through a plain mutual-TLS stream (no framing, CBOR or pixel work);\n\
+             bare and vchat/bare: medians over {} alternating rounds of vchat and bare, ~{:.1} s each.\n\
              RSS {} MB at start, {} MB at end; {:.0} s in all.\n",
+            describe_limit(self.latency_limit),
+            COMPARISON_ROUNDS,
+            ROUND_SECONDS,
             opt_mb(self.rss_at_start_kib),
             opt_mb(self.rss_at_end_kib),
             self.elapsed.as_secs_f64(),
@@ -268,15 +331,20 @@ fn case_json(case: &CaseResult) -> Value {
             "dropped": l.sender.totals.dropped_out + l.receiver.totals.dropped_in,
             "p50_ms": ms(l.receiver.latency_p50),
             "p99_ms": ms(l.receiver.latency_p99),
+            "samples": l.receiver.latency_samples,
             "cpu_ms_per_frame": per_frame(l.cpu, l.receiver.totals.frames_shown).map(|v| round(v, 3)),
         },
-        "bare": case.bare.map(|b| json!({
-            "frames": b.frames,
-            "seconds": round(b.elapsed.as_secs_f64(), 3),
-            "fps": round(b.fps(), 1),
-            "mb_per_s": round(b.mb_per_s(), 1),
-            "cpu_ms_per_frame": per_frame(b.cpu, b.frames).map(|v| round(v, 3)),
+        "bare": case.comparison.as_ref().and_then(Comparison::bare_rates).map(|(mb, fps)| json!({
+            "mb_per_s": round(mb, 1),
+            "fps": round(fps, 1),
         })),
+        "rounds": case.comparison.as_ref().map(|c| c.rounds.iter().map(|round_| json!({
+            "frames": round_.bare.frames,
+            "vchat_mb_per_s": round(round_.vchat.mb_per_s, 1),
+            "bare_mb_per_s": round(round_.bare.mb_per_s(), 1),
+            "bare_cpu_ms_per_frame": per_frame(round_.bare.cpu, round_.bare.frames).map(|v| round(v, 3)),
+            "ratio": round_.ratio().map(|x| round(x, 3)),
+        })).collect::<Vec<_>>()),
         "ratio": case.ratio().map(|x| round(x, 3)),
     })
 }
@@ -304,6 +372,8 @@ mod tests {
             rtt: None,
             latency_p50: Some(Duration::from_micros(p99_us / 2)),
             latency_p99: Some(Duration::from_micros(p99_us)),
+            latency_samples: frames,
+            video_span: None,
             recorded: None,
         }
     }
@@ -327,17 +397,29 @@ mod tests {
                 frames: None,
                 duration: Some(Duration::from_secs(2)),
             },
+            latency_limit: Limit {
+                frames: None,
+                duration: Some(Duration::from_secs(10)),
+            },
             quality: Quality::new(80).unwrap(),
             cases: vec![CaseResult {
                 size,
                 codec: PixelFormat::Rgb24,
                 throughput: call_run(200, 200 * 921_600),
                 latency: call_run(60, 60 * 921_600),
-                bare: Some(BareRun {
-                    frames: 200,
-                    frame_len: 921_600,
-                    elapsed: Duration::from_secs(1),
-                    cpu: None,
+                comparison: Some(Comparison {
+                    // vchat at 92.16 MB/s each round; bare at 2x, 4x and 1x that.
+                    rounds: [1000, 500, 2000]
+                        .map(|ms| Round {
+                            vchat: rates(&call_run(200, 200 * 921_600)),
+                            bare: BareRun {
+                                frames: 200,
+                                frame_len: 921_600,
+                                elapsed: Duration::from_millis(ms),
+                                cpu: None,
+                            },
+                        })
+                        .to_vec(),
                 }),
             }],
             rss_at_start_kib: Some(8 * 1024),
@@ -355,8 +437,18 @@ mod tests {
         assert_eq!(r.cpu_ms_per_frame, Some(2.0));
         assert!(
             (case.ratio().unwrap() - 0.5).abs() < 1e-9,
-            "half the bare rate"
+            "the median round: half the bare rate"
         );
+    }
+
+    #[test]
+    fn throughput_is_timed_by_the_video_span_when_known() {
+        let mut run = call_run(200, 200 * 921_600);
+        run.receiver.video_span = Some(Duration::from_millis(500));
+        let r = rates(&run);
+        assert_eq!(r.fps, 400.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
     }
 
     #[test]
@@ -368,7 +460,9 @@ mod tests {
         assert_eq!(case["throughput"]["fps"], 100.0);
         assert_eq!(case["latency"]["p99_ms"], 3.0);
         assert_eq!(case["bare"]["mb_per_s"], 184.3);
+        assert_eq!(case["rounds"][1]["ratio"], 0.25);
         assert_eq!(case["ratio"], 0.5);
+        assert_eq!(case["latency"]["samples"], 60);
         assert_eq!(json["peak_rss_mb"], 20.0);
         let table = report.table();
         assert!(table.contains("Test CPU (2 cores)"), "{table}");

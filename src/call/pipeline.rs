@@ -73,6 +73,10 @@ pub struct CallSummary {
     pub rtt: Option<Duration>,
     pub latency_p50: Option<Duration>,
     pub latency_p99: Option<Duration>,
+    /// Frames in the latency figures.
+    pub latency_samples: u64,
+    /// See [`Counters::video_span`]: `vchat bench` times throughput by it.
+    pub video_span: Option<Duration>,
     pub recorded: Option<(PathBuf, u64)>,
 }
 
@@ -324,6 +328,8 @@ where
         },
         latency_p50: latency.percentile(0.5),
         latency_p99: latency.percentile(0.99),
+        latency_samples: latency.count(),
+        video_span: shared.counters.video_span(),
         recorded,
     };
     ui.update(|s| s.state = CallState::Ended(summary.end.to_string()));
@@ -512,6 +518,7 @@ fn spawn_decoder_thread(
                     let now = unix_micros(SystemTime::now());
                     let latency = Duration::from_micros(now.saturating_sub(video.capture_time_us));
                     shared.counters.record_latency(latency);
+                    shared.counters.record_decoded(video.capture_time_us, now);
                     Counters::add(&shared.counters.frames_shown, 1);
                     if ui.has_window() {
                         let picture =

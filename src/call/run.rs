@@ -375,6 +375,8 @@ fn not_connected(end: EndReason) -> CallSummary {
         rtt: None,
         latency_p50: None,
         latency_p99: None,
+        latency_samples: 0,
+        video_span: None,
         recorded: None,
     }
 }

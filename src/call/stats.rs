@@ -86,6 +86,11 @@ pub struct Counters {
     pub dropped_at_capture: AtomicU64,
     /// Last round-trip time in µs; 0 until the first pong.
     pub rtt_us: AtomicU64,
+    /// The first decoded frame's capture time (sender's clock) and when the
+    /// last frame was decoded (ours), in µs since the Unix epoch; 0 until
+    /// then. See [`Counters::video_span`].
+    first_capture_us: AtomicU64,
+    last_decoded_us: AtomicU64,
     latency_second: Mutex<Histogram>,
     latency_total: Mutex<Histogram>,
 }
@@ -97,6 +102,26 @@ impl Counters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Notes a decoded frame's capture time and the time it was decoded.
+    pub fn record_decoded(&self, capture_us: u64, decoded_us: u64) {
+        let _ = self.first_capture_us.compare_exchange(
+            0,
+            capture_us,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.last_decoded_us.store(decoded_us, Ordering::Relaxed);
+    }
+
+    /// From the capture of the first frame decoded to the decoding of the
+    /// last: how long video flowed, without the call's set-up and hang-up.
+    /// Meaningful only when both peers share a clock (as in `vchat bench`).
+    pub fn video_span(&self) -> Option<Duration> {
+        let first = Self::get(&self.first_capture_us);
+        let last = Self::get(&self.last_decoded_us);
+        (first != 0 && last > first).then(|| Duration::from_micros(last - first))
     }
 
     /// Records a capture-to-display latency.
