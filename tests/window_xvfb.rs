@@ -378,7 +378,15 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
         );
         pixel(shot, main.x + main.w / 2, main.y + main.h / 4)
     };
-    assert!(is_blue(probe(&screenshot(&xvfb.display, "vchat"))));
+    // The area the caller's window uncovered shows the listener's pixels
+    // only once the listener has repainted (its next frame): poll for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !is_blue(probe(&screenshot(&xvfb.display, "vchat"))) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener's window does not show the caller's blue picture"
+        );
+    }
     // ...and when the caller presses v, a "camera off" placeholder instead of
     // a frozen last frame; pressing v again brings the picture back.
     let bg = [
