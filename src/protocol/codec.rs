@@ -64,51 +64,62 @@ pub enum Decoded {
 /// Encodes `message` as a frame, after checking it against the limits so we
 /// never send what a peer must refuse.
 pub fn encode_frame(message: &Message) -> Result<EncodedFrame, ProtocolError> {
-    check_message(message)?;
     let mut head = BytesMut::with_capacity(128);
+    let payload = encode_head_into(message, &mut head)?;
+    Ok(EncodedFrame {
+        head: head.freeze(),
+        payload,
+    })
+}
+
+/// As [`encode_frame`], writing the head into `head` (cleared first) so a
+/// writer can reuse one buffer for every message; returns the payload.
+pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes, ProtocolError> {
+    check_message(message)?;
+    head.clear();
     head.put_u32(0); // patched below
-    put_head(&mut head, Header::Array(Some(2)));
-    put_text(&mut head, message.kind());
+    put_head(head, Header::Array(Some(2)));
+    put_text(head, message.kind());
     let mut payload = Bytes::new();
     match message {
-        Message::Hello(hello) => encode_hello(&mut head, hello),
+        Message::Hello(hello) => encode_hello(head, hello),
         Message::Accept(Accept { version }) => {
-            put_head(&mut head, Header::Map(Some(1)));
-            put_text(&mut head, "version");
-            put_uint(&mut head, u64::from(*version));
+            put_head(head, Header::Map(Some(1)));
+            put_text(head, "version");
+            put_uint(head, u64::from(*version));
         }
         Message::Video(video) => {
-            put_head(&mut head, Header::Map(Some(6)));
-            put_text(&mut head, "seq");
-            put_uint(&mut head, video.seq);
-            put_text(&mut head, "time_us");
-            put_uint(&mut head, video.capture_time_us);
-            put_text(&mut head, "width");
-            put_uint(&mut head, u64::from(video.width));
-            put_text(&mut head, "height");
-            put_uint(&mut head, u64::from(video.height));
-            put_text(&mut head, "format");
-            put_text(&mut head, video.format.name());
-            put_text(&mut head, "payload");
-            put_head(&mut head, Header::Bytes(Some(video.payload.len())));
+            put_head(head, Header::Map(Some(6)));
+            put_text(head, "seq");
+            put_uint(head, video.seq);
+            put_text(head, "time_us");
+            put_uint(head, video.capture_time_us);
+            put_text(head, "width");
+            put_uint(head, u64::from(video.width));
+            put_text(head, "height");
+            put_uint(head, u64::from(video.height));
+            put_text(head, "format");
+            put_text(head, video.format.name());
+            put_text(head, "payload");
+            put_head(head, Header::Bytes(Some(video.payload.len())));
             payload = video.payload.clone();
         }
         Message::Ping { nonce } | Message::Pong { nonce } => {
-            put_head(&mut head, Header::Map(Some(1)));
-            put_text(&mut head, "nonce");
-            put_uint(&mut head, *nonce);
+            put_head(head, Header::Map(Some(1)));
+            put_text(head, "nonce");
+            put_uint(head, *nonce);
         }
         Message::Camera { on } => {
-            put_head(&mut head, Header::Map(Some(1)));
-            put_text(&mut head, "on");
-            put_bool(&mut head, *on);
+            put_head(head, Header::Map(Some(1)));
+            put_text(head, "on");
+            put_bool(head, *on);
         }
         Message::Bye(bye) => {
-            put_head(&mut head, Header::Map(Some(2)));
-            put_text(&mut head, "reason");
-            put_text(&mut head, bye.reason.code());
-            put_text(&mut head, "text");
-            put_text(&mut head, &bye.text);
+            put_head(head, Header::Map(Some(2)));
+            put_text(head, "reason");
+            put_text(head, bye.reason.code());
+            put_text(head, "text");
+            put_text(head, &bye.text);
         }
     }
     let len = head.len() - LENGTH_PREFIX_LEN + payload.len();
@@ -127,10 +138,7 @@ pub fn encode_frame(message: &Message) -> Result<EncodedFrame, ProtocolError> {
     if let Some(slot) = head.get_mut(..LENGTH_PREFIX_LEN) {
         slot.copy_from_slice(&prefix.to_be_bytes());
     }
-    Ok(EncodedFrame {
-        head: head.freeze(),
-        payload,
-    })
+    Ok(payload)
 }
 
 fn encode_hello(dst: &mut BytesMut, hello: &Hello) {

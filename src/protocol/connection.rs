@@ -15,17 +15,23 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::codec::{encode_frame, Decoded};
+use super::codec::{encode_head_into, Decoded};
 use super::inbox::Inbox;
 use super::{Bye, Message, ProtocolError, Role, Session};
+
+/// Room for any message's head (a hello is the largest, well under 1 KiB);
+/// the buffer grows if ever needed.
+const HEAD_CAPACITY: usize = 1024;
 
 /// The protocol over one stream: read and write whole, checked messages.
 #[derive(Debug)]
 pub struct Connection<S> {
     stream: S,
     inbox: Inbox,
+    head: BytesMut,
     session: Session,
 }
 
@@ -35,6 +41,7 @@ impl<S> Connection<S> {
         Connection {
             stream,
             inbox: Inbox::default(),
+            head: BytesMut::with_capacity(HEAD_CAPACITY),
             session: Session::new(role),
         }
     }
@@ -68,7 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Not cancel-safe: dropping the future mid-write leaves a partial frame
     /// on the stream, after which the connection must be closed.
     pub async fn write_message(&mut self, message: &Message) -> Result<(), ProtocolError> {
-        write_message(&mut self.stream, message, &mut self.session).await
+        write_message(&mut self.stream, &mut self.head, message, &mut self.session).await
     }
 
     /// Sends `bye` and shuts down our sending side (the TLS close_notify).
@@ -92,6 +99,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             },
             MessageWriter {
                 stream: write,
+                head: self.head,
                 session,
             },
         )
@@ -128,13 +136,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 #[derive(Debug)]
 pub struct MessageWriter<W> {
     stream: W,
+    /// Reused for every message's head, so a frame costs no allocation.
+    head: BytesMut,
     session: Arc<Mutex<Session>>,
 }
 
 impl<W: AsyncWrite + Unpin> MessageWriter<W> {
     /// As [`Connection::write_message`] (writes and flushes; not cancel-safe).
     pub async fn write_message(&mut self, message: &Message) -> Result<(), ProtocolError> {
-        write_message(&mut self.stream, message, &*self.session).await
+        write_message(&mut self.stream, &mut self.head, message, &*self.session).await
     }
 
     /// As [`Connection::close`]: sends `bye`, then shuts down the sending side.
@@ -204,14 +214,15 @@ async fn read_message<R: AsyncRead + Unpin>(
 
 async fn write_message<W: AsyncWrite + Unpin>(
     stream: &mut W,
+    head: &mut BytesMut,
     message: &Message,
     mut session: impl SessionAccess,
 ) -> Result<(), ProtocolError> {
-    let frame = encode_frame(message)?;
+    let payload = encode_head_into(message, head)?;
     session.with(|s| s.on_send(message))?;
-    stream.write_all(&frame.head).await?;
-    if !frame.payload.is_empty() {
-        stream.write_all(&frame.payload).await?;
+    stream.write_all(head).await?;
+    if !payload.is_empty() {
+        stream.write_all(&payload).await?;
     }
     stream.flush().await?;
     Ok(())

@@ -80,8 +80,8 @@ mod pixel_format;
 mod validate;
 
 pub use codec::{
-    decode_frame, decode_message, encode, encode_frame, frame_len, message_len, Decoded,
-    EncodedFrame,
+    decode_frame, decode_message, encode, encode_frame, encode_head_into, frame_len, message_len,
+    Decoded, EncodedFrame,
 };
 pub use connection::{Connection, MessageReader, MessageWriter};
 pub use error::{bye_text, ProtocolError};
