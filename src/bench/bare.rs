@@ -3,15 +3,17 @@
 //!
 //! The same rustls configurations as a call (`net::tls`: TLS 1.3, ring, the
 //! pinned verifiers, the same throwaway identities), the same TCP_NODELAY,
-//! the same frame-sized payload: the writer sends it with one `write_all`
-//! and a flush per frame, as the protocol writer does; the reader fills one
-//! reused buffer with `read_exact`. No framing, no CBOR, no pixel work, no
+//! the same bytes: the payloads of the frames the vchat runs send
+//! ([`super::frames::wire_payloads`]), cycled in the same order. The writer
+//! sends each with one `write_all` and a flush, as the protocol writer does;
+//! the reader fills one reused buffer with `read_exact`. No framing, no CBOR, no pixel work, no
 //! slots or threads. vchat's raw throughput divided by this is how close the
 //! pipeline comes to the limit set by encryption and the kernel.
 
 use std::io;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,7 +27,8 @@ use crate::net::{tls, NetError, PinSet};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BareRun {
     pub frames: u64,
-    pub frame_len: usize,
+    /// Payload bytes sent, all frames.
+    pub bytes: u64,
     pub elapsed: Duration,
     pub cpu: Option<Duration>,
 }
@@ -36,7 +39,7 @@ impl BareRun {
     }
 
     pub fn mb_per_s(&self) -> f64 {
-        self.fps() * self.frame_len as f64 / 1e6
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
     }
 }
 
@@ -51,14 +54,25 @@ pub enum BareError {
     Task(String),
 }
 
-/// Sends `frames` frames of `payload` over a fresh loopback mutual-TLS stream
-/// and times them from the first byte written to the last byte read.
-pub async fn run(peers: &Peers, payload: &[u8], frames: u64) -> Result<BareRun, BareError> {
+/// Sends `frames` frames, cycling through `payloads`, over a fresh loopback
+/// mutual-TLS stream and times them from the first byte written to the last
+/// byte read.
+pub async fn run(peers: &Peers, payloads: &[Bytes], frames: u64) -> Result<BareRun, BareError> {
+    if payloads.is_empty() {
+        return Err(BareError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no payloads to send",
+        )));
+    }
+    let lens: Vec<usize> = payloads.iter().map(Bytes::len).collect();
+    let largest = lens.iter().copied().max().unwrap_or(0);
+    let bytes = (0..frames)
+        .map(|i| lens[i as usize % lens.len()] as u64)
+        .sum();
     let server = tls::server_config(&peers.receiver, PinSet::new(vec![peers.sender_pin()]))?;
     let client = tls::client_config(&peers.sender, PinSet::new(vec![peers.receiver_pin()]))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let frame_len = payload.len();
 
     let accept = async {
         let (tcp, _) = listener.accept().await?;
@@ -77,14 +91,17 @@ pub async fn run(peers: &Peers, payload: &[u8], frames: u64) -> Result<BareRun, 
     let cpu_before = usage::cpu_time();
     let started = Instant::now();
     let reader = tokio::spawn(async move {
-        let mut buffer = vec![0u8; frame_len];
-        for _ in 0..frames {
-            reading.read_exact(&mut buffer).await?;
+        let mut buffer = vec![0u8; largest];
+        for i in 0..frames {
+            let len = lens[i as usize % lens.len()];
+            reading.read_exact(&mut buffer[..len]).await?;
         }
         Ok::<_, io::Error>(started.elapsed())
     });
-    for _ in 0..frames {
-        writing.write_all(payload).await?;
+    for i in 0..frames {
+        writing
+            .write_all(&payloads[i as usize % payloads.len()])
+            .await?;
         writing.flush().await?;
     }
     let elapsed = reader.await.map_err(|e| BareError::Task(e.to_string()))??;
@@ -94,7 +111,7 @@ pub async fn run(peers: &Peers, payload: &[u8], frames: u64) -> Result<BareRun, 
     let _ = writing.shutdown().await;
     Ok(BareRun {
         frames,
-        frame_len,
+        bytes,
         elapsed,
         cpu,
     })

@@ -9,15 +9,35 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::media::{
-    test_pattern, CapturedFrame, FrameContent, FrameSource, MediaError, Picture, PictureFormat,
-    Size, MIN_FRAME_SIDE,
+    test_pattern, CapturedFrame, Encoder, FrameContent, FrameSource, MediaError, Picture,
+    PictureFormat, Quality, Size, MIN_FRAME_SIDE,
 };
+use crate::protocol::PixelFormat;
 
 /// Distinct pictures cycled through: enough that JPEG encodes changing
 /// content (the test pattern's moving parts), few enough to generate in well
 /// under a second even at 1920x1080.
 const DISTINCT_FRAMES: u64 = 8;
+
+/// The payloads a vchat run sends, in order: each pre-generated frame
+/// encoded as `codec`. The bare reference sends these same bytes.
+pub fn wire_payloads(
+    size: Size,
+    codec: PixelFormat,
+    quality: Quality,
+) -> Result<Vec<Bytes>, MediaError> {
+    let mut source = BenchSource::new(size, None)?;
+    let mut encoder = Encoder::new();
+    (0..DISTINCT_FRAMES)
+        .map(|_| {
+            let frame = source.next_frame()?;
+            Ok(encoder.encode_to_bytes(frame, codec, quality)?.payload)
+        })
+        .collect()
+}
 
 /// How long the silent peer's source sleeps per frame: short, because the
 /// media thread notices a hang-up only between frames.

@@ -32,6 +32,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::call::handshake::{self, choose_send_format, local_hello};
@@ -262,13 +263,13 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
             )
             .await?;
             let comparison = match codec.raw_len(size.width(), size.height()) {
-                Some(frame_len) => {
+                Some(_) => {
                     eprintln!("vchat bench: {size} {name}: against the bare TLS stream");
                     let fps = report::rates(&throughput).fps;
                     let frames = ((fps * ROUND_SECONDS) as u64).max(MIN_ROUND_FRAMES);
                     let frames = limit.frames.map_or(frames, |n| n.min(frames));
-                    let payload = reference_payload(frame_len);
-                    Some(compare(&peers, size, codec, args.quality, &payload, frames).await?)
+                    let payloads = frames::wire_payloads(size, codec, args.quality)?;
+                    Some(compare(&peers, size, codec, args.quality, &payloads, frames).await?)
                 }
                 None => None,
             };
@@ -301,7 +302,7 @@ async fn compare(
     size: Size,
     codec: PixelFormat,
     quality: Quality,
-    payload: &[u8],
+    payloads: &[Bytes],
     frames: u64,
 ) -> Result<Comparison, BenchError> {
     let limit = Limit {
@@ -312,9 +313,9 @@ async fn compare(
     for round in 0..COMPARISON_ROUNDS {
         let (vchat, bare) = if round % 2 == 0 {
             let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
-            (vchat, bare::run(peers, payload, frames).await?)
+            (vchat, bare::run(peers, payloads, frames).await?)
         } else {
-            let bare = bare::run(peers, payload, frames).await?;
+            let bare = bare::run(peers, payloads, frames).await?;
             let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
             (vchat, bare)
         };
@@ -324,12 +325,6 @@ async fn compare(
         });
     }
     Ok(Comparison { rounds })
-}
-
-/// Bytes for the bare reference: not all zeros, so nothing on the way can
-/// take a shortcut on them (TLS does not compress, but be plain about it).
-fn reference_payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// One call: the receiver listens with its camera off, the sender dials and

@@ -414,7 +414,7 @@ mod tests {
                             vchat: rates(&call_run(200, 200 * 921_600)),
                             bare: BareRun {
                                 frames: 200,
-                                frame_len: 921_600,
+                                bytes: 200 * 921_600,
                                 elapsed: Duration::from_millis(ms),
                                 cpu: None,
                             },
