@@ -40,6 +40,13 @@
 //! that falls behind finds only the newest frame, so slowness costs dropped
 //! frames, never growing delay.
 //!
+//! Video bytes are neither copied nor allocated per frame by vchat itself: a
+//! raw frame moves from the source into its message as shared `Bytes`; the
+//! reader reads each large frame into a pooled buffer (`protocol/inbox.rs`)
+//! that is reused once the decoder and the window have let go of it; the
+//! window shows a raw frame from that buffer. Encryption and the kernel still
+//! copy, as for any TLS stream (BENCHMARKS.md has the profile).
+//!
 //! Trust is established before any application byte flows: both sides present
 //! certificates, each side's verifier compares the SHA-256 of the presented
 //! certificate with its pins and checks the handshake signature against it.
