@@ -513,7 +513,9 @@ fn spawn_decoder_thread(
                                 &mut for_record,
                             )
                             .map_err(CallError::PeerSentBadVideo)?;
-                        recorder.write(&for_record).map_err(CallError::Media)?;
+                        recorder
+                            .write_at(&for_record, video.capture_time_us)
+                            .map_err(CallError::Media)?;
                     }
                     let now = unix_micros(SystemTime::now());
                     let latency = Duration::from_micros(now.saturating_sub(video.capture_time_us));

@@ -49,4 +49,6 @@ pub use options::{
 pub use pattern::{draw_test_pattern, read_frame_number, test_pattern, FRAME_NUMBER_BITS};
 pub use picture::{CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat};
 pub use source::{open_source, FrameSource, TestPatternSource, Y4mFileSource};
-pub use y4m::{FrameRate, Y4mChroma, Y4mHeader, Y4mReader, Y4mRecorder};
+pub use y4m::{
+    FrameRate, Placement, Timeline, Y4mChroma, Y4mHeader, Y4mReader, Y4mRecorder, MAX_FILL,
+};

@@ -22,8 +22,13 @@
 //!   explicitly rather than left to each player's guess. (Y4M cannot state the
 //!   matrix: ffmpeg assumes BT.601; mpv guesses BT.709 for HD sizes, which
 //!   shifts hues slightly in HD recordings played there.)
-//! - Frame rate: the call's `--fps`; each received frame is written once, so a
-//!   call that dropped frames plays back a little fast.
+//! - Frame rate and timing: the file runs at the call's `--fps`, and frames
+//!   are placed by their capture times ([`Y4mRecorder::write_at`],
+//!   [`Timeline`]): a frame period with no new frame (a dropped frame, a peer
+//!   sending at a lower rate) repeats the picture before it, and a frame
+//!   arriving within a period already written is left out. So the file plays
+//!   at the speed the call happened. Gaps over [`MAX_FILL`] (the peer's
+//!   camera off) become cuts rather than a long frozen picture.
 //! - Size changes mid-call: the file keeps the first frame's size; later frames
 //!   of another size are scaled to fit inside it, aspect ratio kept, centred
 //!   on black (letterbox). One file, always playable.
@@ -443,6 +448,61 @@ fn parse_chroma(value: &str, path: &Path) -> Result<Y4mChroma, MediaError> {
     }
 }
 
+/// Longest stretch a recording fills by repeating the previous picture; a
+/// longer gap (the peer turned its camera off) is cut out instead.
+pub const MAX_FILL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where frames fall on a recording's fixed-rate timeline, from their
+/// capture times (microseconds on the sender's clock; only differences
+/// matter). Pure arithmetic, no I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeline {
+    period_us: u64,
+    max_fill: u64,
+    /// Capture time of frame slot 0, once the first frame is placed.
+    origin_us: Option<u64>,
+}
+
+/// What to write for one incoming frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Repeat the previous picture `repeat_previous` times, then write this one.
+    Write { repeat_previous: u64 },
+    /// The frame falls in a slot already written: leave it out.
+    Skip,
+}
+
+impl Timeline {
+    pub fn new(frame_rate: Fps) -> Self {
+        let period_us = (1_000_000 / u64::from(frame_rate.get())).max(1);
+        Timeline {
+            period_us,
+            max_fill: MAX_FILL.as_micros() as u64 / period_us,
+            origin_us: None,
+        }
+    }
+
+    /// Places a frame captured at `capture_us` when `written` frames are in
+    /// the file. Clock jumps backwards and gaps over [`MAX_FILL`] re-anchor
+    /// the timeline so the frame goes straight after the last one.
+    pub fn place(&mut self, capture_us: u64, written: u64) -> Placement {
+        let origin = *self.origin_us.get_or_insert(capture_us);
+        let elapsed = capture_us.checked_sub(origin);
+        let slot = elapsed.map(|us| (us + self.period_us / 2) / self.period_us);
+        match slot {
+            Some(slot) if slot < written => Placement::Skip,
+            Some(slot) if slot - written <= self.max_fill => Placement::Write {
+                repeat_previous: if written == 0 { 0 } else { slot - written },
+            },
+            _ => {
+                self.origin_us =
+                    Some(capture_us.saturating_sub(written.saturating_mul(self.period_us)));
+                Placement::Write { repeat_previous: 0 }
+            }
+        }
+    }
+}
+
 /// Writes received video as a C420jpeg YUV4MPEG2 file (see the module notes).
 pub struct Y4mRecorder {
     path: PathBuf,
@@ -455,6 +515,9 @@ pub struct Y4mRecorder {
     canvas: Picture,
     scaler: Scaler,
     frames_written: u64,
+    timeline: Timeline,
+    /// The last frame written, to repeat across periods with no new frame.
+    previous: Vec<u8>,
 }
 
 impl std::fmt::Debug for Y4mRecorder {
@@ -488,6 +551,8 @@ impl Y4mRecorder {
             canvas: Picture::empty(PictureFormat::I420),
             scaler: Scaler::new(),
             frames_written: 0,
+            timeline: Timeline::new(frame_rate),
+            previous: Vec::new(),
         })
     }
 
@@ -502,6 +567,22 @@ impl Y4mRecorder {
     /// The recording's size, once the first frame has fixed it.
     pub fn size(&self) -> Option<(u32, u32)> {
         self.size
+    }
+
+    /// Places a frame captured at `capture_us` (µs, sender's clock) on the
+    /// recording's timeline: periods since the last frame are filled with
+    /// the previous picture, and a frame within a period already written is
+    /// left out (see [`Timeline`]).
+    pub fn write_at(&mut self, picture: &Picture, capture_us: u64) -> Result<(), MediaError> {
+        match self.timeline.place(capture_us, self.frames_written) {
+            Placement::Skip => Ok(()),
+            Placement::Write { repeat_previous } => {
+                for _ in 0..repeat_previous {
+                    self.write_previous()?;
+                }
+                self.write(picture)
+            }
+        }
     }
 
     /// Appends one frame, letterboxed into the recording's size if it differs.
@@ -538,9 +619,17 @@ impl Y4mRecorder {
             )?;
             self.canvas.data()
         };
+        // Kept (in a reused buffer) in case the next periods bring no frame.
+        self.previous.clear();
+        self.previous.extend_from_slice(frame);
+        self.write_previous()
+    }
+
+    /// Appends the last frame written (again).
+    fn write_previous(&mut self) -> Result<(), MediaError> {
         self.writer
             .write_all(b"FRAME\n")
-            .and_then(|()| self.writer.write_all(frame))
+            .and_then(|()| self.writer.write_all(&self.previous))
             .map_err(|source| MediaError::FileWrite {
                 path: self.path.clone(),
                 source,
@@ -611,6 +700,50 @@ mod tests {
 
     fn reader(bytes: &[u8]) -> Result<Y4mReader<Cursor<Vec<u8>>>, MediaError> {
         Y4mReader::new(Cursor::new(bytes.to_vec()), "test.y4m")
+    }
+
+    /// Feeds capture times (ms) through a 30 fps timeline, writing as told,
+    /// and returns how many file frames each input frame took (0: skipped).
+    fn frames_per_input(capture_ms: &[u64]) -> Vec<u64> {
+        let mut timeline = Timeline::new(Fps::new(30).unwrap());
+        let mut written = 0;
+        let mut taken = Vec::new();
+        for &ms in capture_ms {
+            match timeline.place(1_700_000_000_000 + ms * 1000, written) {
+                Placement::Skip => taken.push(0),
+                Placement::Write { repeat_previous } => {
+                    // The repeats are the previous input's frames.
+                    if let Some(last) = taken.iter_mut().rev().find(|n| **n > 0) {
+                        *last += repeat_previous;
+                    }
+                    taken.push(1);
+                    written += repeat_previous + 1;
+                }
+            }
+        }
+        taken
+    }
+
+    #[test]
+    fn the_timeline_keeps_the_call_s_speed() {
+        // A steady 30 fps sender: one file frame each.
+        assert_eq!(frames_per_input(&[0, 33, 67, 100, 133]), [1, 1, 1, 1, 1]);
+        // A 15 fps sender into a 30 fps file: each picture twice.
+        assert_eq!(frames_per_input(&[0, 67, 133, 200]), [2, 2, 2, 1]);
+        // A dropped frame: the picture before it covers its period.
+        assert_eq!(frames_per_input(&[0, 33, 100, 133]), [1, 2, 1, 1]);
+        // A 60 fps sender: every other frame is left out.
+        assert_eq!(frames_per_input(&[0, 17, 33, 50, 67]), [1, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn long_gaps_and_clock_jumps_become_cuts() {
+        // 5 s without video (camera off): no 150 frozen frames, a cut.
+        assert_eq!(frames_per_input(&[0, 33, 5033, 5067]), [1, 1, 1, 1]);
+        // Up to MAX_FILL (1 s) is filled: 30 periods, the last the new frame's.
+        assert_eq!(frames_per_input(&[0, 1000]), [30, 1]);
+        // The sender's clock steps back: the timeline re-anchors.
+        assert_eq!(frames_per_input(&[1000, 1033, 0, 33]), [1, 1, 1, 1]);
     }
 
     fn problem(bytes: &[u8]) -> String {
