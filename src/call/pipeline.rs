@@ -31,7 +31,8 @@ use super::stats::{json_ms, text_ms, unix_micros, Counters, Snapshot, Totals};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::Fps;
 use crate::media::{
-    CapturedFrame, Decoder, Encoder, FrameSource, Picture, PictureFormat, Quality, Y4mRecorder,
+    CapturedFrame, Decoder, Encoder, FrameContent, FrameSource, Picture, PictureFormat, Quality,
+    Y4mRecorder,
 };
 use crate::protocol::{Bye, ByeReason, Connection, Message, PixelFormat, ProtocolError, Video};
 use crate::ui::{CallState, RgbImage, UiCommand, UiHandle};
@@ -398,7 +399,7 @@ fn spawn_media_thread(
             let mut seq = 0u64;
             let result = (|| {
                 while !shared.stop.load(Ordering::Acquire) {
-                    let frame = source.next_frame().map_err(CallError::Media)?;
+                    let mut frame = source.next_frame().map_err(CallError::Media)?;
                     if let Some(last) = last_source_seq {
                         let skipped = frame.sequence.saturating_sub(last + 1);
                         Counters::add(&shared.counters.dropped_at_capture, skipped);
@@ -408,7 +409,7 @@ fn spawn_media_thread(
                         continue;
                     }
                     if ui.has_window() {
-                        show_self(&mut self_view, &frame, quality, &ui);
+                        show_self(&mut self_view, &mut frame, quality, &ui);
                     }
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.
@@ -452,18 +453,31 @@ fn capture_unix_micros(frame: &CapturedFrame) -> u64 {
     unix_micros(SystemTime::now() - age)
 }
 
-fn show_self(encoder: &mut Encoder, frame: &CapturedFrame, quality: Quality, ui: &UiHandle) {
-    if let Ok(rgb) = encoder.encode(frame, PixelFormat::Rgb24, quality) {
-        let image = RgbImage {
-            width: rgb.width,
-            height: rgb.height,
-            // The encoder's scratch buffer (or the frame, which goes on to
-            // the network) cannot be lent to the window thread: one copy.
-            pixels: Bytes::copy_from_slice(rgb.payload),
-        };
-        let image = Arc::new(image);
-        ui.update(|s| s.self_picture = Some(image));
-    }
+fn show_self(encoder: &mut Encoder, frame: &mut CapturedFrame, quality: Quality, ui: &UiHandle) {
+    let image = match &mut frame.content {
+        // An RGB24 picture is lent to the window: its bytes become shared
+        // (no copy), and the message takes the same bytes.
+        FrameContent::Picture(picture) if picture.format() == PictureFormat::Rgb24 => {
+            picture.make_shared();
+            RgbImage {
+                width: picture.width(),
+                height: picture.height(),
+                pixels: picture.clone().into_shared(),
+            }
+        }
+        // Converted or decoded pixels live in the encoder's scratch buffer,
+        // which the window thread cannot borrow: one copy.
+        _ => match encoder.encode(frame, PixelFormat::Rgb24, quality) {
+            Ok(rgb) => RgbImage {
+                width: rgb.width,
+                height: rgb.height,
+                pixels: Bytes::copy_from_slice(rgb.payload),
+            },
+            Err(_) => return,
+        },
+    };
+    let image = Arc::new(image);
+    ui.update(|s| s.self_picture = Some(image));
 }
 
 /// Decodes the newest received frame for the window and the recorder.

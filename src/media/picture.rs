@@ -211,6 +211,16 @@ impl Picture {
         self.data.into_vec()
     }
 
+    /// Turns owned bytes into shared ones, without copying, so clones of
+    /// the picture cost a reference count (the self view and the message
+    /// share one frame).
+    pub fn make_shared(&mut self) {
+        if self.data.shared.is_none() {
+            let owned = std::mem::take(&mut self.data.owned);
+            self.data.shared = Some(Bytes::from(owned));
+        }
+    }
+
     /// The bytes as `Bytes`, without copying: how a raw frame goes into a
     /// network message.
     pub fn into_shared(self) -> Bytes {
