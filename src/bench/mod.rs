@@ -159,17 +159,16 @@ impl BenchArgs {
         })
     }
 
-    /// The latency runs' limit: as [`BenchArgs::limit`], but
+    /// The latency runs' limit: `limit` (from [`BenchArgs::limit`]), but
     /// [`DEFAULT_LATENCY_DURATION`] when neither option is given.
-    pub fn latency_limit(&self) -> Result<Limit, BenchError> {
-        let limit = self.limit()?;
-        Ok(match (self.frames, self.duration) {
+    pub fn latency_limit(&self, limit: Limit) -> Limit {
+        match (self.frames, self.duration) {
             (None, None) => Limit {
                 duration: Some(DEFAULT_LATENCY_DURATION),
                 ..limit
             },
             _ => limit,
-        })
+        }
     }
 }
 
@@ -217,7 +216,6 @@ pub struct CallRun {
 /// `vchat bench`: runs every case and writes the table (or JSON) to `out`.
 pub fn main(args: &BenchArgs, out: &mut impl Write) -> Result<(), BenchError> {
     let limit = args.limit()?;
-    args.latency_limit()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vchat-net")
@@ -234,7 +232,7 @@ pub fn main(args: &BenchArgs, out: &mut impl Write) -> Result<(), BenchError> {
 
 /// Runs every size x codec case in order.
 pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchError> {
-    let latency_limit = args.latency_limit()?;
+    let latency_limit = args.latency_limit(limit);
     let started = Instant::now();
     let rss_at_start = usage::status_kib("VmRSS");
     let peers = Arc::new(Peers::generate()?);

@@ -323,10 +323,7 @@ where
         end,
         duration: elapsed,
         totals: totals(&shared),
-        rtt: match Counters::get(&shared.counters.rtt_us) {
-            0 => None,
-            us => Some(Duration::from_micros(us)),
-        },
+        rtt: shared.counters.rtt(),
         latency_p50: latency.percentile(0.5),
         latency_p99: latency.percentile(0.99),
         latency_samples: latency.count(),

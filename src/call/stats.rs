@@ -104,6 +104,14 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
+    /// The last round-trip time, once a pong has come back.
+    pub fn rtt(&self) -> Option<Duration> {
+        match Self::get(&self.rtt_us) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
     /// Notes a decoded frame's capture time and the time it was decoded.
     pub fn record_decoded(&self, capture_us: u64, decoded_us: u64) {
         let _ = self.first_capture_us.compare_exchange(
@@ -191,7 +199,6 @@ impl Snapshot {
         let secs = interval.as_secs_f64().max(1e-6);
         let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / secs;
         let (latency_p50, latency_max) = counters.take_second();
-        let rtt_us = Counters::get(&counters.rtt_us);
         Snapshot {
             elapsed: elapsed.as_secs_f64(),
             fps_out: rate(before.frames_sent, now.frames_sent),
@@ -199,7 +206,7 @@ impl Snapshot {
             mbit_out: rate(before.bytes_sent, now.bytes_sent) * 8.0 / 1e6,
             mbit_in: rate(before.bytes_received, now.bytes_received) * 8.0 / 1e6,
             totals: now,
-            rtt: (rtt_us > 0).then(|| Duration::from_micros(rtt_us)),
+            rtt: counters.rtt(),
             latency_p50,
             latency_max,
         }

@@ -107,20 +107,21 @@ fn i420_planes_of(picture: &Picture) -> Result<I420Planes<'_>, MediaError> {
     })
 }
 
-/// Full-range RGB24 to BT.601 limited-range I420 (chroma averaged over 2x2 blocks).
-pub(crate) fn rgb_to_i420(
-    rgb: &[u8],
+/// Reshapes `dst` to a `width` x `height` I420 picture and lends its planes
+/// to yuvutils as a conversion's destination.
+fn i420_destination<'a>(
+    dst: &'a mut Picture,
     width: u32,
     height: u32,
-    dst: &mut Picture,
-) -> Result<(), MediaError> {
+    step: &'static str,
+) -> Result<YuvPlanarImageMut<'a, u8>, MediaError> {
     dst.reshape(width, height, PictureFormat::I420)?;
     let (chroma_width, _) = ChromaSubsampling::Yuv420.chroma_size(width, height);
     let (y, u, v) = dst.i420_planes_mut().ok_or(MediaError::Conversion {
-        step: "RGB24 to I420",
+        step,
         reason: "destination is not I420".to_owned(),
     })?;
-    let mut planar = YuvPlanarImageMut {
+    Ok(YuvPlanarImageMut {
         y_plane: yuvutils_rs::BufferStoreMut::Borrowed(y),
         y_stride: width,
         u_plane: yuvutils_rs::BufferStoreMut::Borrowed(u),
@@ -129,7 +130,17 @@ pub(crate) fn rgb_to_i420(
         v_stride: chroma_width,
         width,
         height,
-    };
+    })
+}
+
+/// Full-range RGB24 to BT.601 limited-range I420 (chroma averaged over 2x2 blocks).
+pub(crate) fn rgb_to_i420(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    dst: &mut Picture,
+) -> Result<(), MediaError> {
+    let mut planar = i420_destination(dst, width, height, "RGB24 to I420")?;
     yuvutils_rs::rgb_to_yuv420(
         &mut planar,
         rgb,
@@ -178,22 +189,7 @@ pub(crate) fn yuyv_to_i420(
     height: u32,
     dst: &mut Picture,
 ) -> Result<(), MediaError> {
-    dst.reshape(width, height, PictureFormat::I420)?;
-    let (chroma_width, _) = ChromaSubsampling::Yuv420.chroma_size(width, height);
-    let (y, u, v) = dst.i420_planes_mut().ok_or(MediaError::Conversion {
-        step: "YUYV to I420",
-        reason: "destination is not I420".to_owned(),
-    })?;
-    let mut planar = YuvPlanarImageMut {
-        y_plane: yuvutils_rs::BufferStoreMut::Borrowed(y),
-        y_stride: width,
-        u_plane: yuvutils_rs::BufferStoreMut::Borrowed(u),
-        u_stride: chroma_width,
-        v_plane: yuvutils_rs::BufferStoreMut::Borrowed(v),
-        v_stride: chroma_width,
-        width,
-        height,
-    };
+    let mut planar = i420_destination(dst, width, height, "YUYV to I420")?;
     let packed = YuvPackedImage {
         yuy: yuyv,
         yuy_stride: width.div_ceil(2) * 4,

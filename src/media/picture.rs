@@ -169,12 +169,7 @@ impl Picture {
     /// A 0x0 picture to decode or read into (`Decoder::decode_into`,
     /// `Y4mReader::read_frame_into` reshape it): the starting state of reused buffers.
     pub fn empty(format: PictureFormat) -> Self {
-        Picture {
-            width: 0,
-            height: 0,
-            format,
-            data: Pixels::default(),
-        }
+        Picture::empty_reusing(format, Vec::new())
     }
 
     /// As [`Picture::empty`], decoding into `buffer`'s memory: how a buffer

@@ -64,13 +64,11 @@ impl Inbox {
     /// more bytes are needed. The length prefix is checked against the limits
     /// before any buffer is sized by it.
     pub fn next_frame(&mut self) -> Result<Option<Decoded>, ProtocolError> {
-        if let Some((buffer, total)) = &self.large {
-            if buffer.len() < *total {
+        if let Some((mut buffer, total)) = self.large.take() {
+            if buffer.len() < total {
+                self.large = Some((buffer, total));
                 return Ok(None);
             }
-            let Some((mut buffer, _)) = self.large.take() else {
-                return Ok(None);
-            };
             let decoded = decode_frame(&mut buffer);
             // What is left is an empty view of the buffer; the pool gets the
             // whole buffer back once the frame cut from it is dropped.

@@ -21,14 +21,19 @@ pub fn run(args: &[&str]) -> Output {
     vchat().args(args).output().expect("run vchat")
 }
 
-/// Runs `vchat --dir DIR ARGS`, asserting success, and returns stdout.
-pub fn run_ok(dir: &Path, args: &[&str]) -> String {
-    let out = vchat()
+/// Runs `vchat --dir DIR ARGS`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    vchat()
         .arg("--dir")
         .arg(dir)
         .args(args)
         .output()
-        .expect("run vchat");
+        .expect("run vchat")
+}
+
+/// Runs `vchat --dir DIR ARGS`, asserting success, and returns stdout.
+pub fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let out = run_in(dir, args);
     assert!(
         out.status.success(),
         "vchat {args:?} failed: {}",
@@ -39,12 +44,7 @@ pub fn run_ok(dir: &Path, args: &[&str]) -> String {
 
 /// Runs `vchat --dir DIR ARGS`, asserting failure, and returns stderr.
 pub fn run_err(dir: &Path, args: &[&str]) -> String {
-    let out = vchat()
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run vchat");
+    let out = run_in(dir, args);
     assert!(
         !out.status.success(),
         "vchat {args:?} should have failed; stdout: {}",
