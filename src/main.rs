@@ -131,11 +131,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line summary of a call that ended normally.
+/// The one-line summary of a call that ended normally, on stdout; on
+/// stderr when stdout is closed (e.g. piped into `head`), never a panic.
 fn report(summary: CallSummary, options: &CallOptions) {
-    match options.stats {
-        Some(StatsFormat::Json) => println!("{}", summary.to_json()),
-        _ => println!("{}", summary.line()),
+    let line = match options.stats {
+        Some(StatsFormat::Json) => summary.to_json(),
+        _ => summary.line(),
+    };
+    if call::print_line(&mut std::io::stdout(), &line).is_err() {
+        let _ = call::print_line(&mut std::io::stderr(), &line);
     }
 }
 

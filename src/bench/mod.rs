@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::call::handshake::{self, choose_send_format, local_hello};
-use crate::call::pipeline::{self, CallSummary, Outgoing, PipelineConfig};
+use crate::call::handshake::local_hello;
+use crate::call::pipeline::{CallSummary, Outgoing, PipelineConfig};
+use crate::call::setup::{handshake_and_run, Plan};
 use crate::call::{CallError, PEER_TIMEOUT};
 use crate::identity::{Identity, PinnedPeer};
 use crate::media::{Fps, MediaError, Quality, Size};
@@ -341,8 +342,7 @@ pub async fn run_call(
     let period = paced.then(|| Duration::from_secs(1) / LATENCY_FPS);
     let source = BenchSource::new(size, period)?;
     let idle = IdleSource::new()?;
-    let config = |send_format, peer_name: &str, limit: Option<Limit>| PipelineConfig {
-        send_format,
+    let config = |peer_name: &str, limit: Option<Limit>| PipelineConfig {
         quality,
         fps,
         record: None,
@@ -368,20 +368,23 @@ pub async fn run_call(
     let cpu_before = usage::cpu_time();
 
     // The receiver ends when the sender says bye, so it has no limit of its own.
-    let receiver_config = config(PixelFormat::Jpeg, "sender", None);
+    let receiver_plan = Plan {
+        hello: local_hello("bench receiver"),
+        wanted: PixelFormat::Jpeg,
+        config: config("sender", None),
+        outgoing: Outgoing::Newest,
+    };
     let receiver = tokio::spawn(async move {
         let secure = listener.accept().await.ok_or(CallError::ListenerClosed)?;
         let remote = secure.remote;
-        let mut conn = Connection::new(secure.stream, Role::Listener);
-        handshake::as_listener(&mut conn, local_hello("bench receiver"), |e| {
-            CallError::Net(classify(remote, e))
-        })
-        .await?;
+        let conn = Connection::new(secure.stream, Role::Listener);
+        let map_io = move |e| CallError::Net(classify(remote, e));
         let (camera, commands) = mpsc::unbounded_channel();
         // Never sent: the receiver only receives.
         let _ = camera.send(UiCommand::SetCamera(false));
         let ui = UiHandle::headless(DisplayState::new("sender", ""));
-        let summary = pipeline::run(conn, Box::new(idle), receiver_config, ui, commands).await;
+        let summary =
+            handshake_and_run(conn, receiver_plan, map_io, Box::new(idle), ui, commands).await;
         drop((camera, listener));
         summary
     });
@@ -392,16 +395,17 @@ pub async fn run_call(
             .await
             .map_err(CallError::from)?;
         let remote = secure.remote;
-        let mut conn = Connection::new(secure.stream, Role::Caller);
-        let hello = handshake::as_caller(&mut conn, local_hello("bench sender"), |e| {
-            CallError::Net(classify(remote, e))
-        })
-        .await?;
-        let format = choose_send_format(codec, &hello.receive)?;
+        let conn = Connection::new(secure.stream, Role::Caller);
+        let map_io = move |e| CallError::Net(classify(remote, e));
         let (_keep, no_commands) = mpsc::unbounded_channel();
         let ui = UiHandle::headless(DisplayState::new("receiver", ""));
-        let config = config(format, "receiver", Some(limit));
-        pipeline::run_with(conn, Box::new(source), config, ui, no_commands, outgoing).await
+        let plan = Plan {
+            hello: local_hello("bench sender"),
+            wanted: codec,
+            config: config("receiver", Some(limit)),
+            outgoing,
+        };
+        handshake_and_run(conn, plan, map_io, Box::new(source), ui, no_commands).await
     };
     let sender = sender.await;
     let receiver = receiver.await;

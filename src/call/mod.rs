@@ -3,6 +3,8 @@
 //!
 //! - [`run`] holds the commands (`listen`, `call`, `demo`): set up the window
 //!   or headless mode, connect, run the handshake, run the pipeline.
+//! - [`setup`] takes an authenticated stream to a running call, the same
+//!   for every command: handshake, what we send, pipeline.
 //! - [`handshake`] is the hello/accept exchange after TLS.
 //! - [`pipeline`] moves video both ways with bounded latency.
 //! - [`slot`] is the newest-only hand-off between pipeline stages.
@@ -11,19 +13,20 @@
 pub mod handshake;
 pub mod pipeline;
 pub mod run;
+pub mod setup;
 pub mod slot;
 pub mod stats;
 
 use std::fmt;
 use std::time::Duration;
 
-pub use pipeline::{CallSummary, PEER_TIMEOUT, PING_INTERVAL};
+pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
 pub use run::{call, demo, listen, CallOptions};
 
 use crate::identity::IdentityError;
 use crate::media::MediaError;
 use crate::net::NetError;
-use crate::protocol::{Bye, ByeReason, PixelFormat, ProtocolError};
+use crate::protocol::{Bye, ByeReason, ProtocolError};
 use crate::ui::UiError;
 
 /// `--stats` output formats.
@@ -48,6 +51,9 @@ pub enum EndReason {
     DurationReached,
     /// The peer hung up, with its stated reason.
     PeerHungUp(String),
+    /// Our standard output was closed (e.g. `--stats json | head -1`):
+    /// whoever read the call's output is gone, so we hang up.
+    OutputClosed,
 }
 
 impl fmt::Display for EndReason {
@@ -57,6 +63,7 @@ impl fmt::Display for EndReason {
             EndReason::Interrupted => f.write_str("interrupted"),
             EndReason::FramesReached => f.write_str("frame limit reached"),
             EndReason::DurationReached => f.write_str("duration reached"),
+            EndReason::OutputClosed => f.write_str("standard output closed"),
             EndReason::PeerHungUp(why) if why.is_empty() => f.write_str("peer hung up"),
             EndReason::PeerHungUp(why) => write!(f, "peer hung up: {why}"),
         }
@@ -90,11 +97,6 @@ pub enum CallError {
     HelloTimeout(Duration),
     #[error("expected the peer's {wanted}, got {got}")]
     UnexpectedMessage { wanted: String, got: &'static str },
-    #[error("the peer accepts no video format we can send (we wanted {wanted}){offered}")]
-    NoCommonFormat {
-        wanted: PixelFormat,
-        offered: String,
-    },
     #[error("the listener stopped before a peer connected")]
     ListenerClosed,
     #[error("{0}")]
@@ -113,7 +115,19 @@ impl CallError {
             CallError::Media(_) | CallError::Internal(_) | CallError::Ui(_) => {
                 Some(Bye::new(ByeReason::InternalError, text(self.to_string())))
             }
-            _ => None,
+            CallError::UnexpectedMessage { .. } | CallError::HelloTimeout(_) => {
+                Some(Bye::new(ByeReason::ProtocolError, text(self.to_string())))
+            }
+            // Best effort: a vanished peer may still read.
+            CallError::PeerVanished(_) => Some(Bye::new(ByeReason::Other, text(self.to_string()))),
+            // Gone (nothing can carry a bye), or the peer already said bye.
+            CallError::Identity(_)
+            | CallError::Net(_)
+            | CallError::Protocol(_)
+            | CallError::ConnectionLost(_)
+            | CallError::PeerEnded(_)
+            | CallError::ClosedDuringHandshake
+            | CallError::ListenerClosed => None,
         }
     }
 }

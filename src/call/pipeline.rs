@@ -26,6 +26,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
+use super::handshake::SendPlan;
 use super::slot::Latest;
 use super::stats::{json_ms, text_ms, unix_micros, Counters, Snapshot, Totals};
 use super::{CallError, EndReason, StatsFormat};
@@ -53,7 +54,6 @@ const THREAD_POLL: Duration = Duration::from_millis(100);
 /// How the call runs, from the command line.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    pub send_format: PixelFormat,
     pub quality: Quality,
     pub fps: Fps,
     pub record: Option<PathBuf>,
@@ -140,6 +140,12 @@ enum Stop {
 struct Shared {
     counters: Counters,
     outgoing: Latest<Video>,
+    /// The nonce of the newest ping not answered yet. One slot, not a queue:
+    /// a peer that pings faster than it reads gets fewer pongs, and cannot
+    /// make us hold more than one.
+    pong: Latest<u64>,
+    /// Set when standard output is gone, so the call hangs up.
+    output_closed: Notify,
     incoming: Latest<(Video, Instant)>,
     camera_on: AtomicBool,
     stop: AtomicBool,
@@ -160,26 +166,14 @@ pub enum Outgoing {
 }
 
 /// Runs a connected call until it ends. `connection` has completed the
-/// hello/accept handshake; `source` is already open (so a missing camera was
-/// reported before connecting).
+/// hello/accept handshake, which settled `send`; `source` is already open
+/// (so a missing camera was reported before connecting). `outgoing` says
+/// what happens to frames the writer has not taken.
 pub async fn run<S>(
     connection: Connection<S>,
     source: Box<dyn FrameSource>,
     config: PipelineConfig,
-    ui: UiHandle,
-    commands: UnboundedReceiver<UiCommand>,
-) -> Result<CallSummary, CallError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    run_with(connection, source, config, ui, commands, Outgoing::Newest).await
-}
-
-/// [`run`] with a choice of what happens to frames the writer has not taken.
-pub async fn run_with<S>(
-    connection: Connection<S>,
-    source: Box<dyn FrameSource>,
-    config: PipelineConfig,
+    send: SendPlan,
     ui: UiHandle,
     mut commands: UnboundedReceiver<UiCommand>,
     outgoing: Outgoing,
@@ -190,6 +184,8 @@ where
     let shared = Arc::new(Shared {
         counters: Counters::default(),
         outgoing: Latest::new(),
+        pong: Latest::new(),
+        output_closed: Notify::new(),
         incoming: Latest::new(),
         camera_on: AtomicBool::new(true),
         stop: AtomicBool::new(false),
@@ -197,7 +193,10 @@ where
         started: Instant::now(),
     });
     ui.update(|s| s.state = CallState::Connected);
-    info!(peer = %config.peer_name, format = %config.send_format, "connected");
+    match send.format {
+        Some(format) => info!(peer = %config.peer_name, %format, "connected"),
+        None => info!(peer = %config.peer_name, "connected, sending no video"),
+    }
 
     let recorder = match &config.record {
         Some(path) => Some(Y4mRecorder::create(path, config.fps).map_err(CallError::Media)?),
@@ -212,6 +211,7 @@ where
         source,
         shared.clone(),
         &config,
+        send,
         outgoing,
         ui.clone(),
         failure_tx.clone(),
@@ -229,11 +229,10 @@ where
     let (reader_tx, mut reader_outcome) = oneshot::channel();
     let reader_task = tokio::spawn({
         let shared = shared.clone();
-        let control = control_tx.clone();
         let ui = ui.clone();
         let timeout = config.peer_timeout;
         async move {
-            let outcome = read_loop(reader, shared, control, ui, timeout).await;
+            let outcome = read_loop(reader, shared, ui, timeout).await;
             let _ = reader_tx.send(outcome);
         }
     });
@@ -252,25 +251,33 @@ where
         }
     };
     let mut writer_done = writer_done;
+    // A oneshot must not be polled again once it has answered.
+    let mut writer_finished = false;
     let stop = tokio::select! {
         outcome = &mut reader_outcome => match outcome {
             Ok(Ok(bye)) => Stop::PeerBye(bye),
             Ok(Err(e)) => Stop::Failed(e),
             Err(_) => Stop::Failed(CallError::Internal("reader task ended without an outcome".into())),
         },
-        result = &mut writer_done => match result {
-            Ok(Err(e)) => Stop::Failed(e),
-            _ => Stop::Failed(CallError::Internal("writer task ended early".into())),
-        },
+        result = &mut writer_done => {
+            writer_finished = true;
+            match result {
+                Ok(Err(e)) => Stop::Failed(e),
+                _ => Stop::Failed(CallError::Internal("writer task ended early".into())),
+            }
+        }
         Some(e) = failure_rx.recv() => Stop::Failed(e),
         () = shared.frames_reached.notified() => Stop::Local(EndReason::FramesReached),
         () = duration_limit => Stop::Local(EndReason::DurationReached),
+        () = shared.output_closed.notified() => Stop::Local(EndReason::OutputClosed),
         _ = tokio::signal::ctrl_c() => Stop::Local(EndReason::Interrupted),
         reason = hang_up_requested(&mut commands, &shared, &control_tx) => Stop::Local(reason),
     };
 
-    // Say goodbye when the connection can still carry it.
+    // Say goodbye when the connection can still carry it. A writer that
+    // ended has already said its bye if it could (see `write_loop`).
     let bye = match &stop {
+        _ if writer_finished => None,
         Stop::Local(reason) => Some(Bye::new(ByeReason::Hangup, reason.to_string())),
         Stop::Failed(e) => e.bye(),
         Stop::PeerBye(_) => None,
@@ -294,6 +301,7 @@ where
     // recording finished before we report.
     shared.stop.store(true, Ordering::Release);
     shared.outgoing.close();
+    shared.pong.close();
     shared.incoming.close();
     writer_task.abort();
     reader_task.abort();
@@ -381,16 +389,17 @@ fn spawn_media_thread(
     mut source: Box<dyn FrameSource>,
     shared: Arc<Shared>,
     config: &PipelineConfig,
+    send: SendPlan,
     outgoing: Outgoing,
     ui: UiHandle,
     failures: UnboundedSender<CallError>,
 ) -> Result<JoinHandle<()>, CallError> {
-    let format = config.send_format;
     let quality = config.quality;
     std::thread::Builder::new()
         .name("vchat-media".into())
         .spawn(move || {
             let mut encoder = Encoder::new();
+            encoder.set_max_size(send.max_width, send.max_height);
             let mut self_view = Encoder::new();
             let mut last_source_seq: Option<u64> = None;
             let mut seq = 0u64;
@@ -408,6 +417,10 @@ fn spawn_media_thread(
                     if ui.has_window() {
                         show_self(&mut self_view, &mut frame, quality, &ui);
                     }
+                    // The peer takes none of our formats: we only show ourselves.
+                    let Some(format) = send.format else {
+                        continue;
+                    };
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.
                     let encoded = encoder
@@ -579,7 +592,10 @@ fn reclaim(bytes: Bytes) -> Option<Vec<u8>> {
     Some(Vec::from(unique))
 }
 
-/// Writes control messages first, then the newest video frame.
+/// Writes control messages first, then the newest pong, then the newest
+/// video frame. A write that fails for a reason the peer should hear about
+/// (not a lost connection) is followed by our bye, sent from here because
+/// this task owns the writing half.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: crate::protocol::MessageWriter<W>,
     mut control: UnboundedReceiver<Message>,
@@ -593,6 +609,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let message = tokio::select! {
                 biased;
                 Some(message) = control.recv() => message,
+                nonce = shared.pong.take() => match nonce {
+                    Some(nonce) => Message::Pong { nonce },
+                    None => return Ok(()),
+                },
                 video = shared.outgoing.take() => match video {
                     Some(v) => Message::Video(v),
                     None => return Ok(()),
@@ -606,7 +626,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Message::Video(v) => Some(v.payload.len() as u64),
                 _ => None,
             };
-            timed(peer_timeout, writer.write_message(&message)).await?;
+            if let Err(e) = timed(peer_timeout, writer.write_message(&message)).await {
+                // Only a message refused before any byte of it was written
+                // leaves the stream fit to carry a bye; a timed-out write
+                // stopped mid-frame.
+                if let (CallError::Protocol(_), Some(bye)) = (&e, e.bye()) {
+                    let _ = timed(peer_timeout.min(BYE_TIMEOUT), writer.close(bye)).await;
+                }
+                return Err(e);
+            }
             if let Some(len) = video_len {
                 Counters::add(&shared.counters.bytes_sent, len);
                 let sent = shared.counters.frames_sent.fetch_add(1, Ordering::Relaxed) + 1;
@@ -638,7 +666,6 @@ async fn timed(
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: crate::protocol::MessageReader<R>,
     shared: Arc<Shared>,
-    control: UnboundedSender<Message>,
     ui: UiHandle,
     peer_timeout: Duration,
 ) -> Result<Bye, CallError> {
@@ -663,7 +690,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 shared.incoming.put((video, Instant::now()));
             }
             Message::Ping { nonce } => {
-                let _ = control.send(Message::Pong { nonce });
+                shared.pong.put(nonce);
             }
             Message::Pong { nonce } => {
                 let now = shared.started.elapsed().as_micros() as u64;
@@ -717,11 +744,24 @@ async fn report_loop(shared: Arc<Shared>, ui: UiHandle, format: Option<StatsForm
         before = now;
         last = Instant::now();
         let lines = snapshot.overlay_lines();
-        match format {
-            Some(StatsFormat::Json) => println!("{}", snapshot.to_json(&peer)),
-            Some(StatsFormat::Text) => eprintln!("{}", lines.join("   ")),
-            None => {}
+        let printed = match format {
+            Some(StatsFormat::Json) => print_line(&mut std::io::stdout(), &snapshot.to_json(&peer)),
+            Some(StatsFormat::Text) => print_line(&mut std::io::stderr(), &lines.join("   ")),
+            None => Ok(()),
+        };
+        if let Err(e) = printed {
+            // `println!` would panic here; whoever read us is gone, so hang up.
+            warn!("cannot write statistics ({e}); hanging up");
+            shared.output_closed.notify_one();
+            return;
         }
         ui.update(|s| s.stats = lines);
     }
+}
+
+/// Writes one line and flushes it, so a reader sees each second's line as
+/// it happens; an error (a closed pipe) is returned, never a panic.
+pub fn print_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
+    writeln!(out, "{line}")?;
+    out.flush()
 }

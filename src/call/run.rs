@@ -4,17 +4,21 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use super::handshake::{self, choose_send_format, local_hello};
-use super::pipeline::{self, CallSummary, PipelineConfig};
+use super::handshake::local_hello;
+use super::pipeline::{CallSummary, Outgoing, PipelineConfig};
+use super::setup::{handshake_and_run, Plan};
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
 use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
+use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
 use crate::ui::{DisplayState, UiCommand, UiHandle, WindowLoop};
 
@@ -70,13 +74,19 @@ impl CallOptions {
         }
     }
 
-    fn pipeline(
-        &self,
-        send_format: PixelFormat,
-        peer_name: &str,
-    ) -> Result<PipelineConfig, CallError> {
+    /// What this side brings to a call with `peer_name`, introducing
+    /// itself as `display_name`.
+    fn plan(&self, display_name: &str, peer_name: &str) -> Result<Plan, CallError> {
+        Ok(Plan {
+            hello: local_hello(display_name),
+            wanted: self.codec,
+            config: self.pipeline(peer_name)?,
+            outgoing: Outgoing::Newest,
+        })
+    }
+
+    fn pipeline(&self, peer_name: &str) -> Result<PipelineConfig, CallError> {
         Ok(PipelineConfig {
-            send_format,
             quality: self.quality,
             fps: self.fps,
             record: self.record.clone(),
@@ -134,17 +144,13 @@ pub fn listen(
         let remote = secure.remote;
         let peer = secure.peer.clone();
         show_peer(&ui, &peer);
+        info!(peer = %peer.name, "call from {}", peer.name);
         // Anyone else who gets through while we are in this call is told we are busy.
         tokio::spawn(refuse_while_busy(listener));
-        let mut conn = Connection::new(secure.stream, Role::Listener);
-        let hello = local_hello(&name);
-        let peer_hello =
-            handshake::as_listener(&mut conn, hello, |e| CallError::Net(classify(remote, e)))
-                .await?;
-        info!(peer = %peer.name, display_name = %peer_hello.display_name, "call from {}", peer.name);
-        let send_format = choose_send_format(options.codec, &peer_hello.receive)?;
-        let config = options.pipeline(send_format, &peer.name)?;
-        pipeline::run(conn, source, config, ui, commands).await
+        let conn = Connection::new(secure.stream, Role::Listener);
+        let plan = options.plan(&name, &peer.name)?;
+        let map_io = move |e| CallError::Net(classify(remote, e));
+        handshake_and_run(conn, plan, map_io, source, ui, commands).await
     })
 }
 
@@ -186,15 +192,10 @@ async fn connect_and_run(
 ) -> Result<CallSummary, CallError> {
     let secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT).await?;
     let remote = secure.remote;
-    let mut conn = Connection::new(secure.stream, Role::Caller);
-    let peer_hello = handshake::as_caller(&mut conn, local_hello(name), |e| {
-        CallError::Net(classify(remote, e))
-    })
-    .await?;
-    info!(peer = %peer.name, display_name = %peer_hello.display_name, "connected to {}", peer.name);
-    let send_format = choose_send_format(options.codec, &peer_hello.receive)?;
-    let config = options.pipeline(send_format, &peer.name)?;
-    pipeline::run(conn, source, config, ui, commands).await
+    let conn = Connection::new(secure.stream, Role::Caller);
+    let plan = options.plan(name, &peer.name)?;
+    let map_io = move |e| CallError::Net(classify(remote, e));
+    handshake_and_run(conn, plan, map_io, source, ui, commands).await
 }
 
 /// How long the demo runs when there is no display to close.
@@ -270,17 +271,12 @@ pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
             let friend_side = tokio::spawn(async move {
                 let secure = listener.accept().await.ok_or(CallError::ListenerClosed)?;
                 let remote = secure.remote;
-                let mut conn = Connection::new(secure.stream, Role::Listener);
-                let peer_hello =
-                    handshake::as_listener(&mut conn, local_hello("Friend (demo)"), |e| {
-                        CallError::Net(classify(remote, e))
-                    })
-                    .await?;
-                let format = choose_send_format(friend_options.codec, &peer_hello.receive)?;
-                let config = friend_options.pipeline(format, "you")?;
+                let conn = Connection::new(secure.stream, Role::Listener);
+                let plan = friend_options.plan("Friend (demo)", "you")?;
+                let map_io = move |e| CallError::Net(classify(remote, e));
                 let (_keep, no_commands) = mpsc::unbounded_channel();
                 let headless = UiHandle::headless(DisplayState::new("you", ""));
-                pipeline::run(conn, friend_source, config, headless, no_commands).await
+                handshake_and_run(conn, plan, map_io, friend_source, headless, no_commands).await
             });
             let result = connect_and_run(
                 &addr,
@@ -381,19 +377,38 @@ fn not_connected(end: EndReason) -> CallSummary {
     }
 }
 
-/// While we are in a call, tell other pinned peers that get through we are busy.
+/// At most this many busy refusals run at once; connections beyond it are
+/// closed without a word. Each holds only a TLS stream and a small drain
+/// buffer, so the crowd a pinned peer can summon costs little memory.
+const MAX_BUSY_REFUSALS: usize = 4;
+
+/// How long a busy refusal waits for the caller to read our bye and close.
+const BUSY_REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// While we are in a call, tell other pinned peers that get through we are
+/// busy: a `bye` right away (PROTOCOL.md allows it before any hello), then
+/// close_notify. Whatever they send meanwhile is read into one small buffer
+/// and discarded, never parsed into messages, so a crowd of pinned
+/// connections each sending a maximum-size frame costs a few kilobytes each,
+/// not a frame each; and reading on until they close keeps our bye from
+/// being destroyed by a reset.
 async fn refuse_while_busy(mut listener: Listener) {
+    let slots = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
     while let Some(secure) = listener.accept().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            info!(peer = %secure.peer.name, "closed a second call: busy with {MAX_BUSY_REFUSALS} refusals already");
+            continue;
+        };
         info!(peer = %secure.peer.name, "refusing a second call: busy");
         tokio::spawn(async move {
             let mut conn = Connection::new(secure.stream, Role::Listener);
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                let _ = conn.read_message().await;
-                let _ = conn
-                    .close(Bye::new(ByeReason::Busy, "already in a call"))
-                    .await;
+            let _ = tokio::time::timeout(BUSY_REFUSAL_TIMEOUT, async {
+                conn.close(Bye::new(ByeReason::Busy, "already in a call"))
+                    .await?;
+                conn.discard_until_closed().await
             })
             .await;
+            drop(slot);
         });
     }
 }
@@ -406,9 +421,40 @@ fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
     });
 }
 
+/// The name the peer sees: `--name`, else our certificate's name made fit
+/// for a hello (an identity made by an older vchat may carry a longer name,
+/// or characters a hello may not: the call must not fail for that).
 fn display_name(options: &CallOptions, identity: &Identity) -> String {
     options
         .name
         .clone()
-        .unwrap_or_else(|| identity.certificate().name().to_owned())
+        .unwrap_or_else(|| fit_display_name(identity.certificate().name()))
+}
+
+/// `name` without control characters, cut at a character boundary to at most
+/// [`MAX_DISPLAY_NAME_LEN`] bytes of UTF-8.
+fn fit_display_name(name: &str) -> String {
+    let mut fitted = String::new();
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if fitted.len() + c.len_utf8() > MAX_DISPLAY_NAME_LEN {
+            warn!("your certificate's name is longer than {MAX_DISPLAY_NAME_LEN} bytes; the peer sees {fitted:?}");
+            break;
+        }
+        fitted.push(c);
+    }
+    fitted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_certificate_name_is_cut_at_a_character_boundary() {
+        let cyrillic = "Ж".repeat(40); // 80 bytes
+        let fitted = fit_display_name(&cyrillic);
+        assert_eq!(fitted, "Ж".repeat(32));
+        assert_eq!(fit_display_name("Ada\u{7}\nLovelace"), "AdaLovelace");
+        assert_eq!(fit_display_name("Ada"), "Ada");
+    }
 }

@@ -51,6 +51,31 @@ pub struct Encoder {
     decoded: Picture,
     /// The JPEG bitstream being produced.
     jpeg: Vec<u8>,
+    /// The largest picture the receiver takes; larger ones are scaled down.
+    max_size: (u32, u32),
+    /// A picture scaled down to `max_size`.
+    scaled: Picture,
+    scaler: convert::Scaler,
+}
+
+/// The size `width` x `height` takes when scaled down, keeping its shape, to
+/// fit inside `max_width` x `max_height` (each side rounded down, at least 1
+/// pixel); unchanged when it already fits. PROTOCOL.md asks this of a sender
+/// whose picture exceeds what the receiver said it takes.
+pub fn fit_within(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
+    if width <= max_width && height <= max_height {
+        return (width, height);
+    }
+    let (w, h) = (u64::from(width), u64::from(height));
+    let (max_w, max_h) = (u64::from(max_width.max(1)), u64::from(max_height.max(1)));
+    // Compare the two scale factors max_w/w and max_h/h without rounding.
+    let (fit_w, fit_h) = if max_w * h <= max_h * w {
+        (max_w, h * max_w / w)
+    } else {
+        (w * max_h / h, max_h)
+    };
+    // Both fit in u32: each is at most the corresponding maximum.
+    (fit_w.max(1) as u32, fit_h.max(1) as u32)
 }
 
 impl Default for Encoder {
@@ -65,7 +90,16 @@ impl Encoder {
             converted: Picture::empty(PictureFormat::Rgb24),
             decoded: Picture::empty(PictureFormat::Rgb24),
             jpeg: Vec::new(),
+            max_size: (u32::MAX, u32::MAX),
+            scaled: Picture::empty(PictureFormat::Rgb24),
+            scaler: convert::Scaler::new(),
         }
+    }
+
+    /// From now on, pictures larger than `width` x `height` are scaled down
+    /// (keeping their shape) before they are encoded: the receiver's limits.
+    pub fn set_max_size(&mut self, width: u32, height: u32) {
+        self.max_size = (width, height);
     }
 
     /// Encodes `frame` as `format`; `quality` matters only for JPEG.
@@ -82,9 +116,16 @@ impl Encoder {
             converted,
             decoded,
             jpeg,
+            max_size: (max_width, max_height),
+            scaled,
+            scaler,
         } = self;
+        let fits =
+            |width, height| fit_within(width, height, *max_width, *max_height) == (width, height);
         let picture = match (&frame.content, format) {
-            (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg) => {
+            (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg)
+                if fits(camera_jpeg.width, camera_jpeg.height) =>
+            {
                 return Ok(EncodedFrame {
                     format,
                     width: camera_jpeg.width,
@@ -97,6 +138,14 @@ impl Encoder {
                 &*decoded
             }
             (FrameContent::Picture(picture), _) => picture,
+        };
+        let picture = if fits(picture.width(), picture.height()) {
+            picture
+        } else {
+            let (width, height) =
+                fit_within(picture.width(), picture.height(), *max_width, *max_height);
+            scaler.scale_into(picture, width, height, scaled)?;
+            &*scaled
         };
         let (width, height) = (picture.width(), picture.height());
         let payload: &[u8] = match format {

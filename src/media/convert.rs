@@ -243,6 +243,12 @@ pub(crate) struct Scaler {
     options: ResizeOptions,
 }
 
+impl std::fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scaler")
+    }
+}
+
 impl Scaler {
     pub(crate) fn new() -> Self {
         Scaler {

@@ -22,6 +22,9 @@ use super::codec::{encode_head_into, Decoded};
 use super::inbox::Inbox;
 use super::{Bye, Message, ProtocolError, Role, Session};
 
+/// Bytes read at a time by [`Connection::discard_until_closed`].
+const DISCARD_CHUNK: usize = 4096;
+
 /// Room for any message's head (a hello is the largest, well under 1 KiB);
 /// the buffer grows if ever needed.
 const HEAD_CAPACITY: usize = 1024;
@@ -82,6 +85,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Read on until `Ok(None)` to see the peer's end, or drop the connection.
     pub async fn close(&mut self, bye: Bye) -> Result<(), ProtocolError> {
         self.write_message(&Message::Bye(bye)).await?;
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    /// Reads and throws away whatever the peer still sends, through one
+    /// small buffer and without parsing it, until it closes: for a
+    /// connection we are refusing, whose messages we will never read but
+    /// whose unread bytes would otherwise make our close a reset.
+    pub async fn discard_until_closed(&mut self) -> Result<(), ProtocolError> {
+        let mut sink = [0u8; DISCARD_CHUNK];
+        while self.stream.read(&mut sink).await? > 0 {}
+        Ok(())
+    }
+
+    /// Shuts down our sending side (TLS close_notify) without a bye: for
+    /// when the peer already said bye, or the connection cannot carry one.
+    pub async fn shutdown(&mut self) -> Result<(), ProtocolError> {
         self.stream.shutdown().await?;
         Ok(())
     }

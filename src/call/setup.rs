@@ -1,0 +1,94 @@
+//! From an authenticated stream to a running call, the same for `listen`,
+//! `call`, `demo` and `bench`: the hello/accept handshake, what it settles
+//! about the video we send, then the pipeline.
+//!
+//! A handshake that fails because of the peer (a bad or late hello, a wrong
+//! first message, an oversized frame) still ends the way PROTOCOL.md asks:
+//! a `bye` naming the problem, then TLS close_notify. Only a connection that
+//! is already gone ends without one.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::{debug, info, warn};
+
+use super::handshake::{self, PeerIntro, SendPlan};
+use super::pipeline::{self, CallSummary, Outgoing, PipelineConfig};
+use super::CallError;
+use crate::media::FrameSource;
+use crate::protocol::{Connection, Hello, PixelFormat, Role};
+use crate::ui::{UiCommand, UiHandle};
+
+/// How long a goodbye after a failed handshake may take: the peer may have
+/// stopped reading, and we must not hang on it.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What this side brings to a call.
+pub struct Plan {
+    /// Our hello (display name, what we receive).
+    pub hello: Hello,
+    /// The format we would like to send (`--codec`).
+    pub wanted: PixelFormat,
+    /// How the pipeline runs.
+    pub config: PipelineConfig,
+    /// What happens to frames the writer has not taken yet.
+    pub outgoing: Outgoing,
+}
+
+/// Runs the handshake on `conn` (in the role it was made with), then the
+/// call, until it ends. `map_io` turns the stream's I/O errors into ours
+/// (e.g. to explain a TLS alert).
+pub async fn handshake_and_run<S>(
+    mut conn: Connection<S>,
+    plan: Plan,
+    map_io: impl Fn(std::io::Error) -> CallError,
+    source: Box<dyn FrameSource>,
+    ui: UiHandle,
+    commands: UnboundedReceiver<UiCommand>,
+) -> Result<CallSummary, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let exchange = match conn.session().role() {
+        Role::Caller => handshake::as_caller(&mut conn, plan.hello, map_io).await,
+        Role::Listener => handshake::as_listener(&mut conn, plan.hello, map_io).await,
+    };
+    let intro: PeerIntro = match exchange {
+        Ok(intro) => intro,
+        Err(e) => {
+            goodbye(&mut conn, &e).await;
+            return Err(e);
+        }
+    };
+    let name = &plan.config.peer_name;
+    info!(peer = %name, display_name = %intro.hello.display_name, "connected to {name}");
+    let send = SendPlan::for_peer(plan.wanted, &intro.hello.receive);
+    match send.format {
+        Some(format) if format != plan.wanted => {
+            info!("{name} does not take {}; sending {format}", plan.wanted)
+        }
+        Some(_) => {}
+        None => warn!(
+            "{name} takes no video format vchat can send; the call goes on without our picture"
+        ),
+    }
+    ui.update(|s| s.peer_camera_on = intro.camera_on);
+    pipeline::run(conn, source, plan.config, send, ui, commands, plan.outgoing).await
+}
+
+/// Ends a connection whose handshake failed: a bye when the failure is
+/// one the peer should hear about, then close_notify; bounded in time.
+async fn goodbye<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>, error: &CallError) {
+    let ending = async {
+        match error.bye() {
+            Some(bye) => conn.close(bye).await,
+            None => conn.shutdown().await,
+        }
+    };
+    match tokio::time::timeout(GOODBYE_TIMEOUT, ending).await {
+        Ok(Ok(())) => debug!("said goodbye after a failed handshake"),
+        Ok(Err(e)) => debug!("could not say goodbye after a failed handshake: {e}"),
+        Err(_) => debug!("the peer did not take our goodbye within {GOODBYE_TIMEOUT:?}"),
+    }
+}
