@@ -29,6 +29,18 @@ use crate::net::NetError;
 use crate::protocol::{Bye, ByeReason, ProtocolError};
 use crate::ui::UiError;
 
+/// Frames of received video that can be in use outside the reader's pool of
+/// receive buffers at once: the newest-frame slot, the decoder's, the window's.
+const FRAMES_OUTSIDE_THE_POOL: usize = 3;
+
+/// The most received video a pinned peer in a call can make us hold,
+/// however long it sends the largest frames: the reader's pool of receive
+/// buffers plus the frames in use outside it, each at most a whole message.
+/// SECURITY.md states this bound; `tests/call_attacks.rs` measures it.
+pub const MAX_PEER_BUFFERED: usize = (crate::protocol::MAX_POOLED_BUFFERS
+    + FRAMES_OUTSIDE_THE_POOL)
+    * crate::protocol::MAX_MESSAGE_LEN;
+
 /// `--stats` output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatsFormat {

@@ -74,6 +74,7 @@ mod codec;
 mod connection;
 mod error;
 mod inbox;
+pub use inbox::MAX_POOLED_BUFFERS;
 pub mod limits;
 mod message;
 mod pixel_format;
