@@ -61,11 +61,14 @@ fn format() -> impl Strategy<Value = PixelFormat> {
 }
 
 fn a_hello() -> impl Strategy<Value = Hello> {
+    // Limits below the 32x24 we capture as often as above it: the sender
+    // must scale down, keeping the shape.
+    let side = || prop_oneof![1u32..40, 1u32..5000];
     (
         0u32..4,
         prop::sample::subsequence(PixelFormat::ALL.to_vec(), 0..=3),
-        1u32..5000,
-        1u32..3000,
+        side(),
+        side(),
         "[a-zA-Z ]{0,8}",
     )
         .prop_map(|(version, codecs, max_width, max_height, name)| {
@@ -128,19 +131,23 @@ fn a_step() -> impl Strategy<Value = Step> {
 
 /// A peer: usually a proper start (so the call itself gets exercised), then
 /// generated steps; vchat in either role.
-fn a_case() -> impl Strategy<Value = (Role, bool, Vec<Step>, bool)> {
+fn a_case() -> impl Strategy<Value = (Role, Option<Hello>, Vec<Step>, bool)> {
+    let valid_hello = a_hello().prop_map(|mut h| {
+        h.version = vchat::protocol::PROTOCOL_VERSION;
+        h
+    });
     (
         prop::sample::select(vec![Role::Caller, Role::Listener]),
-        prop::bool::weighted(0.8),
+        prop::option::weighted(0.8, valid_hello),
         prop::collection::vec(a_step(), 0..24),
         any::<bool>(),
     )
 }
 
-/// The peer's proper start for vchat in `ours`: a hello, and an accept when
-/// vchat is the caller (the accept's version must match the hellos').
-fn proper_start(ours: Role) -> Vec<u8> {
-    let mut bytes = encoded(&Message::Hello(hello("Peer"))).to_vec();
+/// The peer's proper start for vchat in `ours`: its hello, and an accept
+/// when vchat is the caller (the accept's version must match the hellos').
+fn proper_start(ours: Role, their_hello: Hello) -> Vec<u8> {
+    let mut bytes = frame_bytes(&Message::Hello(their_hello));
     if ours == Role::Caller {
         let version = vchat::protocol::PROTOCOL_VERSION;
         bytes.extend_from_slice(&encoded(&Message::Accept(Accept { version })));
@@ -165,7 +172,7 @@ const END_LIMIT: Duration = Duration::from_secs(30);
 /// the call runs on until vchat's peer timeout ends it.
 async fn run_case(
     ours: Role,
-    start: bool,
+    start: Option<Hello>,
     steps: Vec<Step>,
     quiet_end: bool,
 ) -> Result<(), TestCaseError> {
@@ -207,8 +214,8 @@ async fn run_case(
     });
     let (mut read_half, mut write_half) = tokio::io::split(&mut theirs);
     let peer = async {
-        if start {
-            let _ = write_half.write_all(&proper_start(ours)).await;
+        if let Some(their_hello) = start.clone() {
+            let _ = write_half.write_all(&proper_start(ours, their_hello)).await;
         }
         for step in steps {
             let written = match step {
@@ -225,7 +232,7 @@ async fn run_case(
         }
         // Without a proper start a quiet peer would cost the whole hello
         // timeout; with one, the pipeline runs until the peer timeout.
-        if !(quiet_end && start) {
+        if !(quiet_end && start.is_some()) {
             let _ = write_half.shutdown().await;
         }
         write_half
