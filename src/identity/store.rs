@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 
@@ -27,6 +28,19 @@ pub const KEY_FILE: &str = "key.pem";
 
 /// Longest display name accepted; it travels in the certificate and the hello.
 pub const MAX_NAME_LEN: usize = 64;
+
+/// The fixed start of an Ed25519 private key in PKCS#8 version 1 (RFC 5208,
+/// RFC 8410 section 7), the 48-byte form `openssl genpkey -algorithm ed25519`
+/// writes: SEQUENCE { INTEGER 0, AlgorithmIdentifier { id-Ed25519 },
+/// OCTET STRING { OCTET STRING (32-byte seed) } }. Version 2 adds the public
+/// key, which OpenSSL 3.0 and Python's `cryptography` refuse to load, so we
+/// write version 1 and read both.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Length of an Ed25519 private key seed (RFC 8032).
+const ED25519_SEED_LEN: usize = 32;
 
 /// How long a new certificate is valid. Trust comes from the pinned
 /// fingerprint, not from the dates, so this only needs to outlive the
@@ -56,7 +70,10 @@ impl Identity {
     /// demo's throwaway identities).
     pub fn generate(name: &str) -> Result<Identity, IdentityError> {
         check_display_name(name)?;
-        let key_pair = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        let key = generate_ed25519_pkcs8_v1()?;
+        // rcgen (like rustls) reads PKCS#8 v1 and v2 through ring's
+        // `from_pkcs8_maybe_unchecked`, which also derives the public key.
+        let key_pair = KeyPair::from_pkcs8_der_and_sign_algo(&key, &rcgen::PKCS_ED25519)
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
         let mut params = CertificateParams::new(Vec::<String>::new())
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
@@ -77,7 +94,7 @@ impl Identity {
         let certificate = Certificate::from_der(cert.der().clone()).map_err(|e| {
             IdentityError::Generate(format!("rcgen produced a bad certificate: {e}"))
         })?;
-        let key = PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let key = PrivateKeyDer::Pkcs8(key);
         Ok(Identity {
             certificate,
             key,
@@ -199,6 +216,19 @@ pub fn resolve_dir(explicit: Option<&Path>) -> Result<PathBuf, IdentityError> {
     directories::ProjectDirs::from("", "", "vchat")
         .map(|dirs| dirs.config_dir().to_owned())
         .ok_or(IdentityError::NoConfigDir)
+}
+
+/// A fresh Ed25519 key as PKCS#8 v1: the fixed prefix and 32 random bytes
+/// from ring's system random source (the seed is all there is to the key).
+fn generate_ed25519_pkcs8_v1() -> Result<PrivatePkcs8KeyDer<'static>, IdentityError> {
+    let mut seed = [0u8; ED25519_SEED_LEN];
+    SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| IdentityError::Generate("the system random source failed".into()))?;
+    let mut der = Vec::with_capacity(ED25519_PKCS8_V1_PREFIX.len() + ED25519_SEED_LEN);
+    der.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
+    der.extend_from_slice(&seed);
+    Ok(PrivatePkcs8KeyDer::from(der))
 }
 
 /// Display names go into certificates and the protocol hello: printable and short.
