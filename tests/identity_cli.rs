@@ -269,9 +269,12 @@ fn trust_rejects_files_that_are_not_a_certificate() {
 fn keygen_rejects_unusable_names() {
     let tmp = tempfile::tempdir().unwrap();
     let err = run_err(tmp.path(), &["keygen", "--name", "   "]);
-    assert!(err.contains("invalid name"), "{err}");
+    assert!(err.contains("invalid display name"), "{err}");
     let long = "x".repeat(65);
     let err = run_err(tmp.path(), &["keygen", "--name", &long]);
-    assert!(err.contains("longer than 64"), "{err}");
+    assert!(
+        err.contains("is 65 bytes in UTF-8; the limit is 64 bytes"),
+        "{err}"
+    );
     assert!(!tmp.path().join("key.pem").exists());
 }

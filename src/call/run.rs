@@ -37,8 +37,9 @@ pub struct CallOptions {
     /// JPEG quality, 1-100.
     #[arg(long, default_value = "80", value_name = "Q")]
     pub quality: Quality,
-    /// Name shown to the peer (default: the name in your certificate).
-    #[arg(long)]
+    /// Name shown to the peer (default: the name in your certificate); the
+    /// rule of `vchat keygen --name` applies.
+    #[arg(long, value_parser = crate::identity::parse_display_name)]
     pub name: Option<String>,
     /// No window: for servers, scripts and tests.
     #[arg(long)]

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::store::{create_private_dir, write_atomically};
+use super::store::{create_private_dir, protocol_name_problem, write_atomically};
 use super::{Certificate, Fingerprint, IdentityError};
 
 /// Sub-directory of the identity directory holding pinned peers.
@@ -70,6 +70,15 @@ pub fn trust(
 ) -> Result<PinnedPeer, IdentityError> {
     check_peer_name(name)?;
     let certificate = Certificate::from_pem_file(cert_file)?;
+    // The certificate's own name is the display name the peer's calls carry
+    // by default; one the protocol refuses would make every call fail later.
+    if let Some(reason) = protocol_name_problem(certificate.name()) {
+        return Err(IdentityError::BadCertificateName {
+            path: cert_file.to_owned(),
+            name: certificate.name().to_owned(),
+            reason,
+        });
+    }
     let path = peer_path(dir, name);
     if !force {
         if path.exists() {

@@ -20,14 +20,12 @@ use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 
 use super::{Certificate, IdentityError};
+use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 
 /// File name of the certificate inside an identity directory.
 pub const CERT_FILE: &str = "cert.pem";
 /// File name of the private key inside an identity directory.
 pub const KEY_FILE: &str = "key.pem";
-
-/// Longest display name accepted; it travels in the certificate and the hello.
-pub const MAX_NAME_LEN: usize = 64;
 
 /// The fixed start of an Ed25519 private key in PKCS#8 version 1 (RFC 5208,
 /// RFC 8410 section 7), the 48-byte form `openssl genpkey -algorithm ed25519`
@@ -231,24 +229,58 @@ fn generate_ed25519_pkcs8_v1() -> Result<PrivatePkcs8KeyDer<'static>, IdentityEr
     Ok(PrivatePkcs8KeyDer::from(der))
 }
 
-/// Display names go into certificates and the protocol hello: printable and short.
+/// A display name we choose ourselves (`keygen --name`, `--name` of a call):
+/// not blank, and within the protocol's rules for the hello's name.
 pub fn check_display_name(name: &str) -> Result<(), IdentityError> {
     let reason = if name.trim().is_empty() {
-        Some("it is empty")
-    } else if name.chars().count() > MAX_NAME_LEN {
-        Some("it is longer than 64 characters")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains control characters")
+        Some("it is empty; choose a name your peers will recognise".to_owned())
     } else {
-        None
+        protocol_name_problem(name).map(|problem| format!("{problem}; choose another name"))
     };
     match reason {
         Some(reason) => Err(IdentityError::BadName {
             name: name.to_owned(),
-            reason: reason.into(),
+            reason,
         }),
         None => Ok(()),
     }
+}
+
+/// What breaks the protocol's rules for a display name (PROTOCOL.md,
+/// `hello.name`): more than [`MAX_DISPLAY_NAME_LEN`] bytes of UTF-8, or a
+/// control character. A peer refuses a hello carrying such a name, so every
+/// call would fail; the limit is the protocol's own, counted in bytes.
+pub(crate) fn protocol_name_problem(name: &str) -> Option<String> {
+    if name.len() > MAX_DISPLAY_NAME_LEN {
+        // Cyrillic, Greek and Arabic letters take 2 bytes in UTF-8, CJK 3.
+        return Some(format!(
+            "it is {} bytes in UTF-8; the limit is {MAX_DISPLAY_NAME_LEN} bytes, \
+             about {} Cyrillic or {} CJK characters",
+            name.len(),
+            MAX_DISPLAY_NAME_LEN / 2,
+            MAX_DISPLAY_NAME_LEN / 3
+        ));
+    }
+    name.chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("it contains the control character {c:?}"))
+}
+
+/// The display-name rule in words, for help texts.
+pub fn display_name_rule() -> String {
+    format!(
+        "at most {MAX_DISPLAY_NAME_LEN} bytes of UTF-8 (about {} Cyrillic or {} CJK \
+         characters), no control characters",
+        MAX_DISPLAY_NAME_LEN / 2,
+        MAX_DISPLAY_NAME_LEN / 3
+    )
+}
+
+/// `check_display_name` as a clap value parser, so a bad `--name` is refused
+/// before anything else happens.
+pub fn parse_display_name(name: &str) -> Result<String, IdentityError> {
+    check_display_name(name)?;
+    Ok(name.to_owned())
 }
 
 /// Creates `dir` (and parents) and makes `dir` itself mode 0700, whatever the umask.
