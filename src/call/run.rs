@@ -105,26 +105,19 @@ pub fn listen(
     options: &CallOptions,
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
-    let pins = peer_specs
-        .iter()
-        .map(|spec| peers::resolve(dir, spec))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Read again for every connection, so `vchat untrust` takes effect at once.
+    let pins = PinSet::live(dir, peer_specs)?;
     options.duration()?;
     let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
     let name = display_name(options, &identity);
-    let waiting_for: Vec<String> = pins.iter().map(|p| p.name.clone()).collect();
+    let waiting_for: Vec<String> = pins.peers().iter().map(|p| p.name.clone()).collect();
     let state = DisplayState::new(&format!("waiting for {}", waiting_for.join(", ")), "");
     let bind = bind.to_owned();
     let options = options.clone();
     let window = open_window(options.headless, state)?;
     run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
-        let mut listener = Listener::bind(
-            &bind,
-            &identity,
-            PinSet::new(pins),
-            ListenerOptions::default(),
-        )
-        .await?;
+        let mut listener =
+            Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         eprintln!("vchat: listening on {}", listener.local_addr());
         info!("waiting for {}", waiting_for.join(" or "));
