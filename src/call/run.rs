@@ -47,8 +47,13 @@ pub struct CallOptions {
     /// Write the video you receive to a YUV4MPEG2 file.
     #[arg(long, value_name = "FILE.y4m")]
     pub record: Option<PathBuf>,
-    /// Hang up after sending N frames.
-    #[arg(long, value_name = "N")]
+    /// Hang up after sending N frames (at least 1).
+    #[arg(long, value_name = "N", value_parser = |n: &str| match n.parse::<u64>() {
+        // 0 would mean "hang up before the first frame", which never triggers.
+        Ok(0) => Err("--frames must be at least 1; to run until you hang up, leave it out".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{n:?} is not a number of frames ({e})")),
+    })]
     pub frames: Option<u64>,
     /// Hang up after SECS seconds of call.
     #[arg(long, value_name = "SECS")]
