@@ -28,8 +28,17 @@ struct Cli {
 enum Command {
     /// Create your identity: DIR/cert.pem (share it) and DIR/key.pem (keep it).
     Keygen {
-        /// Your display name, carried in the certificate.
-        #[arg(long, default_value = "vchat user")]
+        /// Your display name, carried in the certificate and shown to peers.
+        #[arg(
+            long,
+            default_value = "vchat user",
+            value_parser = identity::parse_display_name,
+            help = format!(
+                "Your display name, carried in the certificate and shown to peers \
+                 when you call: {}",
+                identity::display_name_rule()
+            )
+        )]
         name: String,
         /// Replace an existing identity.
         #[arg(long)]
@@ -40,8 +49,16 @@ enum Command {
     /// Pin a peer's certificate under a name, after comparing fingerprints.
     Trust {
         /// The peer's cert.pem.
+        #[arg(help = format!(
+            "The peer's cert.pem. The name inside it (chosen at their `vchat keygen`) \
+             is the display name their calls show you, so the display-name rule \
+             applies to it: {}",
+            identity::display_name_rule()
+        ))]
         cert: PathBuf,
-        /// The name you will call them by (letters, digits, '.', '_', '-').
+        /// The name you will call them by (`--peer NAME`). It names the file
+        /// peers/NAME.pem, so it is ASCII letters, digits, '.', '_' or '-',
+        /// not starting with '.' or '-'; the display-name rule does not apply.
         #[arg(long)]
         name: String,
         /// Replace a peer of that name, or trust the same certificate twice.

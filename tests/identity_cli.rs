@@ -269,9 +269,79 @@ fn trust_rejects_files_that_are_not_a_certificate() {
 fn keygen_rejects_unusable_names() {
     let tmp = tempfile::tempdir().unwrap();
     let err = run_err(tmp.path(), &["keygen", "--name", "   "]);
-    assert!(err.contains("invalid name"), "{err}");
+    assert!(err.contains("invalid display name"), "{err}");
     let long = "x".repeat(65);
     let err = run_err(tmp.path(), &["keygen", "--name", &long]);
-    assert!(err.contains("longer than 64"), "{err}");
+    assert!(
+        err.contains("is 65 bytes in UTF-8; the limit is 64 bytes"),
+        "{err}"
+    );
     assert!(!tmp.path().join("key.pem").exists());
+}
+
+#[test]
+fn trust_explains_empty_multiple_oversized_and_non_file_certificates() {
+    let me = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen", "--name", "me"]);
+    run_ok(other.path(), &["keygen", "--name", "other"]);
+    let mine = fs::read_to_string(me.path().join("cert.pem")).unwrap();
+    let theirs = fs::read_to_string(other.path().join("cert.pem")).unwrap();
+    let file = |name: &str, contents: &[u8]| {
+        let path = me.path().join(name);
+        fs::write(&path, contents).unwrap();
+        path
+    };
+    let cases = [
+        (
+            file("empty.pem", b""),
+            "no '-----BEGIN CERTIFICATE-----' block",
+        ),
+        (
+            file("two.pem", format!("{mine}{theirs}").as_bytes()),
+            "it holds 2 certificates; a vchat identity is exactly one",
+        ),
+        (
+            file("big.pem", &vec![b'A'; 100 * 1024]),
+            "larger than any certificate",
+        ),
+        (
+            file("binary.pem", &[0xff, 0xfe, 0x00, 0x80, 0x01]),
+            "no '-----BEGIN CERTIFICATE-----' block",
+        ),
+        (
+            file(
+                "broken.pem",
+                b"-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+            ),
+            "malformed PEM",
+        ),
+        (me.path().to_owned(), "not a regular file"),
+    ];
+    for (path, expected) in &cases {
+        let err = run_err(me.path(), &["trust", path.to_str().unwrap(), "--name", "x"]);
+        assert!(err.contains(expected), "{}: {err}", path.display());
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!me.path().join("peers/x.pem").exists());
+
+    // The same files given to `--peer` are refused before anything listens.
+    let two = me.path().join("two.pem");
+    let err = run_err(
+        me.path(),
+        &[
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--headless",
+            "--peer",
+            two.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("2 certificates"), "{err}");
+    let err = run_err(
+        me.path(),
+        &["call", "127.0.0.1:9", "--headless", "--peer", "nobody"],
+    );
+    assert!(err.contains("no trusted peer named \"nobody\""), "{err}");
 }

@@ -41,8 +41,9 @@ pub struct CallOptions {
     /// JPEG quality, 1-100.
     #[arg(long, default_value = "80", value_name = "Q")]
     pub quality: Quality,
-    /// Name shown to the peer (default: the name in your certificate).
-    #[arg(long)]
+    /// Name shown to the peer (default: the name in your certificate); the
+    /// rule of `vchat keygen --name` applies.
+    #[arg(long, value_parser = crate::identity::parse_display_name)]
     pub name: Option<String>,
     /// No window: for servers, scripts and tests.
     #[arg(long)]
@@ -50,8 +51,13 @@ pub struct CallOptions {
     /// Write the video you receive to a YUV4MPEG2 file.
     #[arg(long, value_name = "FILE.y4m")]
     pub record: Option<PathBuf>,
-    /// Hang up after sending N frames.
-    #[arg(long, value_name = "N")]
+    /// Hang up after sending N frames (at least 1).
+    #[arg(long, value_name = "N", value_parser = |n: &str| match n.parse::<u64>() {
+        // 0 would mean "hang up before the first frame", which never triggers.
+        Ok(0) => Err("--frames must be at least 1; to run until you hang up, leave it out".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{n:?} is not a number of frames ({e})")),
+    })]
     pub frames: Option<u64>,
     /// Hang up after SECS seconds of call.
     #[arg(long, value_name = "SECS")]
@@ -114,26 +120,19 @@ pub fn listen(
     options: &CallOptions,
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
-    let pins = peer_specs
-        .iter()
-        .map(|spec| peers::resolve(dir, spec))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Read again for every connection, so `vchat untrust` takes effect at once.
+    let pins = PinSet::live(dir, peer_specs)?;
     options.duration()?;
     let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
     let name = display_name(options, &identity);
-    let waiting_for: Vec<String> = pins.iter().map(|p| p.name.clone()).collect();
+    let waiting_for: Vec<String> = pins.peers().iter().map(|p| p.name.clone()).collect();
     let state = DisplayState::new(&format!("waiting for {}", waiting_for.join(", ")), "");
     let bind = bind.to_owned();
     let options = options.clone();
     let window = open_window(options.headless, state)?;
     run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
-        let mut listener = Listener::bind(
-            &bind,
-            &identity,
-            PinSet::new(pins),
-            ListenerOptions::default(),
-        )
-        .await?;
+        let mut listener =
+            Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         eprintln!("vchat: listening on {}", listener.local_addr());
         info!("waiting for {}", waiting_for.join(" or "));

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 pub use certificate::Certificate;
 pub use fingerprint::Fingerprint;
 pub use peers::PinnedPeer;
-pub use store::{check_display_name, resolve_dir, Identity, CERT_FILE, KEY_FILE, MAX_NAME_LEN};
+pub use store::{
+    check_display_name, display_name_rule, parse_display_name, resolve_dir, Identity, CERT_FILE,
+    KEY_FILE,
+};
 
 /// Everything that can go wrong with identities and trusted peers. Each
 /// message says what happened and what to do about it.
@@ -41,8 +44,15 @@ pub enum IdentityError {
     #[error("{path} is not a usable certificate: {reason}")]
     BadCertificate { path: PathBuf, reason: String },
 
-    #[error("invalid name {name:?}: {reason}")]
+    #[error("invalid display name {name:?}: {reason}")]
     BadName { name: String, reason: String },
+
+    #[error("{path} names its owner {name:?}, which peers refuse as a display name ({reason}); ask them for a certificate made with a shorter name (`vchat keygen --force --name NAME`)")]
+    BadCertificateName {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
 
     #[error("invalid peer name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'")]
     BadPeerName { name: String },

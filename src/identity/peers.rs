@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::store::{create_private_dir, write_atomically};
+use super::store::{create_private_dir, protocol_name_problem, write_atomically};
 use super::{Certificate, Fingerprint, IdentityError};
 
 /// Sub-directory of the identity directory holding pinned peers.
@@ -70,6 +70,15 @@ pub fn trust(
 ) -> Result<PinnedPeer, IdentityError> {
     check_peer_name(name)?;
     let certificate = Certificate::from_pem_file(cert_file)?;
+    // The certificate's own name is the display name the peer's calls carry
+    // by default; one the protocol refuses would make every call fail later.
+    if let Some(reason) = protocol_name_problem(certificate.name()) {
+        return Err(IdentityError::BadCertificateName {
+            path: cert_file.to_owned(),
+            name: certificate.name().to_owned(),
+            reason,
+        });
+    }
     let path = peer_path(dir, name);
     if !force {
         if path.exists() {
@@ -153,23 +162,54 @@ pub fn list(dir: &Path) -> Result<Vec<PinnedPeer>, IdentityError> {
 /// Resolves a `--peer` argument: a path to a certificate file, or the name of
 /// a trusted peer.
 pub fn resolve(dir: &Path, name_or_cert: &str) -> Result<PinnedPeer, IdentityError> {
-    let as_path = Path::new(name_or_cert);
-    let looks_like_path = name_or_cert.contains('/') || name_or_cert.ends_with(".pem");
-    if looks_like_path || (check_peer_name(name_or_cert).is_err() && as_path.exists()) {
-        if !as_path.exists() {
-            return Err(IdentityError::io(
-                "read",
-                as_path,
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
-        }
-        let certificate = Certificate::from_pem_file(as_path)?;
-        let name = as_path
+    if let Some(peer) = resolve_if_present(dir, name_or_cert)? {
+        return Ok(peer);
+    }
+    if names_a_file(name_or_cert) {
+        return Err(IdentityError::io(
+            "read",
+            Path::new(name_or_cert),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    Err(IdentityError::UnknownPeer {
+        name: name_or_cert.to_owned(),
+        known: list(dir)?.into_iter().map(|p| p.name).collect(),
+    })
+}
+
+/// Like [`resolve`], but a certificate that is not there (a peer removed with
+/// `vchat untrust`, a deleted file) is `Ok(None)` rather than an error: a
+/// listener resolves its `--peer` arguments again for every connection, and
+/// a removed peer is simply no longer pinned.
+pub fn resolve_if_present(
+    dir: &Path,
+    name_or_cert: &str,
+) -> Result<Option<PinnedPeer>, IdentityError> {
+    let (name, path) = if names_a_file(name_or_cert) {
+        let path = PathBuf::from(name_or_cert);
+        let name = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("peer")
             .to_owned();
-        return Ok(PinnedPeer { name, certificate });
+        (name, path)
+    } else {
+        check_peer_name(name_or_cert)?;
+        (name_or_cert.to_owned(), peer_path(dir, name_or_cert))
+    };
+    match Certificate::from_pem_file(&path) {
+        Ok(certificate) => Ok(Some(PinnedPeer { name, certificate })),
+        Err(IdentityError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
-    load(dir, name_or_cert)
+}
+
+/// Whether a `--peer` argument is a certificate file rather than a peer name.
+fn names_a_file(name_or_cert: &str) -> bool {
+    name_or_cert.contains('/')
+        || name_or_cert.ends_with(".pem")
+        || (check_peer_name(name_or_cert).is_err() && Path::new(name_or_cert).exists())
 }

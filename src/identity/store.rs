@@ -13,20 +13,32 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 
 use super::{Certificate, IdentityError};
+use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 
 /// File name of the certificate inside an identity directory.
 pub const CERT_FILE: &str = "cert.pem";
 /// File name of the private key inside an identity directory.
 pub const KEY_FILE: &str = "key.pem";
 
-/// Longest display name accepted; it travels in the certificate and the hello.
-pub const MAX_NAME_LEN: usize = 64;
+/// The fixed start of an Ed25519 private key in PKCS#8 version 1 (RFC 5208,
+/// RFC 8410 section 7), the 48-byte form `openssl genpkey -algorithm ed25519`
+/// writes: SEQUENCE { INTEGER 0, AlgorithmIdentifier { id-Ed25519 },
+/// OCTET STRING { OCTET STRING (32-byte seed) } }. Version 2 adds the public
+/// key, which OpenSSL 3.0 and Python's `cryptography` refuse to load, so we
+/// write version 1 and read both.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Length of an Ed25519 private key seed (RFC 8032).
+const ED25519_SEED_LEN: usize = 32;
 
 /// How long a new certificate is valid. Trust comes from the pinned
 /// fingerprint, not from the dates, so this only needs to outlive the
@@ -56,7 +68,10 @@ impl Identity {
     /// demo's throwaway identities).
     pub fn generate(name: &str) -> Result<Identity, IdentityError> {
         check_display_name(name)?;
-        let key_pair = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        let key = generate_ed25519_pkcs8_v1()?;
+        // rcgen (like rustls) reads PKCS#8 v1 and v2 through ring's
+        // `from_pkcs8_maybe_unchecked`, which also derives the public key.
+        let key_pair = KeyPair::from_pkcs8_der_and_sign_algo(&key, &rcgen::PKCS_ED25519)
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
         let mut params = CertificateParams::new(Vec::<String>::new())
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
@@ -77,7 +92,7 @@ impl Identity {
         let certificate = Certificate::from_der(cert.der().clone()).map_err(|e| {
             IdentityError::Generate(format!("rcgen produced a bad certificate: {e}"))
         })?;
-        let key = PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let key = PrivateKeyDer::Pkcs8(key);
         Ok(Identity {
             certificate,
             key,
@@ -201,24 +216,71 @@ pub fn resolve_dir(explicit: Option<&Path>) -> Result<PathBuf, IdentityError> {
         .ok_or(IdentityError::NoConfigDir)
 }
 
-/// Display names go into certificates and the protocol hello: printable and short.
+/// A fresh Ed25519 key as PKCS#8 v1: the fixed prefix and 32 random bytes
+/// from ring's system random source (the seed is all there is to the key).
+fn generate_ed25519_pkcs8_v1() -> Result<PrivatePkcs8KeyDer<'static>, IdentityError> {
+    let mut seed = [0u8; ED25519_SEED_LEN];
+    SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| IdentityError::Generate("the system random source failed".into()))?;
+    let mut der = Vec::with_capacity(ED25519_PKCS8_V1_PREFIX.len() + ED25519_SEED_LEN);
+    der.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
+    der.extend_from_slice(&seed);
+    Ok(PrivatePkcs8KeyDer::from(der))
+}
+
+/// A display name we choose ourselves (`keygen --name`, `--name` of a call):
+/// not blank, and within the protocol's rules for the hello's name.
 pub fn check_display_name(name: &str) -> Result<(), IdentityError> {
     let reason = if name.trim().is_empty() {
-        Some("it is empty")
-    } else if name.chars().count() > MAX_NAME_LEN {
-        Some("it is longer than 64 characters")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains control characters")
+        Some("it is empty; choose a name your peers will recognise".to_owned())
     } else {
-        None
+        protocol_name_problem(name).map(|problem| format!("{problem}; choose another name"))
     };
     match reason {
         Some(reason) => Err(IdentityError::BadName {
             name: name.to_owned(),
-            reason: reason.into(),
+            reason,
         }),
         None => Ok(()),
     }
+}
+
+/// What breaks the protocol's rules for a display name (PROTOCOL.md,
+/// `hello.name`): more than [`MAX_DISPLAY_NAME_LEN`] bytes of UTF-8, or a
+/// control character. A peer refuses a hello carrying such a name, so every
+/// call would fail; the limit is the protocol's own, counted in bytes.
+pub(crate) fn protocol_name_problem(name: &str) -> Option<String> {
+    if name.len() > MAX_DISPLAY_NAME_LEN {
+        // Cyrillic, Greek and Arabic letters take 2 bytes in UTF-8, CJK 3.
+        return Some(format!(
+            "it is {} bytes in UTF-8; the limit is {MAX_DISPLAY_NAME_LEN} bytes, \
+             about {} Cyrillic or {} CJK characters",
+            name.len(),
+            MAX_DISPLAY_NAME_LEN / 2,
+            MAX_DISPLAY_NAME_LEN / 3
+        ));
+    }
+    name.chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("it contains the control character {c:?}"))
+}
+
+/// The display-name rule in words, for help texts.
+pub fn display_name_rule() -> String {
+    format!(
+        "at most {MAX_DISPLAY_NAME_LEN} bytes of UTF-8 (about {} Cyrillic or {} CJK \
+         characters), no control characters",
+        MAX_DISPLAY_NAME_LEN / 2,
+        MAX_DISPLAY_NAME_LEN / 3
+    )
+}
+
+/// `check_display_name` as a clap value parser, so a bad `--name` is refused
+/// before anything else happens.
+pub fn parse_display_name(name: &str) -> Result<String, IdentityError> {
+    check_display_name(name)?;
+    Ok(name.to_owned())
 }
 
 /// Creates `dir` (and parents) and makes `dir` itself mode 0700, whatever the umask.
