@@ -311,13 +311,13 @@ fn map_keys_in_unknown_fields_are_text_of_at_most_max_ident_len_bytes() {
         item
     };
     for place in PLACES {
-        accept(place, &map_with_key(&text(&vec![b'k'; MAX_IDENT_LEN])));
+        accept(place, &map_with_key(&text(&[b'k'; MAX_IDENT_LEN])));
         // Multi-byte characters count in bytes: 16 x "é" is 32 bytes.
         accept(
             place,
             &map_with_key(&text("é".repeat(MAX_IDENT_LEN / 2).as_bytes())),
         );
-        let err = refuse(place, &map_with_key(&text(&vec![b'k'; MAX_IDENT_LEN + 1])));
+        let err = refuse(place, &map_with_key(&text(&[b'k'; MAX_IDENT_LEN + 1])));
         assert!(
             matches!(
                 &err,
@@ -338,7 +338,7 @@ fn map_keys_in_unknown_fields_are_text_of_at_most_max_ident_len_bytes() {
     let mut cbor = vec![0x82];
     cbor.extend(text(b"wave"));
     cbor.push(0xA1);
-    cbor.extend(text(&vec![b'k'; MAX_IDENT_LEN + 1]));
+    cbor.extend(text(&[b'k'; MAX_IDENT_LEN + 1]));
     cbor.push(0x00);
     assert!(matches!(
         decode_one(frame(&cbor)),
