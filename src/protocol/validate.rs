@@ -431,12 +431,15 @@ mod tests {
     fn connected_listener() -> Session {
         let mut s = Session::new(Role::Listener);
         assert!(
-            s.on_send(&hello(1)).unwrap_err().is_local(),
+            s.on_send(&hello(PROTOCOL_VERSION)).unwrap_err().is_local(),
             "the caller speaks first"
         );
-        s.on_receive(&hello(1)).unwrap();
-        s.on_send(&hello(1)).unwrap();
-        s.on_send(&Message::Accept(Accept { version: 1 })).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_send(&Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }))
+        .unwrap();
         assert!(s.is_connected());
         s
     }
@@ -444,9 +447,9 @@ mod tests {
     #[test]
     fn caller_is_connected_only_after_accept() {
         let mut s = Session::new(Role::Caller);
-        s.on_send(&hello(1)).unwrap();
-        s.on_receive(&hello(3)).unwrap(); // a newer peer: we speak 1
-        assert_eq!(s.version(), Some(1));
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION + 1)).unwrap(); // a newer peer: we speak ours
+        assert_eq!(s.version(), Some(PROTOCOL_VERSION));
         assert!(!s.is_connected());
         let early = s.on_receive(&video(1, 2, PixelFormat::I420)).unwrap_err();
         assert!(matches!(
@@ -457,7 +460,9 @@ mod tests {
             }
         ));
         let wrong = s
-            .on_receive(&Message::Accept(Accept { version: 3 }))
+            .on_receive(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION + 1,
+            }))
             .unwrap_err();
         assert!(matches!(
             wrong,
@@ -466,8 +471,10 @@ mod tests {
                 ..
             }
         ));
-        s.on_receive(&Message::Accept(Accept { version: 1 }))
-            .unwrap();
+        s.on_receive(&Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }))
+        .unwrap();
         assert!(s.is_connected());
     }
 
@@ -483,6 +490,11 @@ mod tests {
 
     #[test]
     fn old_versions_are_refused_with_unsupported_version() {
+        // Version 1 (no knock) is below this build's minimum.
+        let mut s = Session::new(Role::Listener);
+        let err = s.on_receive(&hello(MIN_PROTOCOL_VERSION - 1)).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnsupportedVersion { .. }));
+        assert_eq!(err.bye().reason, ByeReason::UnsupportedVersion);
         let mut s = Session::new(Role::Listener);
         // Version 0 cannot be encoded; the session still refuses it.
         let err = s.on_receive(&hello(0)).unwrap_err();
@@ -496,12 +508,18 @@ mod tests {
     #[test]
     fn only_the_listener_accepts() {
         let mut s = Session::new(Role::Caller);
-        s.on_send(&hello(1)).unwrap();
-        s.on_receive(&hello(1)).unwrap();
-        assert!(s.on_send(&Message::Accept(Accept { version: 1 })).is_err());
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION)).unwrap();
+        assert!(s
+            .on_send(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION
+            }))
+            .is_err());
         let mut l = connected_listener();
         assert!(l
-            .on_receive(&Message::Accept(Accept { version: 1 }))
+            .on_receive(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION
+            }))
             .is_err());
     }
 
