@@ -11,9 +11,11 @@
 //!   sequence numbers increase. `Connection` feeds it every message, in both
 //!   directions; it is plain data so it can be tested and fuzzed in memory.
 
+use std::time::{Duration, Instant};
+
 use super::limits::{
     MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN, MAX_HEIGHT, MAX_PAYLOAD_LEN,
-    MAX_SOFTWARE_LEN, MAX_WIDTH, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    MAX_PINGS_PER_SECOND, MAX_SOFTWARE_LEN, MAX_WIDTH, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::{Hello, Message, ProtocolError, Receive, Video};
 
@@ -371,6 +373,52 @@ impl Session {
             Message::Ping { .. } | Message::Pong { .. } | Message::Camera { .. } => Ok(()),
             Message::Bye(_) => Ok(()), // handled above
         }
+    }
+}
+
+/// Counts the pings a peer sends to spot a flood (PROTOCOL.md 5.4). Plain
+/// data with no clock of its own: the caller passes the time each ping
+/// arrived, so it is tested without waiting.
+///
+/// It counts in consecutive one-second windows, each starting at the first
+/// ping after the previous window ended; every window is an interval of one
+/// second, so a peer it refuses did send more than `MAX_PINGS_PER_SECOND`
+/// pings within one second.
+#[derive(Debug, Clone, Default)]
+pub struct PingMeter {
+    window_start: Option<Instant>,
+    in_window: u32,
+}
+
+/// The window `PingMeter` counts in: the "per second" of `MAX_PINGS_PER_SECOND`.
+const PING_WINDOW: Duration = Duration::from_secs(1);
+
+impl PingMeter {
+    /// A meter that has seen no ping.
+    pub fn new() -> Self {
+        PingMeter::default()
+    }
+
+    /// Records a ping received at `now`; an error once more than
+    /// `MAX_PINGS_PER_SECOND` arrived within one window (end the call with
+    /// the error's Bye).
+    pub fn on_ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        match self.window_start {
+            Some(start) if now.saturating_duration_since(start) < PING_WINDOW => {
+                self.in_window = self.in_window.saturating_add(1);
+            }
+            _ => {
+                self.window_start = Some(now);
+                self.in_window = 1;
+            }
+        }
+        if self.in_window > MAX_PINGS_PER_SECOND {
+            return Err(ProtocolError::PingFlood {
+                count: self.in_window,
+                limit: MAX_PINGS_PER_SECOND,
+            });
+        }
+        Ok(())
     }
 }
 
