@@ -93,7 +93,7 @@ fn render_limits() -> String {
         (
             "MAX_MAP_ENTRIES",
             MAX_MAP_ENTRIES.to_string(),
-            "entries in any map",
+            "entries in any map, unknown fields included",
         ),
     ];
     let mut out = String::from("| limit | value | unit and meaning |\n| --- | ---: | --- |\n");
@@ -123,12 +123,12 @@ fn render_limits() -> String {
         (
             "CLOSE_TIMEOUT",
             secs(CLOSE_TIMEOUT),
-            "seconds a side reads for close_notify/EOF after bye",
+            "seconds a side spends writing its bye, and reading for close_notify/EOF after a bye",
         ),
         (
             "MAX_PINGS_PER_SECOND",
             MAX_PINGS_PER_SECOND.to_string(),
-            "pings received in any one second before a side may end the call",
+            "most pings a side takes within one second; a sender sends at most this many per PEER_TIMEOUT",
         ),
     ] {
         out.push_str(&format!("| `{name}` | {value} | {meaning} |\n"));
