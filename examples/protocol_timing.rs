@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vchat::protocol::{
     decode_frame, encode_frame, Accept, Connection, Decoded, Hello, Message, PixelFormat,
-    ProtocolError, Receive, Role, Video,
+    ProtocolError, Receive, Role, Video, PROTOCOL_VERSION,
 };
 
 const ROUNDS: u32 = 20;
@@ -92,8 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut conn = Connection::new(b, Role::Listener);
         conn.read_message().await?;
         conn.write_message(&Message::Hello(hello())).await?;
-        conn.write_message(&Message::Accept(Accept { version: 1 }))
-            .await?;
+        conn.write_message(&Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }))
+        .await?;
         for _ in 0..ROUNDS {
             conn.read_message().await?;
         }
@@ -120,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn hello() -> Hello {
     Hello {
-        version: 1,
+        version: PROTOCOL_VERSION,
         software_name: "timing".into(),
         software_version: "0".into(),
         display_name: String::new(),

@@ -172,9 +172,11 @@ async fn a_protocol_violation_ends_the_call_with_a_bye_naming_it() {
     b.write_all(&encoded(&Message::Hello(hello("Eve"))))
         .await
         .unwrap();
-    b.write_all(&encoded(&Message::Accept(Accept { version: 1 })))
-        .await
-        .unwrap();
+    b.write_all(&encoded(&Message::Accept(Accept {
+        version: PROTOCOL_VERSION,
+    })))
+    .await
+    .unwrap();
     let mut cbor = b"\x82\x65video\xa6\x63seq\x01\x67time_us\x00\x65width\x19\x02\x80\x66height\x19\x01\xe0\x66format\x65rgb24\x67payload\x59\x03\xe8".to_vec();
     cbor.extend_from_slice(&[0u8; 1000]);
     b.write_all(&frame(&cbor)).await.unwrap();
@@ -244,12 +246,14 @@ async fn a_newer_peer_is_spoken_to_in_our_version() {
     let mut newer = hello("Future");
     newer.version = 7;
     b.write_all(&encoded(&Message::Hello(newer))).await.unwrap();
-    b.write_all(&encoded(&Message::Accept(Accept { version: 1 })))
-        .await
-        .unwrap();
+    b.write_all(&encoded(&Message::Accept(Accept {
+        version: PROTOCOL_VERSION,
+    })))
+    .await
+    .unwrap();
     let mut conn = Connection::new(a, Role::Caller);
     call(&mut conn).await;
-    assert_eq!(conn.session().version(), Some(1));
+    assert_eq!(conn.session().version(), Some(PROTOCOL_VERSION));
 
     // Accepting in the newer version is a protocol error.
     let (a, mut b) = pipe();

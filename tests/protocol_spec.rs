@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use protocol_support::{annotate, decode_one, encoded, examples, hello, raw_video};
 use vchat::protocol::limits::*;
-use vchat::protocol::{Accept, Bye, ByeReason, Decoded, Message, PixelFormat};
+use vchat::protocol::{Accept, Bye, ByeReason, Decoded, Message, PixelFormat, PROTOCOL_VERSION};
 
 fn protocol_md() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("PROTOCOL.md")
@@ -46,7 +46,7 @@ fn render_limits() -> String {
         (
             "MIN_PROTOCOL_VERSION",
             MIN_PROTOCOL_VERSION.to_string(),
-            "oldest version a vchat 1 peer speaks",
+            "oldest version this document's peers speak",
         ),
         ("MAX_WIDTH", MAX_WIDTH.to_string(), "pixels; 4K UHD"),
         ("MAX_HEIGHT", MAX_HEIGHT.to_string(), "pixels; 4K UHD"),
@@ -93,7 +93,7 @@ fn render_limits() -> String {
         (
             "MAX_MAP_ENTRIES",
             MAX_MAP_ENTRIES.to_string(),
-            "entries in any map",
+            "entries in any map, unknown fields included",
         ),
     ];
     let mut out = String::from("| limit | value | unit and meaning |\n| --- | ---: | --- |\n");
@@ -103,7 +103,46 @@ fn render_limits() -> String {
     out.push_str(&format!(
         "| `MAX_NESTING` | {MAX_NESTING} | levels of arrays, maps and tags (the message array is level 1) |\n"
     ));
+    let secs = |d: std::time::Duration| format!("{}", d.as_secs_f64());
+    for (name, value, meaning) in [
+        (
+            "PING_INTERVAL",
+            secs(PING_INTERVAL),
+            "seconds; longest gap between two pings a side sends while connected",
+        ),
+        (
+            "PEER_TIMEOUT",
+            secs(PEER_TIMEOUT),
+            "seconds; a side that received nothing this long ends the call",
+        ),
+        (
+            "HELLO_TIMEOUT",
+            secs(HELLO_TIMEOUT),
+            "seconds after the TLS handshake for the hello/accept exchange",
+        ),
+        (
+            "CLOSE_TIMEOUT",
+            secs(CLOSE_TIMEOUT),
+            "seconds a side spends writing its bye, and reading for close_notify/EOF after a bye",
+        ),
+        (
+            "MAX_PINGS_PER_SECOND",
+            MAX_PINGS_PER_SECOND.to_string(),
+            "most pings a side takes within one second; a sender sends at most this many per PEER_TIMEOUT",
+        ),
+    ] {
+        out.push_str(&format!("| `{name}` | {value} | {meaning} |\n"));
+    }
     out
+}
+
+/// The call layer uses the protocol's timing values (PROTOCOL.md section 9
+/// lists them from `protocol::limits`).
+#[test]
+fn the_call_layer_uses_the_specified_timings() {
+    assert_eq!(vchat::call::PING_INTERVAL, PING_INTERVAL);
+    assert_eq!(vchat::call::PEER_TIMEOUT, PEER_TIMEOUT);
+    assert_eq!(vchat::call::handshake::HELLO_TIMEOUT, HELLO_TIMEOUT);
 }
 
 /// Replaces (or checks) the text between `<!-- BEGIN name -->` and `<!-- END name -->`.
@@ -166,7 +205,9 @@ fn fuzz_seeds() {
         let mut push = |m: Message| seed.extend_from_slice(&encoded(&m));
         push(Message::Hello(hello("peer")));
         if peer_accepts {
-            push(Message::Accept(Accept { version: 1 }));
+            push(Message::Accept(Accept {
+                version: PROTOCOL_VERSION,
+            }));
         }
         push(Message::Camera { on: true });
         push(Message::Video(raw_video(1, 4, 2, PixelFormat::I420)));

@@ -10,7 +10,7 @@
 use bytes::BytesMut;
 use ciborium_ll::{Decoder, Encoder, Header};
 
-use super::limits::MAX_NESTING;
+use super::limits::{MAX_IDENT_LEN, MAX_MAP_ENTRIES, MAX_NESTING};
 use super::ProtocolError;
 
 /// A cursor over one CBOR message.
@@ -46,6 +46,11 @@ impl<'a> Reader<'a> {
         let rest = self.data.get(self.pos..).unwrap_or_default();
         let mut decoder = Decoder::from(rest);
         match decoder.pull() {
+            // RFC 8949 section 3.3: a simple value below 32 has only the
+            // one-byte form; `0xf8 0x14` is not well-formed `false`.
+            Ok(Header::Simple(value)) if value < 32 && decoder.offset() > 1 => {
+                Err(self.malformed("a two-byte simple value below 32 is not well-formed CBOR"))
+            }
             Ok(header) => {
                 self.pos += decoder.offset();
                 Ok(header)
@@ -82,28 +87,52 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Skips one complete item at nesting `depth` (1 = the message itself).
+    /// Skips one complete item, checking it by the same rules as a known
+    /// field (PROTOCOL.md section 4): definite lengths only, text is valid
+    /// UTF-8, map keys are text of at most `MAX_IDENT_LEN` bytes, at most
+    /// `MAX_MAP_ENTRIES` entries per map, declared lengths within the bytes
+    /// left. Nothing is allocated.
+    ///
+    /// `depth` is the nesting level a container in this position would
+    /// occupy (the message's outer array is level 1). Arrays, maps and tags
+    /// are levels; a scalar is not, so a scalar inside `MAX_NESTING`
+    /// containers is allowed and one more container is not.
     pub(crate) fn skip(&mut self, depth: usize) -> Result<(), ProtocolError> {
-        if depth > MAX_NESTING {
-            return Err(self.malformed("CBOR nested deeper than the limit"));
-        }
         match self.head()? {
             Header::Positive(_) | Header::Negative(_) | Header::Float(_) | Header::Simple(_) => {
                 Ok(())
             }
-            Header::Bytes(Some(len)) | Header::Text(Some(len)) => self.take(len).map(|_| ()),
+            Header::Bytes(Some(len)) => self.take(len).map(|_| ()),
+            Header::Text(Some(len)) => {
+                let start = self.pos;
+                let text = self.take(len)?;
+                std::str::from_utf8(text)
+                    .map(|_| ())
+                    .map_err(|e| ProtocolError::InvalidValue {
+                        field: "text in an unknown field",
+                        problem: format!(
+                            "invalid UTF-8 at byte {} of the string (message byte {start})",
+                            e.valid_up_to()
+                        ),
+                    })
+            }
             Header::Array(Some(len)) => {
+                check_nesting(depth)?;
                 self.fits(len, 1)?;
                 (0..len).try_for_each(|_| self.skip(depth + 1))
             }
             Header::Map(Some(len)) => {
-                self.fits(len, 2)?;
+                check_nesting(depth)?;
+                self.container_len("map in an unknown field", len, MAX_MAP_ENTRIES, 2)?;
                 (0..len).try_for_each(|_| {
-                    self.skip(depth + 1)?;
+                    self.text("map key in an unknown field", MAX_IDENT_LEN)?;
                     self.skip(depth + 1)
                 })
             }
-            Header::Tag(_) => self.skip(depth + 1),
+            Header::Tag(_) => {
+                check_nesting(depth)?;
+                self.skip(depth + 1)
+            }
             Header::Break => Err(self.malformed("unexpected CBOR break")),
             Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
                 Err(self.malformed("indefinite-length CBOR items are not allowed"))
@@ -241,6 +270,19 @@ impl<'a> Reader<'a> {
         self.fits(len, per_item)?;
         Ok(len)
     }
+}
+
+/// Refuses a container (array, map or tag) at nesting level `depth`
+/// beyond `MAX_NESTING`.
+fn check_nesting(depth: usize) -> Result<(), ProtocolError> {
+    if depth > MAX_NESTING {
+        return Err(ProtocolError::LimitExceeded {
+            what: "CBOR nesting depth",
+            value: depth as u64,
+            limit: MAX_NESTING as u64,
+        });
+    }
+    Ok(())
 }
 
 fn wrong_type(field: &'static str, expected: &'static str, found: &Header) -> ProtocolError {

@@ -162,6 +162,17 @@ pub enum ProtocolError {
         why: &'static str,
     },
 
+    /// The peer sent more pings within one second than
+    /// `MAX_PINGS_PER_SECOND` (PROTOCOL.md 5.4): each one asks for a pong,
+    /// so a flood would make us queue replies without end.
+    #[error("the peer sent {count} pings within one second, more than the limit of {limit}")]
+    PingFlood {
+        /// Pings counted in the window when the limit was crossed.
+        count: u32,
+        /// The limit.
+        limit: u32,
+    },
+
     /// We were asked to send something the protocol forbids now (a bug on
     /// this side, never the peer's fault).
     #[error("cannot send {message}: {why}")]

@@ -5,14 +5,19 @@
 //! before a `String` or `Vec` is made. PROTOCOL.md lists the same numbers; a
 //! peer in another language must apply them too.
 
+use std::time::Duration;
+
 use super::PixelFormat;
 
 /// The protocol version this build speaks (the newest one it knows).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 changed the transport (the pre-TLS knock, no SNI, no ALPN).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest protocol version this build can still speak. A peer whose
 /// Hello names an older version is refused with a Bye `unsupported_version`.
-pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// 2, because a version-1 caller sends no knock and so never reaches a
+/// version-2 listener's TLS at all.
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
 
 /// Widest frame, in pixels: 4K UHD, the largest common camera and screen mode.
 pub const MAX_WIDTH: u32 = 3840;
@@ -67,6 +72,31 @@ pub const MAX_MAP_ENTRIES: usize = 32;
 /// a Hello); unknown fields may nest a little deeper, but not without end.
 pub const MAX_NESTING: usize = 16;
 
+/// Each side sends a `ping` at least this often while connected, so a silent
+/// link is noticed: also the longest an alive peer stays silent.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A side that has received nothing (no byte of any message) for this long
+/// ends the call: five missed pings, long enough for a congested link to
+/// recover, short enough that a vanished peer does not freeze the window.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time each side allows, from the end of the TLS handshake, for the hello
+/// and accept exchange: the peer's program answers at once, this only guards
+/// against a peer that completes TLS and then stalls.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After sending or receiving `bye`, how long a side keeps reading for the
+/// peer's close_notify or end of stream before it closes anyway: enough for
+/// a frame already in flight on a slow link, short enough to exit promptly.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most `ping`s per second a side answers before it may end the call with
+/// `bye` `protocol_error`: a peer needs 1 per `PING_INTERVAL`; 50 leaves room
+/// for bursts after a stall and for RTT probes, while a flood (thousands per
+/// second) is refused. Counted over any one-second window.
+pub const MAX_PINGS_PER_SECOND: u32 = 50;
+
 /// The largest payload a raw frame of this format and size has, if the size is
 /// within the limits (used by tests and documentation).
 pub fn max_raw_payload(format: PixelFormat) -> Option<usize> {
@@ -82,5 +112,11 @@ mod tests {
         assert_eq!(max_raw_payload(PixelFormat::Rgb24), Some(MAX_PAYLOAD_LEN));
         assert_eq!(MAX_PAYLOAD_LEN, 24_883_200);
         assert!(MAX_MESSAGE_LEN <= u32::MAX as usize);
+    }
+
+    #[test]
+    fn timeouts_leave_room_for_missed_pings() {
+        assert!(PEER_TIMEOUT >= PING_INTERVAL * 3);
+        assert!(u64::from(MAX_PINGS_PER_SECOND) * PING_INTERVAL.as_millis() as u64 >= 1000);
     }
 }

@@ -86,6 +86,28 @@ impl Receive {
     pub fn accepts(&self, format: PixelFormat, width: u32, height: u32) -> bool {
         self.codecs.contains(&format) && width <= self.max_width && height <= self.max_height
     }
+
+    /// The size a `width` x `height` picture is sent at (PROTOCOL.md 5.3.3):
+    /// unchanged if it fits both limits, else scaled down keeping the aspect
+    /// ratio (each dimension rounded down, at least 1) so that it fits both,
+    /// never cropped. Exact integer arithmetic, so both peers agree.
+    pub fn fit(&self, width: u32, height: u32) -> (u32, u32) {
+        let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
+        let (max_w, max_h) = (
+            u64::from(self.max_width.max(1)),
+            u64::from(self.max_height.max(1)),
+        );
+        if w <= max_w && h <= max_h {
+            return (width.max(1), height.max(1));
+        }
+        // Each quotient is at most the u32 dimension it scales, so it fits.
+        let narrow = |v: u64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
+        if w * max_h >= h * max_w {
+            (narrow(max_w), narrow(h * max_w / w))
+        } else {
+            (narrow(w * max_h / h), narrow(max_h))
+        }
+    }
 }
 
 /// The listener accepts the call.

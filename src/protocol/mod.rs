@@ -15,7 +15,7 @@
 //! - `limits.rs`: every limit, each with its reason ([`limits`]).
 //! - `validate.rs`: [`check_message`] (stateless rules) and [`Session`] (who
 //!   may send what when: handshake order, version, capabilities, increasing
-//!   sequence numbers).
+//!   sequence numbers) and [`PingMeter`] (the ping flood limit).
 //! - `inbox.rs`: the receive buffers, I/O-free: bytes wait there until
 //!   they make a frame, and large frames are read into pooled buffers that
 //!   are reused once the application drops the frames cut from them.
@@ -89,4 +89,4 @@ pub use error::{bye_text, ProtocolError};
 pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use message::{Accept, Bye, ByeReason, Hello, Message, Receive, Video};
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};
-pub use validate::{check_message, check_payload_len, Role, Session};
+pub use validate::{check_message, check_payload_len, PingMeter, Role, Session};

@@ -11,9 +11,11 @@
 //!   sequence numbers increase. `Connection` feeds it every message, in both
 //!   directions; it is plain data so it can be tested and fuzzed in memory.
 
+use std::time::{Duration, Instant};
+
 use super::limits::{
     MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN, MAX_HEIGHT, MAX_PAYLOAD_LEN,
-    MAX_SOFTWARE_LEN, MAX_WIDTH, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    MAX_PINGS_PER_SECOND, MAX_SOFTWARE_LEN, MAX_WIDTH, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::{Hello, Message, ProtocolError, Receive, Video};
 
@@ -374,6 +376,52 @@ impl Session {
     }
 }
 
+/// Counts the pings a peer sends to spot a flood (PROTOCOL.md 5.4). Plain
+/// data with no clock of its own: the caller passes the time each ping
+/// arrived, so it is tested without waiting.
+///
+/// It counts in consecutive one-second windows, each starting at the first
+/// ping after the previous window ended; every window is an interval of one
+/// second, so a peer it refuses did send more than `MAX_PINGS_PER_SECOND`
+/// pings within one second.
+#[derive(Debug, Clone, Default)]
+pub struct PingMeter {
+    window_start: Option<Instant>,
+    in_window: u32,
+}
+
+/// The window `PingMeter` counts in: the "per second" of `MAX_PINGS_PER_SECOND`.
+const PING_WINDOW: Duration = Duration::from_secs(1);
+
+impl PingMeter {
+    /// A meter that has seen no ping.
+    pub fn new() -> Self {
+        PingMeter::default()
+    }
+
+    /// Records a ping received at `now`; an error once more than
+    /// `MAX_PINGS_PER_SECOND` arrived within one window (end the call with
+    /// the error's Bye).
+    pub fn on_ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        match self.window_start {
+            Some(start) if now.saturating_duration_since(start) < PING_WINDOW => {
+                self.in_window = self.in_window.saturating_add(1);
+            }
+            _ => {
+                self.window_start = Some(now);
+                self.in_window = 1;
+            }
+        }
+        if self.in_window > MAX_PINGS_PER_SECOND {
+            return Err(ProtocolError::PingFlood {
+                count: self.in_window,
+                limit: MAX_PINGS_PER_SECOND,
+            });
+        }
+        Ok(())
+    }
+}
+
 fn check_seq(last: &mut Option<u64>, seq: u64) -> Result<(), ProtocolError> {
     if let Some(previous) = *last {
         if seq <= previous {
@@ -431,12 +479,15 @@ mod tests {
     fn connected_listener() -> Session {
         let mut s = Session::new(Role::Listener);
         assert!(
-            s.on_send(&hello(1)).unwrap_err().is_local(),
+            s.on_send(&hello(PROTOCOL_VERSION)).unwrap_err().is_local(),
             "the caller speaks first"
         );
-        s.on_receive(&hello(1)).unwrap();
-        s.on_send(&hello(1)).unwrap();
-        s.on_send(&Message::Accept(Accept { version: 1 })).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_send(&Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }))
+        .unwrap();
         assert!(s.is_connected());
         s
     }
@@ -444,9 +495,9 @@ mod tests {
     #[test]
     fn caller_is_connected_only_after_accept() {
         let mut s = Session::new(Role::Caller);
-        s.on_send(&hello(1)).unwrap();
-        s.on_receive(&hello(3)).unwrap(); // a newer peer: we speak 1
-        assert_eq!(s.version(), Some(1));
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION + 1)).unwrap(); // a newer peer: we speak ours
+        assert_eq!(s.version(), Some(PROTOCOL_VERSION));
         assert!(!s.is_connected());
         let early = s.on_receive(&video(1, 2, PixelFormat::I420)).unwrap_err();
         assert!(matches!(
@@ -457,7 +508,9 @@ mod tests {
             }
         ));
         let wrong = s
-            .on_receive(&Message::Accept(Accept { version: 3 }))
+            .on_receive(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION + 1,
+            }))
             .unwrap_err();
         assert!(matches!(
             wrong,
@@ -466,8 +519,10 @@ mod tests {
                 ..
             }
         ));
-        s.on_receive(&Message::Accept(Accept { version: 1 }))
-            .unwrap();
+        s.on_receive(&Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }))
+        .unwrap();
         assert!(s.is_connected());
     }
 
@@ -483,6 +538,11 @@ mod tests {
 
     #[test]
     fn old_versions_are_refused_with_unsupported_version() {
+        // Version 1 (no knock) is below this build's minimum.
+        let mut s = Session::new(Role::Listener);
+        let err = s.on_receive(&hello(MIN_PROTOCOL_VERSION - 1)).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnsupportedVersion { .. }));
+        assert_eq!(err.bye().reason, ByeReason::UnsupportedVersion);
         let mut s = Session::new(Role::Listener);
         // Version 0 cannot be encoded; the session still refuses it.
         let err = s.on_receive(&hello(0)).unwrap_err();
@@ -496,12 +556,18 @@ mod tests {
     #[test]
     fn only_the_listener_accepts() {
         let mut s = Session::new(Role::Caller);
-        s.on_send(&hello(1)).unwrap();
-        s.on_receive(&hello(1)).unwrap();
-        assert!(s.on_send(&Message::Accept(Accept { version: 1 })).is_err());
+        s.on_send(&hello(PROTOCOL_VERSION)).unwrap();
+        s.on_receive(&hello(PROTOCOL_VERSION)).unwrap();
+        assert!(s
+            .on_send(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION
+            }))
+            .is_err());
         let mut l = connected_listener();
         assert!(l
-            .on_receive(&Message::Accept(Accept { version: 1 }))
+            .on_receive(&Message::Accept(Accept {
+                version: PROTOCOL_VERSION
+            }))
             .is_err());
     }
 

@@ -43,7 +43,9 @@ pub fn raw_video(seq: u64, width: u32, height: u32, format: PixelFormat) -> Vide
 pub fn examples() -> Vec<Message> {
     vec![
         Message::Hello(hello("Ada")),
-        Message::Accept(Accept { version: 1 }),
+        Message::Accept(Accept {
+            version: PROTOCOL_VERSION,
+        }),
         Message::Video(Video {
             seq: 1,
             capture_time_us: 1_700_000,
