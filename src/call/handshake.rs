@@ -8,20 +8,18 @@
 //! PROTOCOL.md allows there (ping, pong, camera): a listener may wait for its
 //! user before accepting, and keeps the link alive meanwhile.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::CallError;
 use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 use crate::protocol::{
-    Accept, Connection, Hello, Message, PixelFormat, ProtocolError, Receive, PROTOCOL_VERSION,
+    Accept, Connection, Hello, Message, PingMeter, PixelFormat, ProtocolError, Receive,
+    PROTOCOL_VERSION,
 };
 
-/// How long the hello/accept exchange may take once TLS is up. The peer's
-/// program answers at once; this only guards against a peer that completes
-/// TLS and then stalls.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::protocol::limits::HELLO_TIMEOUT;
 
 /// Our hello: we receive every format we know, up to the protocol's largest size.
 pub fn local_hello(display_name: &str) -> Hello {
@@ -92,6 +90,7 @@ pub async fn as_caller<S: AsyncRead + AsyncWrite + Unpin>(
             other => return Err(unexpected("hello", &other)),
         };
         let mut camera_on = true;
+        let mut pings = PingMeter::new();
         loop {
             match read(conn, &map_io).await? {
                 Message::Accept(Accept { .. }) => {
@@ -103,7 +102,10 @@ pub async fn as_caller<S: AsyncRead + AsyncWrite + Unpin>(
                 Message::Bye(bye) => return Err(CallError::PeerEnded(bye)),
                 // Answered at once, not queued: a flood of pings before
                 // accept costs the peer as much as it costs us.
-                Message::Ping { nonce } => conn.write_message(&Message::Pong { nonce }).await?,
+                Message::Ping { nonce } => {
+                    pings.on_ping(Instant::now())?;
+                    conn.write_message(&Message::Pong { nonce }).await?
+                }
                 Message::Pong { .. } => {}
                 Message::Camera { on } => camera_on = on,
                 // The session refuses a second hello and early video before

@@ -35,18 +35,20 @@ use crate::media::{
     CapturedFrame, Decoder, Encoder, FrameContent, FrameSource, Picture, PictureFormat, Quality,
     Y4mRecorder,
 };
-use crate::protocol::{Bye, ByeReason, Connection, Message, PixelFormat, ProtocolError, Video};
+use crate::protocol::{
+    Bye, ByeReason, Connection, Message, PingMeter, PixelFormat, ProtocolError, Video,
+};
 use crate::ui::{CallState, RgbImage, UiCommand, UiHandle};
 
-/// How often we ping: also the longest an alive peer stays silent.
-pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+pub use crate::protocol::limits::{PEER_TIMEOUT, PING_INTERVAL};
 
-/// A peer silent this long is gone (killed, cable pulled, machine asleep):
-/// five missed pings, long enough for a congested link to recover.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long we wait for our bye to be written, and then for the peer to
+/// close, before giving up on it (PROTOCOL.md's close timeout).
+const BYE_TIMEOUT: Duration = crate::protocol::limits::CLOSE_TIMEOUT;
 
-/// How long we wait for our bye to be written before giving up on the peer.
-const BYE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times per peer timeout the reader looks whether bytes arrived:
+/// a peer is gone only after a whole timeout without a single byte.
+const LIVENESS_CHECKS_PER_TIMEOUT: u32 = 5;
 
 /// Threads wake at least this often to notice a stop request.
 const THREAD_POLL: Duration = Duration::from_millis(100);
@@ -669,10 +671,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
     ui: UiHandle,
     peer_timeout: Duration,
 ) -> Result<Bye, CallError> {
+    let mut pings = PingMeter::new();
+    let check_every = peer_timeout / LIVENESS_CHECKS_PER_TIMEOUT;
+    let (mut heard, mut last_heard) = (reader.bytes_received(), Instant::now());
     loop {
-        let message = match tokio::time::timeout(peer_timeout, reader.read_message()).await {
-            Err(_) => return Err(CallError::PeerVanished(peer_timeout)),
-            Ok(Ok(Some(message))) => message,
+        // Liveness counts bytes, not whole messages: a large frame on a slow
+        // link may take longer than the timeout to arrive in full.
+        let message = match tokio::time::timeout(check_every, reader.read_message()).await {
+            Err(_) => {
+                if reader.bytes_received() != heard {
+                    (heard, last_heard) = (reader.bytes_received(), Instant::now());
+                } else if last_heard.elapsed() >= peer_timeout {
+                    return Err(CallError::PeerVanished(peer_timeout));
+                }
+                continue;
+            }
+            Ok(Ok(Some(message))) => {
+                (heard, last_heard) = (reader.bytes_received(), Instant::now());
+                message
+            }
             Ok(Ok(None)) => {
                 return Err(CallError::ConnectionLost(
                     "the peer closed the connection without saying bye".into(),
@@ -690,6 +707,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 shared.incoming.put((video, Instant::now()));
             }
             Message::Ping { nonce } => {
+                pings.on_ping(Instant::now())?;
                 shared.pong.put(nonce);
             }
             Message::Pong { nonce } => {

@@ -22,7 +22,7 @@ use crate::ui::{UiCommand, UiHandle};
 
 /// How long a goodbye after a failed handshake may take: the peer may have
 /// stopped reading, and we must not hang on it.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+const GOODBYE_TIMEOUT: Duration = crate::protocol::limits::CLOSE_TIMEOUT;
 
 /// What this side brings to a call.
 pub struct Plan {

@@ -22,7 +22,7 @@ use super::options::{Quality, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH};
 use super::picture::{
     i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat,
 };
-use crate::protocol::PixelFormat;
+use crate::protocol::{fit_size, PixelFormat};
 
 /// An encoded frame, borrowing the encoder's buffer (or the captured JPEG).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,26 +56,6 @@ pub struct Encoder {
     /// A picture scaled down to `max_size`.
     scaled: Picture,
     scaler: convert::Scaler,
-}
-
-/// The size `width` x `height` takes when scaled down, keeping its shape, to
-/// fit inside `max_width` x `max_height` (each side rounded down, at least 1
-/// pixel); unchanged when it already fits. PROTOCOL.md asks this of a sender
-/// whose picture exceeds what the receiver said it takes.
-pub fn fit_within(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
-    if width <= max_width && height <= max_height {
-        return (width, height);
-    }
-    let (w, h) = (u64::from(width), u64::from(height));
-    let (max_w, max_h) = (u64::from(max_width.max(1)), u64::from(max_height.max(1)));
-    // Compare the two scale factors max_w/w and max_h/h without rounding.
-    let (fit_w, fit_h) = if max_w * h <= max_h * w {
-        (max_w, h * max_w / w)
-    } else {
-        (w * max_h / h, max_h)
-    };
-    // Both fit in u32: each is at most the corresponding maximum.
-    (fit_w.max(1) as u32, fit_h.max(1) as u32)
 }
 
 impl Default for Encoder {
@@ -121,7 +101,7 @@ impl Encoder {
             scaler,
         } = self;
         let fits =
-            |width, height| fit_within(width, height, *max_width, *max_height) == (width, height);
+            |width, height| fit_size(width, height, *max_width, *max_height) == (width, height);
         let picture = match (&frame.content, format) {
             (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg)
                 if fits(camera_jpeg.width, camera_jpeg.height) =>
@@ -143,7 +123,7 @@ impl Encoder {
             picture
         } else {
             let (width, height) =
-                fit_within(picture.width(), picture.height(), *max_width, *max_height);
+                fit_size(picture.width(), picture.height(), *max_width, *max_height);
             scaler.scale_into(picture, width, height, scaled)?;
             &*scaled
         };

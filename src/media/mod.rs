@@ -41,7 +41,7 @@ pub use camera::{
     camera_formats, choose_format, describe_available, print_cameras, query_cameras,
     CameraEncoding, CameraFormatInfo, CameraSource, CameraSummary, FormatChoice,
 };
-pub use codec::{fit_within, Decoder, EncodedFrame, Encoder, OwnedEncodedFrame};
+pub use codec::{Decoder, EncodedFrame, Encoder, OwnedEncodedFrame};
 pub use error::MediaError;
 pub use options::{
     Fps, Quality, Size, SourceSpec, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH, MIN_FRAME_SIDE,

@@ -145,6 +145,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         lock(&self.session).clone()
     }
 
+    /// Bytes read from the peer so far, whole messages or not.
+    pub fn bytes_received(&self) -> u64 {
+        self.inbox.received()
+    }
+
     /// Large receive buffers allocated so far, and how many times a free one
     /// was reused instead (see `protocol/inbox.rs`).
     pub fn receive_buffer_counts(&self) -> (u64, u64) {
@@ -223,7 +228,9 @@ async fn read_message<R: AsyncRead + Unpin>(
             }
             None => {}
         }
-        if stream.read_buf(&mut inbox.spare()).await? == 0 {
+        let n = stream.read_buf(&mut inbox.spare()).await?;
+        inbox.count_received(n);
+        if n == 0 {
             return match inbox.truncated() {
                 None => Ok(None),
                 Some(error) => Err(error),

@@ -47,6 +47,8 @@ pub struct Inbox {
     /// The large frame being read: its buffer and its total length.
     large: Option<(BytesMut, usize)>,
     pool: FramePool,
+    /// Bytes read from the peer so far: progress even inside one large frame.
+    received: u64,
 }
 
 impl Default for Inbox {
@@ -55,11 +57,24 @@ impl Default for Inbox {
             small: BytesMut::with_capacity(READ_CHUNK),
             large: None,
             pool: FramePool::default(),
+            received: 0,
         }
     }
 }
 
 impl Inbox {
+    /// Counts `n` bytes just read into [`Inbox::spare`].
+    pub fn count_received(&mut self, n: usize) {
+        self.received = self.received.saturating_add(n as u64);
+    }
+
+    /// Bytes read from the peer so far. Liveness (PROTOCOL.md: any bytes
+    /// count) watches this, so a large frame crawling over a slow link is
+    /// not mistaken for a vanished peer.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     /// Takes the next whole frame out of the buffered bytes, or `Ok(None)` if
     /// more bytes are needed. The length prefix is checked against the limits
     /// before any buffer is sized by it.

@@ -92,21 +92,24 @@ impl Receive {
     /// ratio (each dimension rounded down, at least 1) so that it fits both,
     /// never cropped. Exact integer arithmetic, so both peers agree.
     pub fn fit(&self, width: u32, height: u32) -> (u32, u32) {
-        let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
-        let (max_w, max_h) = (
-            u64::from(self.max_width.max(1)),
-            u64::from(self.max_height.max(1)),
-        );
-        if w <= max_w && h <= max_h {
-            return (width.max(1), height.max(1));
-        }
-        // Each quotient is at most the u32 dimension it scales, so it fits.
-        let narrow = |v: u64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
-        if w * max_h >= h * max_w {
-            (narrow(max_w), narrow(h * max_w / w))
-        } else {
-            (narrow(w * max_h / h), narrow(max_h))
-        }
+        fit_size(width, height, self.max_width, self.max_height)
+    }
+}
+
+/// [`Receive::fit`] for limits given on their own (a sender's encoder keeps
+/// only the two numbers).
+pub fn fit_size(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
+    let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
+    let (max_w, max_h) = (u64::from(max_width.max(1)), u64::from(max_height.max(1)));
+    if w <= max_w && h <= max_h {
+        return (width.max(1), height.max(1));
+    }
+    // Each quotient is at most the u32 dimension it scales, so it fits.
+    let narrow = |v: u64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
+    if w * max_h >= h * max_w {
+        (narrow(max_w), narrow(h * max_w / w))
+    } else {
+        (narrow(w * max_h / h), narrow(max_h))
     }
 }
 

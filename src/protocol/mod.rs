@@ -87,6 +87,6 @@ pub use codec::{
 pub use connection::{Connection, MessageReader, MessageWriter};
 pub use error::{bye_text, ProtocolError};
 pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-pub use message::{Accept, Bye, ByeReason, Hello, Message, Receive, Video};
+pub use message::{fit_size, Accept, Bye, ByeReason, Hello, Message, Receive, Video};
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};
 pub use validate::{check_message, check_payload_len, PingMeter, Role, Session};
