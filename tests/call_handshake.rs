@@ -42,6 +42,16 @@ fn vchat_side(
     width: u32,
     height: u32,
 ) -> (DuplexStream, JoinHandle<Result<CallSummary, CallError>>) {
+    vchat_side_with(role, width, height, PEER_TIMEOUT)
+}
+
+/// [`vchat_side`] with the peer timeout given.
+fn vchat_side_with(
+    role: Role,
+    width: u32,
+    height: u32,
+    peer_timeout: Duration,
+) -> (DuplexStream, JoinHandle<Result<CallSummary, CallError>>) {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let plan = Plan {
         hello: local_hello("Us"),
@@ -53,7 +63,7 @@ fn vchat_side(
             max_frames: None,
             duration: None,
             stats: None,
-            peer_timeout: PEER_TIMEOUT,
+            peer_timeout,
             peer_name: "peer".into(),
         },
         outgoing: Outgoing::Newest,
@@ -377,4 +387,47 @@ async fn a_peer_that_never_says_hello_is_told_so_when_the_hello_timeout_ends() {
         assert_eq!(bye.reason, ByeReason::ProtocolError, "{role:?}");
         assert!(bye.text.contains("handshake"), "{role:?}: {}", bye.text);
     }
+}
+
+#[tokio::test]
+async fn a_large_frame_crawling_over_a_slow_link_is_not_a_vanished_peer() {
+    // A peer timeout of 300 ms, and a frame that takes over a second to
+    // arrive: liveness must count its bytes as they come.
+    let timeout = Duration::from_millis(300);
+    let (stream, task) = vchat_side_with(Role::Listener, 64, 48, timeout);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Take what vchat sends, so only our slow writing is slow.
+    let drain = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut sink = vec![0u8; 64 * 1024];
+        while reader.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    writer
+        .write_all(&encoded(&Message::Hello(hello("Slow"))))
+        .await
+        .unwrap();
+    let frame = encoded(&Message::Video(raw_video(0, 64, 48, PixelFormat::Rgb24)));
+    let started = std::time::Instant::now();
+    let mut link = tokio::time::interval(Duration::from_millis(20));
+    for chunk in frame.chunks(128) {
+        // The link's pace, not a synchronisation: 128 bytes every 20 ms.
+        link.tick().await;
+        writer
+            .write_all(chunk)
+            .await
+            .expect("vchat is still in the call");
+    }
+    assert!(
+        started.elapsed() > timeout * 3,
+        "the frame must take longer than the timeout"
+    );
+    let bye = encoded(&Message::Bye(Bye::new(ByeReason::Hangup, "done")));
+    writer
+        .write_all(&bye)
+        .await
+        .expect("vchat is still in the call");
+    writer.shutdown().await.unwrap();
+    let summary = ended_cleanly(task).await;
+    assert_eq!(summary.totals.frames_received, 1);
+    guard("drain", drain).await.unwrap();
 }
