@@ -148,6 +148,9 @@ struct Shared {
     pong: Latest<u64>,
     /// Set when standard output is gone, so the call hangs up.
     output_closed: Notify,
+    /// Set when the peer said bye: the writer sends nothing more, only our
+    /// close_notify (PROTOCOL.md 6.2: a bye is not answered with a bye).
+    close_quietly: Notify,
     incoming: Latest<(Video, Instant)>,
     camera_on: AtomicBool,
     stop: AtomicBool,
@@ -188,6 +191,7 @@ where
         outgoing: Latest::new(),
         pong: Latest::new(),
         output_closed: Notify::new(),
+        close_quietly: Notify::new(),
         incoming: Latest::new(),
         camera_on: AtomicBool::new(true),
         stop: AtomicBool::new(false),
@@ -234,8 +238,20 @@ where
         let ui = ui.clone();
         let timeout = config.peer_timeout;
         async move {
-            let outcome = read_loop(reader, shared, ui, timeout).await;
+            let mut reader = reader;
+            let outcome = read_loop(&mut reader, shared, ui, timeout).await;
+            // After the peer's bye or its protocol error, read on to its
+            // close, discarding: closing with its bytes unread would reset
+            // the connection, which can destroy our bye before it is read.
+            let discard = match &outcome {
+                Ok(_) => true,
+                Err(CallError::Protocol(e)) => !e.is_connection_lost(),
+                Err(_) => false,
+            };
             let _ = reader_tx.send(outcome);
+            if discard {
+                let _ = tokio::time::timeout(BYE_TIMEOUT, reader.discard_until_closed()).await;
+            }
         }
     });
     let pinger = tokio::spawn(ping_loop(control_tx.clone(), shared.clone()));
@@ -297,6 +313,17 @@ where
             }
             Ok(_) => {}
         }
+    } else if matches!(stop, Stop::PeerBye(_)) && !writer_finished {
+        shared.close_quietly.notify_one();
+        let _ = tokio::time::timeout(BYE_TIMEOUT, &mut writer_done).await;
+    }
+    // The reader ends by itself at the peer's close (see above); bounded.
+    let mut reader_task = reader_task;
+    if tokio::time::timeout(BYE_TIMEOUT, &mut reader_task)
+        .await
+        .is_err()
+    {
+        reader_task.abort();
     }
 
     // Stop everything and wait for it, so the camera is released and the
@@ -306,7 +333,6 @@ where
     shared.pong.close();
     shared.incoming.close();
     writer_task.abort();
-    reader_task.abort();
     pinger.abort();
     reporter.abort();
     join_thread(media).await;
@@ -610,6 +636,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         loop {
             let message = tokio::select! {
                 biased;
+                () = shared.close_quietly.notified() => {
+                    return timed(peer_timeout.min(BYE_TIMEOUT), writer.shutdown()).await;
+                }
                 Some(message) = control.recv() => message,
                 nonce = shared.pong.take() => match nonce {
                     Some(nonce) => Message::Pong { nonce },
@@ -666,7 +695,7 @@ async fn timed(
 
 /// Reads until the peer says bye (Ok) or the call fails (Err).
 async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: crate::protocol::MessageReader<R>,
+    reader: &mut crate::protocol::MessageReader<R>,
     shared: Arc<Shared>,
     ui: UiHandle,
     peer_timeout: Duration,

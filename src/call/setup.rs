@@ -78,13 +78,17 @@ where
 }
 
 /// Ends a connection whose handshake failed: a bye when the failure is
-/// one the peer should hear about, then close_notify; bounded in time.
+/// one the peer should hear about, then close_notify, then whatever the peer
+/// still sends is read and dropped until it closes; bounded in time.
 async fn goodbye<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>, error: &CallError) {
     let ending = async {
         match error.bye() {
-            Some(bye) => conn.close(bye).await,
-            None => conn.shutdown().await,
+            Some(bye) => conn.close(bye).await?,
+            None => conn.shutdown().await?,
         }
+        // Read on to the peer's close, discarding, so our close is not a
+        // reset that could destroy the bye before the peer reads it.
+        conn.discard_until_closed().await
     };
     match tokio::time::timeout(GOODBYE_TIMEOUT, ending).await {
         Ok(Ok(())) => debug!("said goodbye after a failed handshake"),

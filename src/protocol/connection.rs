@@ -145,6 +145,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         lock(&self.session).clone()
     }
 
+    /// As [`Connection::discard_until_closed`]: after the peer's bye or a
+    /// protocol error, read on to the peer's close without parsing, so our
+    /// close is not a reset that could destroy our last words.
+    pub async fn discard_until_closed(&mut self) -> Result<(), ProtocolError> {
+        let mut sink = [0u8; DISCARD_CHUNK];
+        while self.stream.read(&mut sink).await? > 0 {}
+        Ok(())
+    }
+
     /// Bytes read from the peer so far, whole messages or not.
     pub fn bytes_received(&self) -> u64 {
         self.inbox.received()
@@ -182,6 +191,13 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
     /// A copy of the shared session state.
     pub fn session(&self) -> Session {
         lock(&self.session).clone()
+    }
+
+    /// Shuts down the sending side (TLS close_notify) without a bye: after
+    /// the peer's bye, which is not answered with one.
+    pub async fn shutdown(&mut self) -> Result<(), ProtocolError> {
+        self.stream.shutdown().await?;
+        Ok(())
     }
 }
 
