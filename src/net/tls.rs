@@ -46,7 +46,10 @@ pub fn client_config(identity: &Identity, pins: PinSet) -> Result<Arc<ClientConf
         .map_err(NetError::Config)?;
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // No SNI and no ALPN: either would be a vchat-specific string in the
+    // clear for any observer on the path (PROTOCOL.md section 2).
+    config.enable_sni = false;
+    config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }
 
@@ -66,6 +69,9 @@ pub fn server_config(identity: &Identity, pins: PinSet) -> Result<Arc<ServerConf
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.max_early_data_size = 0;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // No ALPN negotiation: whatever a client offers (one value, several, or
+    // none) is ignored and none is selected. The knock already told us the
+    // caller speaks vchat.
+    config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }
