@@ -202,8 +202,8 @@ async fn unpinned_listener_is_rejected_by_the_caller_with_both_fingerprints() {
     // takes any knock, then serves her own certificate; bob pinned the real
     // alice. (A real vchat listener of mallory's would not even answer: see
     // tests/net_knock.rs.)
-    let server = vchat::net::tls::server_config(&mallory, PinSet::new(vec![pin(&bob, "bob")]))
-        .unwrap();
+    let server =
+        vchat::net::tls::server_config(&mallory, PinSet::new(vec![pin(&bob, "bob")])).unwrap();
     let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp_listener.local_addr().unwrap().to_string();
     let server_task = tokio::spawn(async move {
