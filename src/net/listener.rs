@@ -324,7 +324,10 @@ async fn serve(
     let knock_deadline = accepted_at + shared.options.knock_timeout;
     let mut knock = [0u8; KNOCK_LEN];
     let verdict = match tokio::time::timeout_at(knock_deadline, tcp.read_exact(&mut knock)).await {
-        Err(_) => Err("no knock within the deadline".to_owned()),
+        Err(_) => Err(format!(
+            "no valid knock (fewer than {KNOCK_LEN} bytes within {:?})",
+            shared.options.knock_timeout
+        )),
         // The client closed (or reset) before sending 48 bytes: nothing to
         // stay silent to.
         Ok(Err(e)) => {
