@@ -126,7 +126,6 @@ impl Listener {
         pins: PinSet,
         options: ListenerOptions,
     ) -> Result<Listener, NetError> {
-        let config = tls::server_config(identity, pins.clone())?;
         let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| NetError::Bind {
@@ -142,19 +141,7 @@ impl Listener {
         // handshake slot) until the application takes it, rather than
         // piling up.
         let (tx, authenticated) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(config),
-            gate: KnockGate::new(identity.certificate().der().as_ref(), REPLAY_CACHE_CAPACITY),
-            rng: SystemRandom::new(),
-            pins,
-            stages: Mutex::new(Stages {
-                next_id: 0,
-                unknocked: Stage::new(options.max_unknocked),
-                handshaking: Stage::new(options.max_pending_handshakes),
-            }),
-            options,
-            authenticated: tx,
-        });
+        let shared = Arc::new(Shared::new(identity, pins, options, tx)?);
         tokio::spawn(accept_loop(tcp, shared, stop.clone()));
         Ok(Listener {
             local_addr,
@@ -186,6 +173,28 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(
+        identity: &Identity,
+        pins: PinSet,
+        options: ListenerOptions,
+        authenticated: mpsc::Sender<SecureStream>,
+    ) -> Result<Self, NetError> {
+        let config = tls::server_config(identity, pins.clone())?;
+        Ok(Shared {
+            acceptor: TlsAcceptor::from(config),
+            gate: KnockGate::new(identity.certificate().der().as_ref(), REPLAY_CACHE_CAPACITY),
+            rng: SystemRandom::new(),
+            pins,
+            stages: Mutex::new(Stages {
+                next_id: 0,
+                unknocked: Stage::new(options.max_unknocked),
+                handshaking: Stage::new(options.max_pending_handshakes),
+            }),
+            options,
+            authenticated,
+        })
+    }
+
     fn stages(&self) -> std::sync::MutexGuard<'_, Stages> {
         // The critical sections below cannot panic halfway through a change
         // that matters; a poisoned lock still holds consistent maps.
@@ -346,7 +355,10 @@ async fn serve(
     match verdict {
         Ok(()) => {
             if promote(shared, id) {
-                handshake(shared, tcp, remote).await;
+                // Boxed: the TLS state (several KiB) is allocated only for
+                // knocked connections, so a task waiting for its knock stays
+                // small (see `a_connection_waiting_for_its_knock_is_small`).
+                Box::pin(handshake(shared, tcp, remote)).await;
             }
         }
         Err(why) => {
@@ -451,5 +463,36 @@ fn log_refusal(remote: SocketAddr, err: std::io::Error) {
             _ => info!(%remote, "closed connection: handshake failed ({source})"),
         },
         other => info!(%remote, "closed connection: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a connection waiting for its knock costs, for SECURITY.md: its
+    /// task's future (the knock buffer, the discard buffer, the socket) and
+    /// its entry in the stage. The TLS state is boxed and only exists after a
+    /// valid knock.
+    #[tokio::test]
+    async fn a_connection_waiting_for_its_knock_is_small() {
+        let identity = Identity::generate("size").unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let shared = Shared::new(
+            &identity,
+            PinSet::new(Vec::new()),
+            ListenerOptions::default(),
+            tx,
+        )
+        .unwrap();
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (tcp, remote) = server.accept().await.unwrap();
+        let task = serve(&shared, 0, tcp, remote, Instant::now());
+        let size = std::mem::size_of_val(&task);
+        println!("a connection task waiting for its knock: {size} bytes");
+        // SECURITY.md states 1.5 KiB per waiting connection, task included.
+        assert!(size <= 1280, "{size} bytes");
     }
 }
