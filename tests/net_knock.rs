@@ -351,3 +351,58 @@ fn protocol_md_shows_the_knock_test_vector_the_code_computes() {
     assert_eq!(field("tag"), hex(&knock[16..]));
     assert_eq!(field("knock"), hex(&knock));
 }
+
+#[tokio::test]
+async fn a_knocked_caller_cannot_make_the_listener_buffer_a_huge_handshake() {
+    // Someone who knows the certificate (so the knock is valid) declares a
+    // 16 MiB ClientHello and streams it. rustls holds at most 64 KiB of a
+    // handshake message, then fails the handshake: the listener closes the
+    // connection long before we are done sending.
+    let (alice, bob) = (identity("alice"), identity("bob"));
+    let mut listener = listen_with(&alice, vec![pin(&bob, "bob")], quick_options()).await;
+    let addr = listener.local_addr();
+    let knock = KnockKey::for_certificate(alice.certificate().der().as_ref())
+        .fresh(&SystemRandom::new(), unix_now())
+        .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = tcp.into_split();
+    wr.write_all(&knock).await.unwrap();
+    const SENT_AT_MOST: usize = 16 << 20;
+    let sending = async move {
+        let mut sent = 0usize;
+        let mut first = true;
+        while sent < SENT_AT_MOST {
+            // One TLS handshake record of 16 KiB; the first starts a
+            // ClientHello that declares 0xFFFFFF bytes.
+            let mut record = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+            let mut body = vec![0u8; 0x4000];
+            if first {
+                body[..4].copy_from_slice(&[0x01, 0xFF, 0xFF, 0xFF]);
+                first = false;
+            }
+            record.extend_from_slice(&body);
+            if wr.write_all(&record).await.is_err() {
+                break;
+            }
+            sent += record.len();
+        }
+        sent
+    };
+    let reading = async move {
+        let mut reply = Vec::new();
+        let _ = rd.read_to_end(&mut reply).await;
+        reply.len()
+    };
+    // The listener closes first (the read ends); sending stops on its own
+    // once the socket is reset, or at the cap.
+    let (sent, reply) = guard("listener gives up on the huge handshake", async {
+        tokio::join!(sending, reading)
+    })
+    .await;
+    assert!(reply < 64, "at most an alert back: {reply} bytes");
+    assert!(
+        sent < SENT_AT_MOST,
+        "the listener kept reading all {sent} bytes instead of closing"
+    );
+    assert_still_serving(&mut listener, &alice, &bob).await;
+}
