@@ -231,11 +231,9 @@ async fn a_stranger_receives_zero_bytes_and_the_caller_still_gets_in() {
 }
 
 /// Runs futures concurrently (strangers wait out their silence in parallel).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
