@@ -7,6 +7,7 @@
 //! port is silence. [`NetError::NoAnswer`] says so in plain words.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
@@ -41,6 +42,9 @@ pub async fn dial(
         .fresh(&SystemRandom::new(), unix_now())
         .map_err(|_| NetError::Random)?;
     let started = Instant::now();
+    // Whether the TCP connection was made, so a timeout can tell "nothing
+    // at that address" from "something accepted and stayed silent".
+    let connected = AtomicBool::new(false);
     let connect = async {
         let mut tcp = TcpStream::connect(remote)
             .await
@@ -48,6 +52,7 @@ pub async fn dial(
                 addr: addr.to_owned(),
                 source,
             })?;
+        connected.store(true, Ordering::Relaxed);
         // Frames are latency-sensitive; never wait to coalesce small writes.
         let _ = tcp.set_nodelay(true);
         // The knock goes first, alone: the listener reads exactly these 48
@@ -74,13 +79,22 @@ pub async fn dial(
                 }
             })
     };
-    let stream =
-        tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| NetError::NoAnswer {
+    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+        if connected.load(Ordering::Relaxed) {
+            NetError::NoAnswer {
                 addr: remote,
                 waited: timeout,
-            })??;
+            }
+        } else {
+            NetError::Connect {
+                addr: addr.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no TCP answer within {timeout:?}"),
+                ),
+            }
+        }
+    })??;
     let presented = stream
         .get_ref()
         .1
