@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 
 use super::danger::PinSet;
 use super::error::{classify, rustls_error};
-use super::knock::{unix_now, KnockGate, KnockRefused, KNOCK_LEN, REPLAY_CACHE_CAPACITY};
+use super::knock::{unix_now, KnockGate, KNOCK_LEN, REPLAY_CACHE_CAPACITY};
 use super::{tls, NetError, SecureStream};
 use crate::identity::{Fingerprint, Identity};
 
@@ -343,14 +343,10 @@ async fn serve(
             debug!(%remote, "connection closed before its knock: {e}");
             return;
         }
-        Ok(Ok(_)) => match shared.gate.admit(&knock, unix_now()) {
-            Ok(()) => Ok(()),
-            Err(why @ KnockRefused::Replayed) => {
-                info!(%remote, "ignoring connection: {why}");
-                Err(why.to_string())
-            }
-            Err(why) => Err(why.to_string()),
-        },
+        Ok(Ok(_)) => shared
+            .gate
+            .admit(&knock, unix_now())
+            .map_err(|why| why.to_string()),
     };
     match verdict {
         Ok(()) => {
