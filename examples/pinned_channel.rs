@@ -1,12 +1,15 @@
-//! The pinned mutual-TLS channel in thirty lines: Alice listens and pins Bob;
-//! Bob connects and they exchange a greeting; Mallory, whom nobody pinned,
-//! completes her half of the handshake but is refused on her first read.
+//! The pinned mutual-TLS channel in a few lines: Alice listens and pins Bob;
+//! Bob connects (his `dial` knocks with Alice's certificate first) and they
+//! exchange a greeting; Mallory, whom nobody pinned but who has Alice's
+//! certificate, completes her half of the handshake but is refused on her
+//! first read; a stranger without Alice's certificate gets no byte at all.
 //!
 //! Run with `cargo run --example pinned_channel`.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use vchat::identity::{Identity, PinnedPeer};
 use vchat::net::{classify, dial, Listener, ListenerOptions, PinSet};
 
@@ -53,5 +56,13 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => println!("mallory refused: {}", classify(impostor.remote, e)),
         Ok(n) => println!("unexpected: mallory read {n} bytes"),
     }
+
+    // A stranger (no knock) sends a request and reads until the listener
+    // closes, 4-11 s later: nothing comes back.
+    let mut stranger = TcpStream::connect(&addr).await?;
+    stranger.write_all(b"GET / HTTP/1.1\r\n\r\n").await?;
+    let mut reply = Vec::new();
+    let _ = stranger.read_to_end(&mut reply).await;
+    println!("a stranger received {} bytes", reply.len());
     Ok(())
 }

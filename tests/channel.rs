@@ -1,5 +1,10 @@
 //! The pinned mutual-TLS channel over real loopback sockets: who gets in,
 //! who is refused and with what error, and that nothing stops the listener.
+//!
+//! Raw TLS clients here knock first (`knocked`), as a vchat caller does: the
+//! listener would otherwise stay silent and the TLS rules behind the knock
+//! would go untested. What strangers without a knock get (nothing) is in
+//! `tests/net_knock.rs`.
 
 mod common;
 
@@ -16,11 +21,63 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use vchat::identity::Identity;
 use vchat::net::danger::PinnedServerVerifier;
+use vchat::net::knock::{unix_now, KnockKey, KNOCK_LEN};
 use vchat::net::{
     classify, crypto_provider, dial, ListenerOptions, NetError, PinSet, SecureStream,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options that make the listener's silence short enough for tests: a
+/// stranger is closed 0.1-0.3 s after a 0.5 s knock deadline.
+fn quick_options() -> ListenerOptions {
+    ListenerOptions {
+        knock_timeout: Duration::from_millis(500),
+        stranger_linger_min: Duration::from_millis(100),
+        stranger_linger_max: Duration::from_millis(300),
+        ..ListenerOptions::default()
+    }
+}
+
+/// A fresh valid knock for the listener whose identity is `listener`.
+fn knock_for(listener: &Identity) -> [u8; KNOCK_LEN] {
+    KnockKey::for_certificate(listener.certificate().der().as_ref())
+        .fresh(&ring::rand::SystemRandom::new(), unix_now())
+        .unwrap()
+}
+
+/// A TCP connection to `addr` that has already sent a valid knock for
+/// `listener`, ready for a raw TLS client.
+async fn knocked(addr: std::net::SocketAddr, listener: &Identity) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&knock_for(listener)).await.unwrap();
+    tcp
+}
+
+/// A loopback port that knocks for `listener` on behalf of whatever connects
+/// to it (an external client such as openssl, which cannot knock), then
+/// relays bytes both ways to `target`.
+async fn knocking_relay(target: std::net::SocketAddr, listener: &Identity) -> std::net::SocketAddr {
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = relay.local_addr().unwrap();
+    let key = KnockKey::for_certificate(listener.certificate().der().as_ref());
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = relay.accept().await {
+            let knock = key
+                .fresh(&ring::rand::SystemRandom::new(), unix_now())
+                .unwrap();
+            tokio::spawn(async move {
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    return;
+                };
+                if upstream.write_all(&knock).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    addr
+}
 
 /// Reads one byte from an established stream: the listener's verdict on our
 /// certificate (TLS 1.3 sends it after the caller's handshake completes).
@@ -81,7 +138,8 @@ async fn pinned_both_ways_connects_and_listener_learns_who() {
             conn.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_3)
         );
-        assert_eq!(conn.alpn_protocol(), Some(&b"vchat/1"[..]));
+        // No ALPN is offered or negotiated (PROTOCOL.md section 2).
+        assert_eq!(conn.alpn_protocol(), None);
     }
 }
 
@@ -94,8 +152,8 @@ async fn every_connection_is_a_full_handshake() {
     let config =
         vchat::net::tls::client_config(&bob, PinSet::new(vec![pin(&alice, "alice")])).unwrap();
     for _ in 0..3 {
-        let tcp = TcpStream::connect(listener.local_addr()).await.unwrap();
-        let name = ServerName::try_from("vchat-peer").unwrap();
+        let tcp = knocked(listener.local_addr(), &alice).await;
+        let name = ServerName::try_from(vchat::net::tls::SERVER_NAME).unwrap();
         let connector = TlsConnector::from(config.clone());
         let (dialed, accepted) = tokio::join!(
             connector.connect(name, tcp),
@@ -140,13 +198,25 @@ async fn unpinned_caller_is_rejected_and_told_why() {
 #[tokio::test]
 async fn unpinned_listener_is_rejected_by_the_caller_with_both_fingerprints() {
     let (alice, bob, mallory) = (identity("alice"), identity("bob"), identity("mallory"));
-    // Mallory listens pretending to be alice; bob pinned the real alice.
-    let listener = listen(&mallory, vec![pin(&bob, "bob")]).await;
-    let addr = listener.local_addr().to_string();
+    // Mallory sits where alice should be and, knowing alice's certificate,
+    // takes any knock, then serves her own certificate; bob pinned the real
+    // alice. (A real vchat listener of mallory's would not even answer: see
+    // tests/net_knock.rs.)
+    let server =
+        vchat::net::tls::server_config(&mallory, PinSet::new(vec![pin(&bob, "bob")])).unwrap();
+    let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp_listener.local_addr().unwrap().to_string();
+    let server_task = tokio::spawn(async move {
+        let (mut tcp, _) = tcp_listener.accept().await.unwrap();
+        let mut knock = [0u8; KNOCK_LEN];
+        tcp.read_exact(&mut knock).await.unwrap();
+        let _ = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await;
+    });
     let err = dial(&addr, &bob, &pin(&alice, "alice"), TIMEOUT)
         .await
         .err()
         .expect("must not connect");
+    let _ = guard("server task", server_task).await;
     match &err {
         NetError::PeerNotPinned {
             presented,
@@ -187,7 +257,9 @@ fn client_config_with(
         Some(r) => builder.with_client_cert_resolver(r),
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"vchat/1".to_vec()];
+    // Several ALPN values, as an implementer might offer: the listener must
+    // ignore them all (PROTOCOL.md section 2).
+    config.alpn_protocols = vec![b"vchat/1".to_vec(), b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }
 
@@ -203,9 +275,9 @@ async fn read_to_end_fails<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> b
 async fn caller_without_a_certificate_is_rejected() {
     let (alice, bob) = (identity("alice"), identity("bob"));
     let mut listener = listen(&alice, vec![pin(&bob, "bob")]).await;
-    let tcp = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let tcp = knocked(listener.local_addr(), &alice).await;
     let connector = TlsConnector::from(client_config_with(&alice, None));
-    let name = ServerName::try_from("vchat-peer").unwrap();
+    let name = ServerName::try_from("peer.invalid").unwrap();
     match connector.connect(name, tcp).await {
         Err(_) => {}
         Ok(mut stream) => assert!(read_to_end_fails(&mut stream).await, "must be refused"),
@@ -250,9 +322,9 @@ async fn pinned_certificate_with_the_wrong_key_is_rejected_by_the_listener() {
     let mut listener = listen(&alice, vec![pin(&bob, "bob")]).await;
     // Mallory presents bob's (pinned) certificate but signs with her own key.
     let resolver = Arc::new(StolenCertificate(forged(&bob, &mallory)));
-    let tcp = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let tcp = knocked(listener.local_addr(), &alice).await;
     let connector = TlsConnector::from(client_config_with(&alice, Some(resolver)));
-    let name = ServerName::try_from("vchat-peer").unwrap();
+    let name = ServerName::try_from("peer.invalid").unwrap();
     match connector.connect(name, tcp).await {
         Err(_) => {}
         Ok(mut stream) => assert!(read_to_end_fails(&mut stream).await, "must be refused"),
@@ -275,7 +347,10 @@ async fn pinned_certificate_with_the_wrong_key_is_rejected_by_the_caller() {
     let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp_listener.local_addr().unwrap();
     let server_task = tokio::spawn(async move {
-        let (tcp, _) = tcp_listener.accept().await.unwrap();
+        let (mut tcp, _) = tcp_listener.accept().await.unwrap();
+        // A forger would read the caller's knock as a real listener does.
+        let mut knock = [0u8; KNOCK_LEN];
+        tcp.read_exact(&mut knock).await.unwrap();
         let _ = tokio_rustls::TlsAcceptor::from(Arc::new(server))
             .accept(tcp)
             .await;
@@ -296,7 +371,9 @@ async fn pinned_certificate_with_the_wrong_key_is_rejected_by_the_caller() {
 async fn tls12_only_client_is_refused_and_listener_keeps_serving() {
     let (alice, bob) = (identity("alice"), identity("bob"));
     let mut listener = listen(&alice, vec![pin(&bob, "bob")]).await;
-    let port = listener.local_addr().port();
+    // openssl cannot knock: a relay knocks for it, so this checks the TLS
+    // policy behind the knock (without one, openssl gets nothing at all).
+    let port = knocking_relay(listener.local_addr(), &alice).await.port();
     let out = tokio::process::Command::new("openssl")
         .args([
             "s_client",
@@ -326,7 +403,7 @@ async fn tls12_only_client_is_refused_and_listener_keeps_serving() {
 }
 
 #[tokio::test]
-async fn garbage_and_http_are_closed_and_listener_keeps_serving() {
+async fn garbage_and_http_after_a_valid_knock_are_closed_and_listener_keeps_serving() {
     let (alice, bob) = (identity("alice"), identity("bob"));
     let mut listener = listen(&alice, vec![pin(&bob, "bob")]).await;
     let garbage = [0xFFu8; 600];
@@ -336,7 +413,8 @@ async fn garbage_and_http_are_closed_and_listener_keeps_serving() {
         b"\x16\x03\x01\xff\xff", // a TLS record header declaring a huge length
     ];
     for probe in probes {
-        let mut tcp = TcpStream::connect(listener.local_addr()).await.unwrap();
+        // Someone who knows our certificate but does not speak TLS.
+        let mut tcp = knocked(listener.local_addr(), &alice).await;
         tcp.write_all(probe).await.unwrap();
         // The listener answers with at most an alert, then closes.
         let mut reply = Vec::new();
@@ -351,13 +429,10 @@ async fn garbage_and_http_are_closed_and_listener_keeps_serving() {
 }
 
 #[tokio::test]
-async fn idle_connection_is_closed_at_the_handshake_timeout() {
+async fn idle_connection_is_closed_silently_after_the_knock_deadline() {
     let (alice, bob) = (identity("alice"), identity("bob"));
-    let timeout = Duration::from_millis(300);
-    let options = ListenerOptions {
-        handshake_timeout: timeout,
-        ..ListenerOptions::default()
-    };
+    let options = quick_options();
+    let earliest = options.knock_timeout + options.stranger_linger_min;
     let mut listener = listen_with(&alice, vec![pin(&bob, "bob")], options).await;
     let started = Instant::now();
     let mut idle = TcpStream::connect(listener.local_addr()).await.unwrap();
@@ -368,43 +443,82 @@ async fn idle_connection_is_closed_at_the_handshake_timeout() {
         "closed without a word: {read:?}"
     );
     assert!(
-        started.elapsed() >= timeout,
-        "not closed before the timeout"
+        started.elapsed() >= earliest,
+        "closed after {:?}, before the knock deadline plus the minimum linger {earliest:?}",
+        started.elapsed()
     );
+    assert_still_serving(&mut listener, &alice, &bob, "bob").await;
+}
 
-    // A slowloris that trickles a partial ClientHello is closed too.
-    let mut slow = TcpStream::connect(listener.local_addr()).await.unwrap();
+#[tokio::test]
+async fn knocked_slowloris_is_closed_at_the_handshake_timeout() {
+    let (alice, bob) = (identity("alice"), identity("bob"));
+    let timeout = Duration::from_millis(300);
+    let options = ListenerOptions {
+        handshake_timeout: timeout,
+        ..ListenerOptions::default()
+    };
+    let mut listener = listen_with(&alice, vec![pin(&bob, "bob")], options).await;
+    // A valid knock, then a partial ClientHello that never completes.
+    let started = Instant::now();
+    let mut slow = knocked(listener.local_addr(), &alice).await;
     slow.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01])
         .await
         .unwrap();
+    let mut buf = Vec::new();
     // The guard fails the test if the listener keeps it open.
     let _ = guard(
         "slowloris closed by the timeout",
         slow.read_to_end(&mut buf),
     )
     .await;
+    assert!(
+        started.elapsed() >= timeout,
+        "not closed before the timeout"
+    );
+    assert_still_serving(&mut listener, &alice, &bob, "bob").await;
+}
 
+/// Whether the listener has closed `tcp`: reads until EOF or error.
+async fn closed_by_listener(tcp: &mut TcpStream) -> usize {
+    let mut buf = Vec::new();
+    let _ = guard("closed by the listener", tcp.read_to_end(&mut buf)).await;
+    buf.len()
+}
+
+#[tokio::test]
+async fn a_full_knock_stage_closes_its_oldest_connection_not_the_newest() {
+    let (alice, bob) = (identity("alice"), identity("bob"));
+    let options = ListenerOptions {
+        // Long enough that only the bound can explain a close.
+        knock_timeout: Duration::from_secs(120),
+        max_unknocked: 2,
+        ..ListenerOptions::default()
+    };
+    let mut listener = listen_with(&alice, vec![pin(&bob, "bob")], options).await;
+    let mut first = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let _second = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let _third = TcpStream::connect(listener.local_addr()).await.unwrap();
+    // The third arrival pushed the first (oldest) out, without a byte.
+    assert_eq!(closed_by_listener(&mut first).await, 0);
+    // The stage is full of strangers, yet a pinned caller gets in: it
+    // pushes out the oldest stranger and leaves the stage with its knock.
     assert_still_serving(&mut listener, &alice, &bob, "bob").await;
 }
 
 #[tokio::test]
-async fn unauthenticated_connections_in_flight_are_bounded() {
+async fn a_full_handshake_stage_closes_its_oldest_connection_not_the_newest() {
     let (alice, bob) = (identity("alice"), identity("bob"));
     let options = ListenerOptions {
-        // Long enough that only the bound can explain an early close.
         handshake_timeout: Duration::from_secs(120),
         max_pending_handshakes: 2,
+        ..ListenerOptions::default()
     };
     let mut listener = listen_with(&alice, vec![pin(&bob, "bob")], options).await;
-    let _first = TcpStream::connect(listener.local_addr()).await.unwrap();
-    let _second = TcpStream::connect(listener.local_addr()).await.unwrap();
-    let mut third = TcpStream::connect(listener.local_addr()).await.unwrap();
-    let mut buf = Vec::new();
-    let read = guard("third closed by the bound", third.read_to_end(&mut buf)).await;
-    assert!(read.is_ok() && buf.is_empty(), "{read:?}");
-
-    // Freeing the slots lets a pinned peer through again.
-    drop(_first);
-    drop(_second);
+    // Knocked, then silent: they hold handshake slots.
+    let mut first = knocked(listener.local_addr(), &alice).await;
+    let _second = knocked(listener.local_addr(), &alice).await;
+    let _third = knocked(listener.local_addr(), &alice).await;
+    assert_eq!(closed_by_listener(&mut first).await, 0);
     assert_still_serving(&mut listener, &alice, &bob, "bob").await;
 }

@@ -22,8 +22,11 @@ pub enum NetError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
 
-    #[error("no TLS handshake with {addr} within {timeout:?}; the peer or the network is not responding")]
-    HandshakeTimeout { addr: SocketAddr, timeout: Duration },
+    #[error("{addr} accepted the connection but never answered (gave up after {:.1} s). A vchat listener stays silent to anyone whose knock it cannot verify, so this means one of: the certificate you pinned for this peer is not the one their listener uses (compare `vchat peers` on your side with `vchat id` on theirs); your clock and theirs differ by more than 2 minutes (check both clocks); the port belongs to another program or an older vchat; or a firewall swallows the connection", .waited.as_secs_f64())]
+    NoAnswer { addr: SocketAddr, waited: Duration },
+
+    #[error("the system random number generator failed; vchat cannot make a knock without it")]
+    Random,
 
     #[error("{addr} presented certificate {} ({}), which is not the one you pinned{}. Someone may be intercepting the connection, or the peer made a new identity: compare fingerprints over another channel (`vchat id` on their side) before trusting anything new", .presented.short(), .presented, expected_list(.expected))]
     PeerNotPinned {

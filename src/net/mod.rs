@@ -2,6 +2,8 @@
 //!
 //! - [`tls`] builds the rustls configurations (TLS 1.3 only, ring, no resumption).
 //! - [`danger`] holds the verifiers that accept only pinned certificates.
+//! - [`knock`] is the 48-byte proof, sent before TLS, that a caller knows the
+//!   listener's certificate; without it a listener sends nothing.
 //! - [`dial`] is the caller's side, [`Listener`] the listener's.
 //!
 //! Both sides end with a [`SecureStream`]: an authenticated stream and the
@@ -10,6 +12,7 @@
 pub mod danger;
 mod dial;
 mod error;
+pub mod knock;
 mod listener;
 pub mod tls;
 
@@ -20,7 +23,10 @@ use tokio::net::TcpStream;
 pub use danger::{NotPinned, PinSet};
 pub use dial::dial;
 pub use error::{classify, NetError};
-pub use listener::{Listener, ListenerOptions, HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES};
+pub use listener::{
+    Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
+    MAX_UNKNOCKED, STRANGER_LINGER_MAX, STRANGER_LINGER_MIN,
+};
 pub use tls::crypto_provider;
 
 use crate::identity::PinnedPeer;

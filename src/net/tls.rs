@@ -3,7 +3,9 @@
 //! Both are built with an explicit provider (ring, the only one compiled in)
 //! and TLS 1.3 only. Session resumption, tickets and 0-RTT are off so every
 //! connection performs a full handshake and is checked against the pins as
-//! they are now, not as they were when a ticket was issued.
+//! they are now, not as they were when a ticket was issued. The caller sends
+//! no SNI and offers no ALPN, and the listener negotiates none, so the
+//! ClientHello (in the clear) carries nothing that says vchat.
 
 use std::sync::{Arc, OnceLock};
 
@@ -15,13 +17,10 @@ use super::danger::{PinSet, PinnedClientVerifier, PinnedServerVerifier};
 use super::NetError;
 use crate::identity::Identity;
 
-/// ALPN protocol id. Both sides require it, so a vchat peer never mistakes
-/// another TLS service on the same port for a peer, nor the other way round.
-pub const ALPN: &[u8] = b"vchat/1";
-
-/// The SNI every caller sends. Pinning ignores names, so this is a constant
-/// rather than a hostname that would tell an observer whom we call.
-pub const SERVER_NAME: &str = "vchat-peer";
+/// The name rustls wants for a client connection. It is never sent (SNI is
+/// off) and never checked (pinning ignores names); it only satisfies the
+/// API. Nothing vchat-specific appears in the ClientHello: no SNI, no ALPN.
+pub const SERVER_NAME: &str = "peer.invalid";
 
 /// The one crypto provider of the program (ring).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -46,7 +45,10 @@ pub fn client_config(identity: &Identity, pins: PinSet) -> Result<Arc<ClientConf
         .map_err(NetError::Config)?;
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // No SNI and no ALPN: either would be a vchat-specific string in the
+    // clear for any observer on the path (PROTOCOL.md section 2).
+    config.enable_sni = false;
+    config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }
 
@@ -66,6 +68,9 @@ pub fn server_config(identity: &Identity, pins: PinSet) -> Result<Arc<ServerConf
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.max_early_data_size = 0;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // No ALPN negotiation: whatever a client offers (one value, several, or
+    // none) is ignored and none is selected. The knock already told us the
+    // caller speaks vchat.
+    config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }
