@@ -8,7 +8,7 @@
 //! task into an ordinary error.
 //!
 //! CI runs a few dozen cases; a long run (recorded in SECURITY.md):
-//! `PROPTEST_CASES=4000 cargo test --release --test call_state_props`.
+//! `PROPTEST_CASES=30000 cargo test --test call_state_props`.
 
 mod protocol_support;
 
@@ -267,9 +267,18 @@ async fn run_case(
     Ok(())
 }
 
+/// 48 cases in CI, or `PROPTEST_CASES` for a long run (an explicit
+/// `cases` would otherwise override the variable proptest reads).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
