@@ -325,7 +325,10 @@ where
         .name("vchat-call".into())
         .spawn(move || {
             let result = runtime.block_on(body(handle.clone(), commands));
-            handle.close();
+            handle.finish(match &result {
+                Ok(summary) => summary.end.to_string(),
+                Err(e) => e.to_string(),
+            });
             result
         })
         .map_err(|e| CallError::Internal(format!("cannot start the call thread: {e}")))?;

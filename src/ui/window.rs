@@ -25,8 +25,14 @@ use super::compose::{Compositor, RgbImage, Scene, View};
 /// Where the call stands, as shown in the overlay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallState {
+    /// A listener waiting for its peer: the addresses a peer can dial.
+    Waiting(Vec<String>),
     Connecting,
     Connected,
+    /// The link dropped without a `bye`: redialling, or waiting for the
+    /// same peer to come back.
+    Reconnecting,
+    /// The call is over, and why, in words for the user.
     Ended(String),
 }
 
@@ -34,6 +40,8 @@ pub enum CallState {
 #[derive(Debug)]
 pub struct DisplayState {
     pub peer_name: String,
+    /// The name the peer gave in its `hello`, once it is known.
+    pub peer_display_name: Option<String>,
     pub peer_fingerprint: String,
     pub state: CallState,
     /// The newest picture from the peer (shared, so the window can draw it
@@ -54,6 +62,7 @@ impl DisplayState {
     pub fn new(peer_name: &str, peer_fingerprint: &str) -> Self {
         DisplayState {
             peer_name: peer_name.to_owned(),
+            peer_display_name: None,
             peer_fingerprint: peer_fingerprint.to_owned(),
             state: CallState::Connecting,
             peer_picture: None,
@@ -107,6 +116,12 @@ impl UiHandle {
                 let _ = proxy.send_event(UiEvent::Redraw);
             }
         }
+    }
+
+    /// The call is over: shows `reason` as the final state, then closes.
+    pub fn finish(&self, reason: String) {
+        self.update(|s| s.state = CallState::Ended(reason));
+        self.close();
     }
 
     /// Closes the window (the call is over).
@@ -377,8 +392,10 @@ impl App {
 /// The overlay text: who, how sure we are of who, the state, the stats.
 pub fn overlay_lines(state: &DisplayState) -> Vec<String> {
     let status = match &state.state {
+        CallState::Waiting(addresses) => format!("waiting on {}", addresses.join(", ")),
         CallState::Connecting => "connecting".to_owned(),
         CallState::Connected => "connected".to_owned(),
+        CallState::Reconnecting => "reconnecting...".to_owned(),
         CallState::Ended(why) => format!("ended: {why}"),
     };
     let mut lines = vec![
