@@ -228,7 +228,11 @@ pub fn layout(width: u32, height: u32, scene: &Scene<'_>) -> Layout {
 
     let overlay = {
         let max = chars_per_line(width.saturating_sub(2 * margin), scale);
-        let mut lines: Vec<String> = scene.overlay.iter().flat_map(|l| wrap(l, max)).collect();
+        let mut lines: Vec<String> = scene
+            .overlay
+            .iter()
+            .flat_map(|l| wrap_list(l, max))
+            .collect();
         // In a small window the overlay stops above the self view: the
         // lines that go are the last (stats), who you talk to stays.
         let bottom = pip_outer.map_or(height, |p| p.y).saturating_sub(margin);

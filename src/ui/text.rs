@@ -98,19 +98,17 @@ pub fn text_width(text: &str, scale: u32) -> u32 {
 /// too long for a line (a fingerprint, an address) breaks after a `-` where
 /// it can, else between characters, so nothing is ever cut off.
 pub fn wrap(text: &str, max_chars: usize) -> Vec<String> {
-    wrap_items(
-        text.split(' ').filter(|w| !w.is_empty()),
-        " ",
-        text,
-        max_chars,
-    )
+    let words = text.split(' ').filter(|w| !w.is_empty());
+    wrap_items(words, " ", text, max_chars, break_word)
 }
 
-/// Like [`wrap`], for a list whose items are joined by two spaces (the key
-/// hint): lines break only between items, so a key stays with its word.
+/// Like [`wrap`], for a list whose items are joined by two or more spaces
+/// (the key hint, the stats): lines break between items first, so a key
+/// stays with its word and a figure with its unit; an item too long for a
+/// line is wrapped on its own.
 pub fn wrap_list(text: &str, max_chars: usize) -> Vec<String> {
     let items = text.split("  ").map(str::trim).filter(|i| !i.is_empty());
-    wrap_items(items, "  ", text, max_chars)
+    wrap_items(items, "  ", text, max_chars, wrap)
 }
 
 fn wrap_items<'a>(
@@ -118,6 +116,7 @@ fn wrap_items<'a>(
     separator: &str,
     whole: &str,
     max_chars: usize,
+    split_long: fn(&str, usize) -> Vec<String>,
 ) -> Vec<String> {
     let max_chars = max_chars.max(1);
     if whole.chars().count() <= max_chars {
@@ -126,7 +125,12 @@ fn wrap_items<'a>(
     let mut lines = Vec::new();
     let mut line = String::new();
     for item in items {
-        for (i, piece) in break_word(item, max_chars).into_iter().enumerate() {
+        let pieces = if item.chars().count() > max_chars {
+            split_long(item, max_chars)
+        } else {
+            vec![item.to_owned()]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
             let joined = line.chars().count() + separator.len() + piece.chars().count();
             // The pieces of a broken word each start a line: joining them
             // with the separator would put a space inside the word.
@@ -287,6 +291,15 @@ mod tests {
         assert_eq!(
             wrap_list(hint, 20),
             vec!["q hang up  v camera", "p self view"]
+        );
+        // Stats: figures stay with their units where a group fits a line.
+        assert_eq!(
+            wrap_list("out 30.0 fps 55.3 Mbit/s   in 30.0 fps", 26),
+            vec!["out 30.0 fps 55.3 Mbit/s", "in 30.0 fps"]
+        );
+        assert_eq!(
+            wrap_list("out 30.0 fps 55.3 Mbit/s", 12),
+            vec!["out 30.0 fps", "55.3 Mbit/s"]
         );
     }
 
