@@ -291,7 +291,7 @@ pub fn layout(width: u32, height: u32, scene: &Scene<'_>) -> Layout {
     let notice = scene
         .notice
         .as_ref()
-        .map(|n| place_notice(n, width, height, scale))
+        .map(|n| place_notice(n, width, height, scale, top))
         .unwrap_or_default();
 
     Layout {
@@ -346,13 +346,20 @@ fn place_hint(
     None
 }
 
-/// The notice centred in the window: its text as large as fits (twice the
-/// overlay's scale at most), wrapped to the window's width, the footer
-/// under it at the overlay's scale.
-fn place_notice(notice: &Notice<'_>, width: u32, height: u32, scale: u32) -> Vec<TextBlock> {
+/// The notice centred in the window, or lower where the overlay (ending at
+/// `top`) leaves no room above it, so who the call was with stays readable:
+/// its text as large as fits (twice the overlay's scale at most), wrapped
+/// to the window's width, the footer under it at the overlay's scale.
+fn place_notice(
+    notice: &Notice<'_>,
+    width: u32,
+    height: u32,
+    scale: u32,
+    top: u32,
+) -> Vec<TextBlock> {
     let margin = 2 * scale;
     let room_w = width.saturating_sub(2 * margin);
-    let room_h = height.saturating_sub(2 * margin);
+    let room_h = height.saturating_sub(top + 2 * margin);
     let footer = notice.footer.map(|f| {
         let s = scale;
         let lines = wrap(f, chars_per_line(room_w, s).max(1));
@@ -390,7 +397,7 @@ fn place_notice(notice: &Notice<'_>, width: u32, height: u32, scale: u32) -> Vec
         })
         .collect();
     let total: u32 = blocks.iter().map(|b| b.rect.h).sum();
-    let mut y = height.saturating_sub(total) / 2;
+    let mut y = (height.saturating_sub(total) / 2).max(top + margin);
     for block in &mut blocks {
         block.rect.y = y;
         y += block.rect.h;
@@ -463,8 +470,14 @@ impl Compositor {
         ]
         .into_iter()
         .flatten()
-        .chain(&layout.notice)
         {
+            draw_block(&mut canvas, block);
+        }
+        for block in &layout.notice {
+            // A second shade: the notice sits on a darker panel than the
+            // rest, so what was on screen does not show through its words.
+            let r = block.rect;
+            canvas.shade(r.x, r.y, r.w, r.h);
             draw_block(&mut canvas, block);
         }
     }
@@ -913,10 +926,11 @@ mod tests {
                       got ZZZZ-YYYY-XXXX-WWWW-VVVV";
         let footer = "press any key or close the window";
         for (w, h) in [(960, 540), (320, 240), (1920, 1080)] {
+            let lines = overlay();
             let scene = Scene {
-                main: pane(View::Placeholder("No video")),
+                main: pane(View::Placeholder("")),
                 pip: None,
-                overlay: &[],
+                overlay: &lines[..2],
                 hint: None,
                 notice: Some(Notice {
                     text: reason,
@@ -941,13 +955,23 @@ mod tests {
                 foot.rect.y >= text.rect.y + text.rect.h,
                 "footer under the text"
             );
-            // Centred: the middle of the window is inside the text.
-            assert!(text.rect.overlaps(&Rect {
-                x: w / 2,
-                y: h / 2 - text.rect.h / 2,
-                w: 1,
-                h: 1
-            }));
+            // Centred across; in the middle, or just under the overlay
+            // where the window is too small for both.
+            assert_eq!(text.rect.x, (w - text.rect.w) / 2);
+            let overlay = layout.overlay.as_ref().unwrap().rect;
+            assert!(
+                !text.rect.overlaps(&overlay),
+                "{w}x{h}: notice over the overlay"
+            );
+            assert!(
+                text.rect.overlaps(&Rect {
+                    x: w / 2,
+                    y: h / 2,
+                    w: 1,
+                    h: 1
+                }) || text.rect.y == overlay.y + overlay.h + 2 * scale_for(w, h),
+                "{w}x{h}: {text:?}"
+            );
 
             let mut pixels = vec![0u32; (w * h) as usize];
             Compositor::default().render(&mut pixels, w, h, &scene);

@@ -538,9 +538,24 @@ impl FrameParts {
             CallState::Reconnecting => Some(("reconnecting...".into(), None)),
             _ => None,
         };
+        let ended = matches!(state.state, CallState::Ended(_));
+        let (main, corner) = if ended {
+            // The call is over: no self view (its last picture means
+            // nothing now) and no names; the overlay says who it was with.
+            let main = PaneParts {
+                content: match main.content {
+                    Content::Placeholder(_) => Content::Placeholder(String::new()),
+                    picture => picture,
+                },
+                label: None,
+            };
+            (main, None)
+        } else {
+            (main, options.show_self.then_some(corner))
+        };
         FrameParts {
             main,
-            pip: options.show_self.then_some(corner),
+            pip: corner,
             overlay: overlay_lines(state),
             // Keys other than "any key" mean nothing on the end screen.
             hint: (show_hint && !matches!(state.state, CallState::Ended(_))).then_some(HINT),
@@ -738,6 +753,12 @@ mod tests {
         let parts = FrameParts::of(&state, &ViewOptions::default(), true);
         assert_eq!(parts.notice, Some(("Bob hung up".into(), Some(END_HINT))));
         assert_eq!(parts.hint, None, "the keys do nothing any more");
+        assert_eq!(parts.pip, None);
+        assert_eq!(parts.main.label, None);
+        assert_eq!(image(&parts.main.content), state.peer_picture.as_deref());
+        state.peer_picture = None;
+        let parts = FrameParts::of(&state, &ViewOptions::default(), true);
+        assert_eq!(parts.main.content, Content::Placeholder(String::new()));
         assert_eq!(parts.overlay[1], "call ended");
 
         state.state = CallState::Reconnecting;
