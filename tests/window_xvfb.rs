@@ -94,15 +94,18 @@ fn blue_y4m(path: &Path, width: u32, height: u32) {
 /// taken with `xwd` and decoded here (XWD is a 100-byte header, an optional
 /// colour map, then the pixels).
 fn screenshot(display: &str, title: &str) -> (u32, u32, Vec<u8>) {
+    try_screenshot(display, title).unwrap_or_else(|e| panic!("xwd: {e}"))
+}
+
+/// Like [`screenshot`], or xwd's complaint (e.g. no such window yet).
+fn try_screenshot(display: &str, title: &str) -> Result<(u32, u32, Vec<u8>), String> {
     let xwd = Command::new("xwd")
         .args(["-display", display, "-name", title, "-silent"])
         .output()
         .expect("xwd is needed for the window test: apt-get install x11-apps");
-    assert!(
-        xwd.status.success(),
-        "xwd: {}",
-        String::from_utf8_lossy(&xwd.stderr)
-    );
+    if !xwd.status.success() {
+        return Err(String::from_utf8_lossy(&xwd.stderr).into_owned());
+    }
     let image = parse_xwd(&xwd.stdout);
     // To look at what a person would see: VCHAT_SCREENSHOT_DIR=/tmp cargo test --test window_xvfb
     if let Some(dir) = std::env::var_os("VCHAT_SCREENSHOT_DIR") {
@@ -111,7 +114,7 @@ fn screenshot(display: &str, title: &str) -> (u32, u32, Vec<u8>) {
         ppm.extend_from_slice(&image.2);
         std::fs::write(&path, ppm).unwrap();
     }
-    image
+    Ok(image)
 }
 
 /// Decodes a TrueColor ZPixmap XWD image (what xwd writes for a 24-bit screen).
@@ -452,7 +455,7 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
     // the listener's window says the call is over until a key is pressed.
     press_key(&xvfb.display, "vchat - a", "q");
     let caller = caller.finish(Duration::from_secs(30));
-    wait_for_end_screen(&xvfb.display, "vchat", &mut listener);
+    let (_, listener) = wait_for_end_screen(&xvfb.display, "vchat", listener);
     let listener = press_any_key_to_exit(&xvfb.display, "vchat", listener);
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
@@ -515,18 +518,19 @@ fn is_end_screen(shot: &(u32, u32, Vec<u8>)) -> bool {
 fn wait_for_end_screen(
     display: &str,
     title: &str,
-    running: &mut common::Running,
-) -> (u32, u32, Vec<u8>) {
+    mut running: common::Running,
+) -> ((u32, u32, Vec<u8>), common::Running) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let shot = loop {
-        let shot = screenshot(display, title);
-        if is_end_screen(&shot) {
+        // The window may not be open yet when a call fails at once.
+        let shot = try_screenshot(display, title);
+        if let Some(shot) = shot.ok().filter(is_end_screen) {
             break shot;
         }
-        assert!(
-            running.child.try_wait().unwrap().is_none(),
-            "vchat exited instead of showing why the call ended"
-        );
+        if running.child.try_wait().unwrap().is_some() {
+            let output = running.finish(Duration::from_secs(10)).all_output();
+            panic!("vchat exited instead of showing why the call ended\n{output}");
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "{title:?} does not show the end of the call"
@@ -535,12 +539,12 @@ fn wait_for_end_screen(
     let watch_until = std::time::Instant::now() + Duration::from_secs(1);
     while std::time::Instant::now() < watch_until {
         assert!(is_end_screen(&screenshot(display, title)));
-        assert!(
-            running.child.try_wait().unwrap().is_none(),
-            "vchat exited before a key was pressed"
-        );
+        if running.child.try_wait().unwrap().is_some() {
+            let output = running.finish(Duration::from_secs(10)).all_output();
+            panic!("vchat exited before a key was pressed\n{output}");
+        }
     }
-    shot
+    (shot, running)
 }
 
 /// Presses space in the window until the process exits (a key sent right
@@ -587,7 +591,7 @@ fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
     let shots = tempfile::tempdir().unwrap();
     let (a, b) = paired_identities();
     let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
-    let (mut listener, addr) = spawn_listener(
+    let (listener, addr) = spawn_listener(
         a.path(),
         &["--source", "test", "--size", "320x240", "--codec", "raw"],
         &display,
@@ -661,9 +665,66 @@ fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
     assert!(caller.status.success(), "{}", caller.all_output());
 
     // The listener's window keeps the reason on screen until a key.
-    let ended = wait_for_end_screen(&xvfb.display, "vchat", &mut listener);
+    let (ended, listener) = wait_for_end_screen(&xvfb.display, "vchat", listener);
     save_png(&ended, shots.path(), "listener-ended");
     let listener = press_any_key_to_exit(&xvfb.display, "vchat", listener);
     assert!(listener.status.success(), "{}", listener.all_output());
+    drop(xvfb);
+}
+
+#[test]
+fn a_failed_call_keeps_its_reason_on_screen_even_in_a_narrow_window() {
+    let xvfb = Xvfb::start("1280x720");
+    let shots = tempfile::tempdir().unwrap();
+    let (_a, b) = paired_identities();
+    // A port bound but not listening: connecting is refused, and no other
+    // test can take the port while this socket holds it.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = refusing.local_addr().unwrap().to_string();
+    let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
+    let caller = spawn_caller(b.path(), &addr, &["--source", "test"], &display);
+
+    let (shot, caller) = wait_for_end_screen(&xvfb.display, "vchat - a", caller);
+    save_png(&shot, shots.path(), "caller-failed");
+
+    // Narrowed to 320x240, the reason is still drawn, wrapped, in the middle.
+    let status = Command::new("xdotool")
+        .env("DISPLAY", &xvfb.display)
+        .args([
+            "search",
+            "--name",
+            "^vchat - a$",
+            "windowsize",
+            "--sync",
+            "320",
+            "240",
+        ])
+        .status()
+        .expect("xdotool");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let narrow = loop {
+        let shot = screenshot(&xvfb.display, "vchat - a");
+        if (shot.0, shot.1) == (320, 240) && is_end_screen(&shot) {
+            break shot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end screen at 320x240; see {:?}",
+            save_png(&shot, shots.path(), "caller-failed-narrow-mismatch")
+        );
+    };
+    save_png(&narrow, shots.path(), "caller-failed-320x240");
+
+    // A failed call still exits 1 once the window is closed, saying why.
+    let caller = press_any_key_to_exit(&xvfb.display, "vchat - a", caller);
+    drop(refusing);
+    assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
+    assert!(
+        caller.all_output().contains(&addr),
+        "{}",
+        caller.all_output()
+    );
     drop(xvfb);
 }
