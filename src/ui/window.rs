@@ -6,6 +6,10 @@
 //! event per redraw at most (coalesced by a flag), because winit's X11 event
 //! channel is unbounded and frames must never queue there. The window only
 //! ever holds the state's lock to read it while composing.
+//!
+//! The window outlives the call: [`UiHandle::finish`] turns it into an end
+//! screen with the reason, closed by any key; only an end the person chose
+//! here (q, Esc, close, Ctrl-C) closes it at once.
 
 use std::num::NonZeroU32;
 use std::rc::Rc;
@@ -661,7 +665,11 @@ impl ApplicationHandler<UiEvent> for App {
                     event_loop.exit();
                 }
             }
-            WindowEvent::KeyboardInput { event, .. } if event.state == ElementState::Pressed => {
+            // On the end screen a key held from before (auto-repeat) is not
+            // a fresh "I have read it".
+            WindowEvent::KeyboardInput { event, .. }
+                if event.state == ElementState::Pressed && !(self.finished && event.repeat) =>
+            {
                 self.key(&event.logical_key, event_loop);
             }
             _ => {}
