@@ -11,6 +11,7 @@ packages=(
   openssl                   # tests: fingerprint vs openssl, TLS 1.2 client
   ffmpeg                    # tests: Y4M interoperability (ffmpeg, ffprobe)
   xvfb x11-apps xdotool     # tests: the window under Xvfb, screenshots (xwd), key presses
+  imagemagick               # tests: the window screenshots saved as PNG (convert)
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
 )
 

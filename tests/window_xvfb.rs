@@ -1,10 +1,12 @@
 //! The call window, for real, under Xvfb: a caller with a window and a
 //! headless listener. The listener sends the test pattern; the caller's own
 //! video is a solid blue Y4M file, so a screenshot shows whether the peer's
-//! pattern fills the main area and the self view sits in its corner.
+//! pattern fills the main area and the self view sits in its corner. And a
+//! listener's window: what it says while it waits, and that it keeps the
+//! reason on screen after the call until a key is pressed.
 //!
-//! Needs Xvfb and xwd (`scripts/setup.sh` installs them); without them the
-//! test fails and says so.
+//! Needs Xvfb, xwd, xdotool and ImageMagick's convert (`scripts/setup.sh`
+//! installs them); without them the test fails and says so.
 
 mod common;
 
@@ -19,7 +21,7 @@ use vchat::media::{
     Y4mRecorder,
 };
 use vchat::protocol::PixelFormat;
-use vchat::ui::compose::{fit, pip_rect, Rect, BACKGROUND};
+use vchat::ui::compose::{fit, pip_rect, Compositor, Pane, Rect, Scene, View, BACKGROUND, TEXT};
 
 /// An Xvfb server on a free display, stopped when dropped.
 struct Xvfb {
@@ -92,15 +94,18 @@ fn blue_y4m(path: &Path, width: u32, height: u32) {
 /// taken with `xwd` and decoded here (XWD is a 100-byte header, an optional
 /// colour map, then the pixels).
 fn screenshot(display: &str, title: &str) -> (u32, u32, Vec<u8>) {
+    try_screenshot(display, title).unwrap_or_else(|e| panic!("xwd: {e}"))
+}
+
+/// Like [`screenshot`], or xwd's complaint (e.g. no such window yet).
+fn try_screenshot(display: &str, title: &str) -> Result<(u32, u32, Vec<u8>), String> {
     let xwd = Command::new("xwd")
         .args(["-display", display, "-name", title, "-silent"])
         .output()
         .expect("xwd is needed for the window test: apt-get install x11-apps");
-    assert!(
-        xwd.status.success(),
-        "xwd: {}",
-        String::from_utf8_lossy(&xwd.stderr)
-    );
+    if !xwd.status.success() {
+        return Err(String::from_utf8_lossy(&xwd.stderr).into_owned());
+    }
     let image = parse_xwd(&xwd.stdout);
     // To look at what a person would see: VCHAT_SCREENSHOT_DIR=/tmp cargo test --test window_xvfb
     if let Some(dir) = std::env::var_os("VCHAT_SCREENSHOT_DIR") {
@@ -109,7 +114,7 @@ fn screenshot(display: &str, title: &str) -> (u32, u32, Vec<u8>) {
         ppm.extend_from_slice(&image.2);
         std::fs::write(&path, ppm).unwrap();
     }
-    image
+    Ok(image)
 }
 
 /// Decodes a TrueColor ZPixmap XWD image (what xwd writes for a 24-bit screen).
@@ -446,10 +451,12 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
         );
     }
 
-    // q in the caller's window hangs up; both exit 0.
+    // q in the caller's window hangs up: the caller, who chose to, exits;
+    // the listener's window says the call is over until a key is pressed.
     press_key(&xvfb.display, "vchat - a", "q");
     let caller = caller.finish(Duration::from_secs(30));
-    let listener = listener.finish(Duration::from_secs(30));
+    let (_, listener) = wait_for_end_screen(&xvfb.display, "vchat", listener);
+    let listener = press_any_key_to_exit(&xvfb.display, "vchat", listener);
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
     assert!(
@@ -458,6 +465,267 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
             .last()
             .unwrap()
             .contains("\"end\":\"hung up\""),
+        "{}",
+        caller.all_output()
+    );
+    drop(xvfb);
+}
+
+/// The overlay's text colour as screen bytes.
+const TEXT_RGB: [u8; 3] = [(TEXT >> 16) as u8, (TEXT >> 8) as u8, TEXT as u8];
+
+/// Saves `shot` as `NAME.png` in `dir` (and in `VCHAT_SCREENSHOT_DIR` if
+/// set, to look at after the run), with ImageMagick's convert.
+fn save_png(shot: &(u32, u32, Vec<u8>), dir: &Path, name: &str) -> std::path::PathBuf {
+    let ppm_path = dir.join(format!("{name}.ppm"));
+    let mut ppm = format!("P6\n{} {}\n255\n", shot.0, shot.1).into_bytes();
+    ppm.extend_from_slice(&shot.2);
+    std::fs::write(&ppm_path, ppm).unwrap();
+    let png = dir.join(format!("{name}.png"));
+    let status = Command::new("convert")
+        .arg(&ppm_path)
+        .arg(&png)
+        .status()
+        .expect("convert is needed to save screenshots: apt-get install imagemagick");
+    assert!(status.success(), "convert {ppm_path:?} {png:?}");
+    if let Some(keep) = std::env::var_os("VCHAT_SCREENSHOT_DIR") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&png, Path::new(&keep).join(format!("{name}.png"))).unwrap();
+    }
+    png
+}
+
+/// Whether `shot` is the end screen: everything dimmed to half brightness
+/// (no channel above 0x7F) except text, and plenty of text in the middle
+/// third of the window, where the reason is drawn large.
+fn is_end_screen(shot: &(u32, u32, Vec<u8>)) -> bool {
+    let (w, h) = (shot.0, shot.1);
+    let all_dimmed = shot
+        .2
+        .chunks_exact(3)
+        .all(|p| p == TEXT_RGB || p.iter().all(|&c| c <= 0x7F));
+    let text_in_middle = (h / 3..2 * h / 3)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixel(shot, x, y) == TEXT_RGB)
+        .count();
+    all_dimmed && text_in_middle > 400
+}
+
+/// Polls the window titled `title` until it shows the end screen (failing
+/// the test after a hang guard), then checks for a second that it stays
+/// there and `running` stays alive: the end no longer closes the window.
+/// Returns the screenshot.
+fn wait_for_end_screen(
+    display: &str,
+    title: &str,
+    mut running: common::Running,
+) -> ((u32, u32, Vec<u8>), common::Running) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let shot = loop {
+        // The window may not be open yet when a call fails at once.
+        let shot = try_screenshot(display, title);
+        if let Some(shot) = shot.ok().filter(is_end_screen) {
+            break shot;
+        }
+        if running.child.try_wait().unwrap().is_some() {
+            let output = running.finish(Duration::from_secs(10)).all_output();
+            panic!("vchat exited instead of showing why the call ended\n{output}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{title:?} does not show the end of the call"
+        );
+    };
+    let watch_until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < watch_until {
+        assert!(is_end_screen(&screenshot(display, title)));
+        if running.child.try_wait().unwrap().is_some() {
+            let output = running.finish(Duration::from_secs(10)).all_output();
+            panic!("vchat exited before a key was pressed\n{output}");
+        }
+    }
+    (shot, running)
+}
+
+/// Presses space in the window until the process exits (a key sent right
+/// after focusing can be lost without a window manager; once the window is
+/// gone there is nothing left to press); returns how it ended.
+fn press_any_key_to_exit(
+    display: &str,
+    title: &str,
+    mut running: common::Running,
+) -> common::Finished {
+    for _ in 0..4 {
+        let pressed = Command::new("xdotool")
+            .env("DISPLAY", display)
+            .args([
+                "search",
+                "--name",
+                &format!("^{title}$"),
+                "windowfocus",
+                "--sync",
+                "key",
+                "space",
+            ])
+            .status()
+            .expect("xdotool is needed for the window test: apt-get install xdotool");
+        if !pressed.success() {
+            break; // no such window any more: it closed
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if running.child.try_wait().unwrap().is_some() {
+                return running.finish(Duration::from_secs(10));
+            }
+            // Paces the poll; the process's exit is the condition.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The window is gone (or never reacted): the process must end on its own.
+    running.finish(Duration::from_secs(20))
+}
+
+#[test]
+fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
+    let xvfb = Xvfb::start("1280x720");
+    let shots = tempfile::tempdir().unwrap();
+    let (a, b) = paired_identities();
+    let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
+    let (listener, addr) = spawn_listener(
+        a.path(),
+        &["--source", "test", "--size", "320x240", "--codec", "raw"],
+        &display,
+    );
+
+    // Waiting: the big area says whom for and where, exactly as the
+    // compositor draws "waiting for b on ADDRESS" in a window this size
+    // (compared in the middle rows, away from the overlay, hint and self view).
+    let expected_text = format!("waiting for b on {addr}");
+    let matches_waiting = |shot: &(u32, u32, Vec<u8>)| {
+        let (w, h) = (shot.0, shot.1);
+        let scene = Scene {
+            main: Pane {
+                view: View::Placeholder(&expected_text),
+                label: None,
+            },
+            pip: None,
+            overlay: &[],
+            hint: None,
+            notice: None,
+        };
+        let mut expected = vec![0u32; (w * h) as usize];
+        Compositor::default().render(&mut expected, w, h, &scene);
+        let self_view = pip_rect(w, h, 320, 240);
+        let mut text_pixels = 0;
+        for y in h / 4..3 * h / 4 {
+            for x in 0..w {
+                if x + 4 >= self_view.x && y + 4 >= self_view.y {
+                    continue;
+                }
+                let e = expected[(y * w + x) as usize];
+                let e = [(e >> 16) as u8, (e >> 8) as u8, e as u8];
+                if pixel(shot, x, y) != e {
+                    return false;
+                }
+                text_pixels += usize::from(e == TEXT_RGB);
+            }
+        }
+        text_pixels > 400
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let shot = screenshot(&xvfb.display, "vchat");
+        if matches_waiting(&shot) {
+            break shot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener's window does not say {expected_text:?}; see {:?}",
+            save_png(&shot, shots.path(), "waiting-mismatch")
+        );
+    };
+    save_png(&waiting, shots.path(), "listener-waiting");
+
+    // A headless caller sends 60 frames and hangs up.
+    let caller = spawn_caller(
+        b.path(),
+        &addr,
+        &[
+            "--headless",
+            "--source",
+            "test",
+            "--size",
+            "320x240",
+            "--frames",
+            "60",
+        ],
+        &[],
+    );
+    let caller = caller.finish(Duration::from_secs(30));
+    assert!(caller.status.success(), "{}", caller.all_output());
+
+    // The listener's window keeps the reason on screen until a key.
+    let (ended, listener) = wait_for_end_screen(&xvfb.display, "vchat", listener);
+    save_png(&ended, shots.path(), "listener-ended");
+    let listener = press_any_key_to_exit(&xvfb.display, "vchat", listener);
+    assert!(listener.status.success(), "{}", listener.all_output());
+    drop(xvfb);
+}
+
+#[test]
+fn a_failed_call_keeps_its_reason_on_screen_even_in_a_narrow_window() {
+    let xvfb = Xvfb::start("1280x720");
+    let shots = tempfile::tempdir().unwrap();
+    let (_a, b) = paired_identities();
+    // A port bound but not listening: connecting is refused, and no other
+    // test can take the port while this socket holds it.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = refusing.local_addr().unwrap().to_string();
+    let display = [("DISPLAY", xvfb.display.as_str()), ("WAYLAND_DISPLAY", "")];
+    let caller = spawn_caller(b.path(), &addr, &["--source", "test"], &display);
+
+    let (shot, caller) = wait_for_end_screen(&xvfb.display, "vchat - a", caller);
+    save_png(&shot, shots.path(), "caller-failed");
+
+    // Narrowed to 320x240, the reason is still drawn, wrapped, in the middle.
+    let status = Command::new("xdotool")
+        .env("DISPLAY", &xvfb.display)
+        .args([
+            "search",
+            "--name",
+            "^vchat - a$",
+            "windowsize",
+            "--sync",
+            "320",
+            "240",
+        ])
+        .status()
+        .expect("xdotool");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let narrow = loop {
+        let shot = screenshot(&xvfb.display, "vchat - a");
+        if (shot.0, shot.1) == (320, 240) && is_end_screen(&shot) {
+            break shot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end screen at 320x240; see {:?}",
+            save_png(&shot, shots.path(), "caller-failed-narrow-mismatch")
+        );
+    };
+    save_png(&narrow, shots.path(), "caller-failed-320x240");
+
+    // Ctrl-C at the terminal ends the end screen too (the window watches
+    // for it: once anything has a Ctrl-C handler, the signal no longer ends
+    // the process by itself), and a failed call still exits 1, saying why.
+    caller.signal("INT");
+    let caller = caller.finish(Duration::from_secs(20));
+    drop(refusing);
+    assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
+    assert!(
+        caller.all_output().contains(&addr),
         "{}",
         caller.all_output()
     );

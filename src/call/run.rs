@@ -20,7 +20,7 @@ use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
 use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
 use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
-use crate::ui::{DisplayState, UiCommand, UiHandle, WindowLoop};
+use crate::ui::{CallState, DisplayState, UiCommand, UiHandle, WindowLoop};
 
 /// The options every command that sends video shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -126,7 +126,8 @@ pub fn listen(
     let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
     let name = display_name(options, &identity);
     let waiting_for: Vec<String> = pins.peers().iter().map(|p| p.name.clone()).collect();
-    let state = DisplayState::new(&format!("waiting for {}", waiting_for.join(", ")), "");
+    // The window says "waiting for Bob on ADDRESS" from these two.
+    let state = DisplayState::new(&waiting_for.join(" or "), "");
     let bind = bind.to_owned();
     let options = options.clone();
     let window = open_window(options.headless, state)?;
@@ -135,6 +136,8 @@ pub fn listen(
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         eprintln!("vchat: listening on {}", listener.local_addr());
+        let address = listener.local_addr().to_string();
+        ui.update(|s| s.state = CallState::Waiting(vec![address]));
         info!("waiting for {}", waiting_for.join(" or "));
         let secure = tokio::select! {
             secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
@@ -420,6 +423,8 @@ fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
     ui.update(|s| {
         s.peer_name = name;
         s.peer_fingerprint = short;
+        // No longer waiting: the window stops showing our addresses.
+        s.state = CallState::Connecting;
     });
 }
 

@@ -77,15 +77,9 @@ impl Canvas<'_> {
 
     /// Draws lines of text on a shaded panel at (x, y); returns the panel's height.
     pub fn text_panel(&mut self, x: u32, y: u32, scale: u32, lines: &[String], color: u32) -> u32 {
-        let pad = 4 * scale;
-        let line_h = (GLYPH + 3) * scale;
-        let width = lines
-            .iter()
-            .map(|l| text_width(l, scale))
-            .max()
-            .unwrap_or(0)
-            + 2 * pad;
-        let height = lines.len() as u32 * line_h + 2 * pad;
+        let pad = panel_pad(scale);
+        let line_h = line_height(scale);
+        let (width, height) = panel_size(lines, scale);
         self.shade(x, y, width, height);
         for (i, line) in lines.iter().enumerate() {
             self.text(x + pad, y + pad + i as u32 * line_h, scale, line, color);
@@ -97,6 +91,124 @@ impl Canvas<'_> {
 /// Width in pixels of `text` at `scale`.
 pub fn text_width(text: &str, scale: u32) -> u32 {
     text.chars().count() as u32 * GLYPH * scale.max(1)
+}
+
+/// Splits `text` into lines of at most `max_chars` characters. Text that
+/// fits stays one line as it is; otherwise it breaks at spaces, and a word
+/// too long for a line (a fingerprint, an address) breaks after a `-` where
+/// it can, else between characters, so nothing is ever cut off.
+pub fn wrap(text: &str, max_chars: usize) -> Vec<String> {
+    let words = text.split(' ').filter(|w| !w.is_empty());
+    wrap_items(words, " ", text, max_chars, break_word)
+}
+
+/// Like [`wrap`], for a list whose items are joined by two or more spaces
+/// (the key hint, the stats): lines break between items first, so a key
+/// stays with its word and a figure with its unit; an item too long for a
+/// line is wrapped on its own.
+pub fn wrap_list(text: &str, max_chars: usize) -> Vec<String> {
+    let items = text.split("  ").map(str::trim).filter(|i| !i.is_empty());
+    wrap_items(items, "  ", text, max_chars, wrap)
+}
+
+fn wrap_items<'a>(
+    items: impl Iterator<Item = &'a str>,
+    separator: &str,
+    whole: &str,
+    max_chars: usize,
+    split_long: fn(&str, usize) -> Vec<String>,
+) -> Vec<String> {
+    let max_chars = max_chars.max(1);
+    if whole.chars().count() <= max_chars {
+        return vec![whole.to_owned()];
+    }
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for item in items {
+        let pieces = if item.chars().count() > max_chars {
+            split_long(item, max_chars)
+        } else {
+            vec![item.to_owned()]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let joined = line.chars().count() + separator.len() + piece.chars().count();
+            // The pieces of a broken word each start a line: joining them
+            // with the separator would put a space inside the word.
+            if i == 0 && !line.is_empty() && joined <= max_chars {
+                line.push_str(separator);
+                line.push_str(&piece);
+            } else {
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+                line = piece;
+            }
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `word` in pieces of at most `max_chars`, preferring breaks after a `-`.
+fn break_word(word: &str, max_chars: usize) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while chars.len() - start > max_chars {
+        let window = &chars[start..start + max_chars];
+        let cut = match window.iter().rposition(|&c| c == '-') {
+            Some(dash) if dash > 0 => start + dash + 1,
+            _ => start + max_chars,
+        };
+        pieces.push(chars[start..cut].iter().collect());
+        start = cut;
+    }
+    pieces.push(chars[start..].iter().collect());
+    pieces
+}
+
+/// `text` cut to at most `max_chars` characters, ending in "..." when cut
+/// (for a name on a picture, where one line is all there is room for).
+pub fn ellipsize(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_owned();
+    }
+    if max_chars < 4 {
+        return text.chars().take(max_chars).collect();
+    }
+    let mut cut: String = text.chars().take(max_chars - 3).collect();
+    cut.push_str("...");
+    cut
+}
+
+/// Padding inside a text panel, at `scale`.
+pub fn panel_pad(scale: u32) -> u32 {
+    4 * scale.max(1)
+}
+
+/// Height of one line of text in a panel, at `scale`.
+pub fn line_height(scale: u32) -> u32 {
+    (GLYPH + 3) * scale.max(1)
+}
+
+/// The size of the panel [`Canvas::text_panel`] draws for `lines`.
+pub fn panel_size(lines: &[String], scale: u32) -> (u32, u32) {
+    let widest = lines
+        .iter()
+        .map(|l| text_width(l, scale))
+        .max()
+        .unwrap_or(0);
+    (
+        widest + 2 * panel_pad(scale),
+        lines.len() as u32 * line_height(scale) + 2 * panel_pad(scale),
+    )
+}
+
+/// How many characters fit on one line of a panel `panel_width` wide.
+pub fn chars_per_line(panel_width: u32, scale: u32) -> usize {
+    (panel_width.saturating_sub(2 * panel_pad(scale)) / (GLYPH * scale.max(1))) as usize
 }
 
 /// The text scale for a window: grows by one font pixel per 400 window pixels
@@ -152,5 +264,49 @@ mod tests {
         assert_eq!(scale_for(960, 540), 2);
         assert_eq!(scale_for(1920, 1080), 3);
         assert_eq!(scale_for(3840, 2160), 6);
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_then_dashes_and_never_loses_text() {
+        assert_eq!(wrap("fits as is", 20), vec!["fits as is"]);
+        assert_eq!(
+            wrap("Bob hung up: see you tomorrow", 12),
+            vec!["Bob hung up:", "see you", "tomorrow"]
+        );
+        let fingerprint = "[4OYM-IQUJ-ABCD-EFGH-IJKL]";
+        let lines = wrap(&format!("Alice  {fingerprint}"), 12);
+        assert_eq!(lines, vec!["Alice", "[4OYM-IQUJ-", "ABCD-EFGH-", "IJKL]"]);
+        assert!(lines.iter().all(|l| l.chars().count() <= 12));
+        assert_eq!(
+            lines.concat().replace(' ', ""),
+            format!("Alice{fingerprint}")
+        );
+        assert_eq!(wrap("abcdefgh", 3), vec!["abc", "def", "gh"]);
+    }
+
+    #[test]
+    fn wrap_list_keeps_each_key_with_its_word() {
+        let hint = "q hang up  v camera  p self view";
+        assert_eq!(wrap_list(hint, 40), vec![hint]);
+        assert_eq!(
+            wrap_list(hint, 20),
+            vec!["q hang up  v camera", "p self view"]
+        );
+        // Stats: figures stay with their units where a group fits a line.
+        assert_eq!(
+            wrap_list("out 30.0 fps 55.3 Mbit/s   in 30.0 fps", 26),
+            vec!["out 30.0 fps 55.3 Mbit/s", "in 30.0 fps"]
+        );
+        assert_eq!(
+            wrap_list("out 30.0 fps 55.3 Mbit/s", 12),
+            vec!["out 30.0 fps", "55.3 Mbit/s"]
+        );
+    }
+
+    #[test]
+    fn ellipsize_marks_a_cut() {
+        assert_eq!(ellipsize("Bob", 3), "Bob");
+        assert_eq!(ellipsize("Bartholomew", 8), "Barth...");
+        assert_eq!(ellipsize("Bartholomew", 2), "Ba");
     }
 }
