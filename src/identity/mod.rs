@@ -8,6 +8,7 @@
 
 mod certificate;
 pub mod commands;
+mod crypto;
 mod fingerprint;
 pub mod peers;
 mod store;
@@ -15,6 +16,7 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use certificate::Certificate;
+pub use crypto::crypto_provider;
 pub use fingerprint::Fingerprint;
 pub use peers::PinnedPeer;
 pub use store::{

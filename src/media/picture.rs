@@ -90,13 +90,6 @@ impl Pixels {
         &mut self.owned
     }
 
-    fn into_vec(self) -> Vec<u8> {
-        match self.shared {
-            Some(shared) => shared.to_vec(),
-            None => self.owned,
-        }
-    }
-
     fn into_bytes(self) -> Bytes {
         match self.shared {
             Some(shared) => shared,
@@ -199,11 +192,6 @@ impl Picture {
     /// The pixel bytes in the layout [`PictureFormat`] describes.
     pub fn data(&self) -> &[u8] {
         self.data.as_slice()
-    }
-
-    /// Gives the buffer back (a copy only if the bytes were shared).
-    pub fn into_data(self) -> Vec<u8> {
-        self.data.into_vec()
     }
 
     /// Turns owned bytes into shared ones, without copying, so clones of

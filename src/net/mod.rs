@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
+pub use crate::identity::crypto_provider;
 pub use danger::{NotPinned, PinSet};
 pub use dial::dial;
 pub use error::{classify, NetError};
@@ -27,7 +28,6 @@ pub use listener::{
     Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MAX_UNKNOCKED, STRANGER_LINGER_MAX, STRANGER_LINGER_MIN,
 };
-pub use tls::crypto_provider;
 
 use crate::identity::PinnedPeer;
 
