@@ -125,13 +125,7 @@ impl Picture {
         format: PictureFormat,
         data: Vec<u8>,
     ) -> Result<Self, MediaError> {
-        check_data_len(width, height, format, data.len())?;
-        Ok(Picture {
-            width,
-            height,
-            format,
-            data: Pixels::owned(data),
-        })
+        Picture::checked(width, height, format, Pixels::owned(data))
     }
 
     /// Wraps shared bytes (checked like [`Picture::new`]): cloning the
@@ -142,12 +136,23 @@ impl Picture {
         format: PictureFormat,
         data: Bytes,
     ) -> Result<Self, MediaError> {
-        check_data_len(width, height, format, data.len())?;
+        Picture::checked(width, height, format, Pixels::shared(data))
+    }
+
+    /// The one place a picture is made from outside bytes: their length
+    /// must be what the dimensions and format need.
+    fn checked(
+        width: u32,
+        height: u32,
+        format: PictureFormat,
+        data: Pixels,
+    ) -> Result<Self, MediaError> {
+        check_data_len(width, height, format, data.as_slice().len())?;
         Ok(Picture {
             width,
             height,
             format,
-            data: Pixels::shared(data),
+            data,
         })
     }
 
