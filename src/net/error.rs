@@ -13,7 +13,10 @@ use crate::identity::Fingerprint;
 /// What went wrong while connecting, listening or handshaking.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("cannot resolve {addr:?}: {source}; give ADDR:PORT, e.g. 192.0.2.7:7878")]
+    #[error("{input:?} is not an address vchat can call: {problem}; give HOST, HOST:PORT or [IPV6]:PORT, e.g. alice.example.org, 192.0.2.7:7878 or [2001:db8::4]:7878")]
+    BadAddress { input: String, problem: String },
+
+    #[error("cannot resolve {addr:?}: {source}; check the name, or give an IP address, e.g. 192.0.2.7 or [2001:db8::4]:7878")]
     Resolve { addr: String, source: io::Error },
 
     #[error("cannot connect to {addr}: {source}; check the address and that the peer is running `vchat listen`")]
