@@ -76,8 +76,9 @@ enum Command {
     Cameras,
     /// Wait for a call from a pinned peer.
     Listen {
-        /// Address and port to listen on.
-        #[arg(long, default_value = "0.0.0.0:7878", value_name = "ADDR:PORT")]
+        /// Address and port to listen on. The default, [::]:7878, takes IPv6
+        /// and IPv4 callers on one socket (0.0.0.0:7878 where IPv6 is off).
+        #[arg(long, default_value = "[::]:7878", value_name = "ADDR:PORT")]
         bind: String,
         /// Who may call: a trusted peer's name or a certificate file (repeatable).
         #[arg(long = "peer", required = true, value_name = "NAME_OR_CERT")]
@@ -87,8 +88,11 @@ enum Command {
     },
     /// Call a pinned peer who is listening.
     Call {
-        /// The listener's address, e.g. 192.0.2.7:7878.
-        #[arg(value_name = "ADDR:PORT")]
+        /// The listener's address: HOST, HOST:PORT, [IPV6]:PORT or an IPv6
+        /// address, e.g. alice.example.org or 192.0.2.7:7878. The port
+        /// defaults to 7878, the one `vchat listen` uses. Every address the
+        /// name resolves to is tried, IPv6 and IPv4 (Happy Eyeballs).
+        #[arg(value_name = "HOST[:PORT]")]
         addr: String,
         /// Whom you expect: a trusted peer's name or a certificate file.
         #[arg(long, value_name = "NAME_OR_CERT")]
