@@ -1,7 +1,7 @@
 //! The `vchat` command line: argument parsing and logging setup, then the library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -44,23 +44,29 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show your identity: name, fingerprints, certificate path, validity.
+    /// Show your identity: name, fingerprints, certificate path, validity
+    /// (needs only cert.pem).
     Id,
     /// Pin a peer's certificate under a name, after comparing fingerprints.
     Trust {
         /// The peer's cert.pem.
         #[arg(help = format!(
-            "The peer's cert.pem. The name inside it (chosen at their `vchat keygen`) \
-             is the display name their calls show you, so the display-name rule \
-             applies to it: {}",
+            "The peer's cert.pem, or - to read it from standard input. The name \
+             inside it (chosen at their `vchat keygen`) is the display name their \
+             calls show you, so the display-name rule applies to it: {}",
             identity::display_name_rule()
         ))]
         cert: PathBuf,
-        /// The name you will call them by (`--peer NAME`). It names the file
-        /// peers/NAME.pem, so it is ASCII letters, digits, '.', '_' or '-',
-        /// not starting with '.' or '-'; the display-name rule does not apply.
-        #[arg(long)]
-        name: String,
+        /// The name you will call them by (`--peer NAME`); by default the
+        /// certificate's own name, when that is a valid peer name. It names
+        /// the file peers/NAME.pem, so the display-name rule does not apply.
+        #[arg(long, help = format!(
+            "The name you will call them by (`--peer NAME`); by default the \
+             certificate's own name, when that is a valid peer name. It names the \
+             file peers/NAME.pem: {}",
+            identity::peers::peer_name_rule()
+        ))]
+        name: Option<String>,
         /// Replace a peer of that name, or trust the same certificate twice.
         #[arg(long)]
         force: bool,
@@ -131,7 +137,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen { name, force } => commands::keygen(&dir()?, &name, force, out)?,
         Command::Id => commands::id(&dir()?, out)?,
         Command::Trust { cert, name, force } => {
-            commands::trust(&dir()?, Path::new(&cert), &name, force, out)?
+            let stdin = &mut std::io::stdin().lock();
+            commands::trust(&dir()?, &cert, name.as_deref(), force, stdin, out)?
         }
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
