@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use vchat::call::{self, CallOptions, CallSummary, StatsFormat};
 use vchat::identity::{self, commands};
 
@@ -114,6 +114,14 @@ enum Command {
     /// Measure vchat on this machine: fps, MB/s, latency, CPU, memory, and
     /// the bare TLS stream for comparison (two peers over loopback, no window).
     Bench(vchat::bench::BenchArgs),
+    /// Print a shell completion script, e.g. `vchat completions bash >
+    /// ~/.local/share/bash-completion/completions/vchat`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vchat manpage > ~/.local/share/man/man1/vchat.1`.
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -155,6 +163,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => report(call::call(&dir()?, &addr, &peer, &options)?, &options),
         Command::Demo { options } => report(call::demo(&options)?, &options),
         Command::Bench(args) => vchat::bench::main(&args, out)?,
+        // Both are generated from the clap definitions above, so they list
+        // exactly the subcommands and options this binary has.
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vchat", out)
+        }
+        Command::Manpage => clap_mangen::Man::new(Cli::command()).render(out)?,
     }
     Ok(())
 }
@@ -171,10 +185,15 @@ fn report(summary: CallSummary, options: &CallOptions) {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) adjusts the level.
+/// What is logged without `RUST_LOG`: vchat's own lines at info, every
+/// other crate (winit, X11, rustls, ...) only when it warns.
+const DEFAULT_LOG_FILTER: &str = "vchat=info,warn";
+
+/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) replaces the
+/// default filter.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
