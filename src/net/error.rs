@@ -44,6 +44,9 @@ pub enum NetError {
         alert: AlertDescription,
     },
 
+    #[error("{addr} answered, but not with TLS: the port belongs to another program (a web server, an older vchat, ...), not a vchat listener; check the address and port")]
+    NotTls { addr: SocketAddr },
+
     #[error("TLS with {addr} failed: {source}")]
     Tls { addr: SocketAddr, source: io::Error },
 
@@ -82,6 +85,10 @@ pub fn classify(addr: SocketAddr, err: io::Error) -> NetError {
                 };
             }
         }
+        // rustls names this by its internal type ("received corrupt message
+        // of type InvalidContentType"); in plain words the other side does
+        // not speak TLS at all.
+        Some(rustls::Error::InvalidMessage(_)) => return NetError::NotTls { addr },
         Some(rustls::Error::AlertReceived(alert)) if is_certificate_alert(*alert) => {
             return NetError::RejectedByPeer {
                 addr,
