@@ -63,7 +63,8 @@ enum Command {
         #[arg(long, help = format!(
             "The name you will call them by (`--peer NAME`); by default the \
              certificate's own name, when that is a valid peer name. It names the \
-             file peers/NAME.pem: {}",
+             file peers/NAME.pem, so the display-name rule does not apply; a peer \
+             name is {}",
             identity::peers::peer_name_rule()
         ))]
         name: Option<String>,
