@@ -36,7 +36,7 @@
 //!  recorder ◄┘                                    (ping/pong, camera, bye)
 //! ```
 //!
-//! `[newest frame]` is a one-slot hand-off ([`call::slot::Latest`]): a stage
+//! `[newest frame]` is a one-slot hand-off ([`media::Latest`]): a stage
 //! that falls behind finds only the newest frame, so slowness costs dropped
 //! frames, never growing delay.
 //!

@@ -1,10 +1,10 @@
 //! The `vchat` command line: argument parsing and logging setup, then the library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use vchat::call::{self, CallOptions, CallSummary, StatsFormat};
 use vchat::identity::{self, commands};
 
@@ -44,23 +44,30 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show your identity: name, fingerprints, certificate path, validity.
+    /// Show your identity: name, fingerprints, certificate path, validity
+    /// (needs only cert.pem).
     Id,
     /// Pin a peer's certificate under a name, after comparing fingerprints.
     Trust {
         /// The peer's cert.pem.
         #[arg(help = format!(
-            "The peer's cert.pem. The name inside it (chosen at their `vchat keygen`) \
-             is the display name their calls show you, so the display-name rule \
-             applies to it: {}",
+            "The peer's cert.pem, or - to read it from standard input. The name \
+             inside it (chosen at their `vchat keygen`) is the display name their \
+             calls show you, so the display-name rule applies to it: {}",
             identity::display_name_rule()
         ))]
         cert: PathBuf,
-        /// The name you will call them by (`--peer NAME`). It names the file
-        /// peers/NAME.pem, so it is ASCII letters, digits, '.', '_' or '-',
-        /// not starting with '.' or '-'; the display-name rule does not apply.
-        #[arg(long)]
-        name: String,
+        /// The name you will call them by (`--peer NAME`); by default the
+        /// certificate's own name, when that is a valid peer name. It names
+        /// the file peers/NAME.pem, so the display-name rule does not apply.
+        #[arg(long, help = format!(
+            "The name you will call them by (`--peer NAME`); by default the \
+             certificate's own name, when that is a valid peer name. It names the \
+             file peers/NAME.pem, so the display-name rule does not apply; a peer \
+             name is {}",
+            identity::peers::peer_name_rule()
+        ))]
+        name: Option<String>,
         /// Replace a peer of that name, or trust the same certificate twice.
         #[arg(long)]
         force: bool,
@@ -76,8 +83,9 @@ enum Command {
     Cameras,
     /// Wait for a call from a pinned peer.
     Listen {
-        /// Address and port to listen on.
-        #[arg(long, default_value = "0.0.0.0:7878", value_name = "ADDR:PORT")]
+        /// Address and port to listen on. The default, [::]:7878, takes IPv6
+        /// and IPv4 callers on one socket (0.0.0.0:7878 where IPv6 is off).
+        #[arg(long, default_value = "[::]:7878", value_name = "ADDR:PORT")]
         bind: String,
         /// Who may call: a trusted peer's name or a certificate file (repeatable).
         #[arg(long = "peer", required = true, value_name = "NAME_OR_CERT")]
@@ -87,8 +95,11 @@ enum Command {
     },
     /// Call a pinned peer who is listening.
     Call {
-        /// The listener's address, e.g. 192.0.2.7:7878.
-        #[arg(value_name = "ADDR:PORT")]
+        /// The listener's address: HOST, HOST:PORT, [IPV6]:PORT or an IPv6
+        /// address, e.g. alice.example.org or 192.0.2.7:7878. The port
+        /// defaults to 7878, the one `vchat listen` uses. Every address the
+        /// name resolves to is tried, IPv6 and IPv4 (Happy Eyeballs).
+        #[arg(value_name = "HOST[:PORT]")]
         addr: String,
         /// Whom you expect: a trusted peer's name or a certificate file.
         #[arg(long, value_name = "NAME_OR_CERT")]
@@ -104,6 +115,14 @@ enum Command {
     /// Measure vchat on this machine: fps, MB/s, latency, CPU, memory, and
     /// the bare TLS stream for comparison (two peers over loopback, no window).
     Bench(vchat::bench::BenchArgs),
+    /// Print a shell completion script, e.g. `vchat completions bash >
+    /// ~/.local/share/bash-completion/completions/vchat`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vchat manpage > ~/.local/share/man/man1/vchat.1`.
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -127,7 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen { name, force } => commands::keygen(&dir()?, &name, force, out)?,
         Command::Id => commands::id(&dir()?, out)?,
         Command::Trust { cert, name, force } => {
-            commands::trust(&dir()?, Path::new(&cert), &name, force, out)?
+            let stdin = &mut std::io::stdin().lock();
+            commands::trust(&dir()?, &cert, name.as_deref(), force, stdin, out)?
         }
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
@@ -144,6 +164,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => report(call::call(&dir()?, &addr, &peer, &options)?, &options),
         Command::Demo { options } => report(call::demo(&options)?, &options),
         Command::Bench(args) => vchat::bench::main(&args, out)?,
+        // Both are generated from the clap definitions above, so they list
+        // exactly the subcommands and options this binary has.
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vchat", out)
+        }
+        Command::Manpage => clap_mangen::Man::new(Cli::command()).render(out)?,
     }
     Ok(())
 }
@@ -160,10 +186,15 @@ fn report(summary: CallSummary, options: &CallOptions) {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) adjusts the level.
+/// What is logged without `RUST_LOG`: vchat's own lines at info, every
+/// other crate (winit, X11, rustls, ...) only when it warns.
+const DEFAULT_LOG_FILTER: &str = "vchat=info,warn";
+
+/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) replaces the
+/// default filter.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

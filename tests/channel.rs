@@ -522,3 +522,40 @@ async fn a_full_handshake_stage_closes_its_oldest_connection_not_the_newest() {
     assert_eq!(closed_by_listener(&mut first).await, 0);
     assert_still_serving(&mut listener, &alice, &bob, "bob").await;
 }
+
+/// A port that answers the knock and the ClientHello like a web server does
+/// gets a plain-words error, not rustls's name for a bad record type.
+#[tokio::test]
+async fn a_port_that_does_not_speak_tls_is_named_so() {
+    let alice = identity("Alice");
+    let bob = identity("Bob");
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = web.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = web.accept().await.unwrap();
+        let mut request = [0u8; 64];
+        let _ = socket.read(&mut request).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        // Hold the socket open so the caller reads the reply, not an EOF.
+        let _ = socket.read(&mut request).await;
+    });
+    let error = match guard(
+        "dial",
+        dial(&addr.to_string(), &bob, &pin(&alice, "alice"), TIMEOUT),
+    )
+    .await
+    {
+        Ok(_) => panic!("a web server is not a vchat listener"),
+        Err(error) => error,
+    };
+    assert!(matches!(error, NetError::NotTls { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("not with TLS"), "{message}");
+    assert!(!message.contains("InvalidContentType"), "{message}");
+    assert!(
+        !message.contains("http"),
+        "no library URLs or type names: {message}"
+    );
+}

@@ -345,3 +345,125 @@ fn trust_explains_empty_multiple_oversized_and_non_file_certificates() {
     );
     assert!(err.contains("no trusted peer named \"nobody\""), "{err}");
 }
+
+/// Runs `vchat --dir DIR ARGS` with `input` on its standard input.
+fn run_with_stdin(dir: &std::path::Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = vchat()
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn trust_reads_the_certificate_from_stdin_and_takes_its_name() {
+    let me = tempfile::tempdir().unwrap();
+    let friend = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen", "--name", "me"]);
+    run_ok(friend.path(), &["keygen", "--name", "friend.example"]);
+    let pem = fs::read(friend.path().join("cert.pem")).unwrap();
+    let out = run_with_stdin(me.path(), &["trust", "-"], &pem);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Trusted \"friend.example\""), "{stdout}");
+    let friend_fp = run_ok(friend.path(), &["id"]);
+    let friend_fp = friend_fp
+        .lines()
+        .find(|l| l.starts_with("Fingerprint"))
+        .unwrap()
+        .to_owned();
+    let fingerprint = friend_fp.rsplit(' ').next().unwrap();
+    assert!(stdout.contains(fingerprint), "{stdout}");
+    assert_eq!(
+        fs::read(me.path().join("peers/friend.example.pem")).unwrap(),
+        pem,
+        "pinned under the certificate's own name"
+    );
+    let peers = run_ok(me.path(), &["peers"]);
+    assert!(peers.starts_with("friend.example\n"), "{peers}");
+
+    // Not a certificate on stdin: the error names the source.
+    let out = run_with_stdin(me.path(), &["trust", "-", "--name", "x"], b"hello\n");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("standard input"), "{err}");
+    assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+}
+
+#[test]
+fn trust_asks_for_a_name_when_the_certificates_own_cannot_be_one() {
+    let me = tempfile::tempdir().unwrap();
+    let friend = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen", "--name", "me"]);
+    run_ok(friend.path(), &["keygen", "--name", "Friend Person"]);
+    let cert = friend.path().join("cert.pem");
+    let err = run_err(me.path(), &["trust", cert.to_str().unwrap()]);
+    assert!(err.contains("\"Friend Person\""), "{err}");
+    assert!(err.contains("--name"), "{err}");
+    assert!(!me.path().join("peers").exists(), "nothing pinned");
+    let out = run_ok(
+        me.path(),
+        &["trust", cert.to_str().unwrap(), "--name", "friend"],
+    );
+    assert!(out.contains("Trusted \"friend\""), "{out}");
+}
+
+#[test]
+fn trust_refuses_your_own_certificate() {
+    let me = tempfile::tempdir().unwrap();
+    run_ok(me.path(), &["keygen", "--name", "me"]);
+    let own = me.path().join("cert.pem");
+    // A copy elsewhere is still our own certificate.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("alice.pem");
+    fs::copy(&own, &copy).unwrap();
+    for path in [&own, &copy] {
+        let err = run_err(me.path(), &["trust", path.to_str().unwrap(), "--name", "x"]);
+        assert!(err.contains("your own certificate"), "{err}");
+        assert!(err.contains("peer's cert.pem"), "{err}");
+    }
+    let out = run_with_stdin(me.path(), &["trust", "-"], &fs::read(&own).unwrap());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("your own certificate"));
+    assert!(!me.path().join("peers").exists(), "nothing pinned");
+}
+
+#[test]
+fn id_works_from_the_certificate_alone() {
+    let full = tempfile::tempdir().unwrap();
+    run_ok(full.path(), &["keygen", "--name", "Alice"]);
+    let with_key = run_ok(full.path(), &["id"]);
+    assert!(!with_key.contains("Private key"), "{with_key}");
+
+    let cert_only = tempfile::tempdir().unwrap();
+    fs::copy(
+        full.path().join("cert.pem"),
+        cert_only.path().join("cert.pem"),
+    )
+    .unwrap();
+    let out = run_ok(cert_only.path(), &["id"]);
+    assert!(out.contains("Name:                  Alice"), "{out}");
+    let fingerprint = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("Fingerprint"))
+            .map(str::to_owned)
+    };
+    assert_eq!(fingerprint(&out), fingerprint(&with_key));
+    assert!(out.contains("Private key:           missing"), "{out}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = run_err(empty.path(), &["id"]);
+    assert!(err.contains("vchat keygen"), "{err}");
+}

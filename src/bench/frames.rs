@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::media::{
-    test_pattern, CapturedFrame, Encoder, FrameContent, FrameSource, MediaError, Picture,
+    test_pattern, CapturedFrame, Encoder, FrameContent, FrameSource, MediaError, Pacer, Picture,
     PictureFormat, Quality, Size, MIN_FRAME_SIDE,
 };
 use crate::protocol::PixelFormat;
@@ -49,8 +49,8 @@ const IDLE_PERIOD: Duration = Duration::from_millis(20);
 pub struct BenchSource {
     size: Size,
     frames: Vec<Picture>,
-    period: Option<Duration>,
-    next_due: Option<Instant>,
+    /// `None` when unpaced.
+    pacer: Option<Pacer>,
     sequence: u64,
 }
 
@@ -68,33 +68,15 @@ impl BenchSource {
         Ok(BenchSource {
             size,
             frames,
-            period,
-            next_due: None,
+            pacer: period.map(Pacer::new),
             sequence: 0,
         })
-    }
-
-    /// Sleeps until the next slot; returns how many slots were missed.
-    fn pace(&mut self) -> u64 {
-        let Some(period) = self.period else {
-            return 0;
-        };
-        let now = Instant::now();
-        let due = *self.next_due.get_or_insert(now);
-        if now < due {
-            thread::sleep(due - now);
-            self.next_due = Some(due + period);
-            return 0;
-        }
-        let missed = ((now - due).as_nanos() / period.as_nanos().max(1)) as u64;
-        self.next_due = Some(due + period * (missed as u32).saturating_add(1));
-        missed
     }
 }
 
 impl FrameSource for BenchSource {
     fn next_frame(&mut self) -> Result<CapturedFrame, MediaError> {
-        let missed = self.pace();
+        let missed = self.pacer.as_mut().map_or(0, Pacer::wait);
         self.sequence += missed;
         let index = (self.sequence % DISTINCT_FRAMES) as usize;
         let picture =
@@ -114,11 +96,11 @@ impl FrameSource for BenchSource {
     }
 
     fn describe(&self) -> String {
-        match self.period {
-            Some(period) => format!(
+        match &self.pacer {
+            Some(pacer) => format!(
                 "bench frames {} at {:.0} fps",
                 self.size,
-                1.0 / period.as_secs_f64()
+                1.0 / pacer.period().as_secs_f64()
             ),
             None => format!("bench frames {} unpaced", self.size),
         }
@@ -185,11 +167,19 @@ mod tests {
     #[test]
     fn paced_frames_skip_rather_than_burst() {
         let size = Size::new(16, 16).unwrap();
-        let mut source = BenchSource::new(size, Some(Duration::from_millis(2))).unwrap();
+        let period = Duration::from_millis(2);
+        let mut source = BenchSource::new(size, Some(period)).unwrap();
         source.next_frame().unwrap();
-        source.next_due = Some(Instant::now() - Duration::from_millis(20));
+        // As if the consumer had been away for ten periods.
+        source.pacer = Some(Pacer::starting_at(
+            period,
+            Instant::now() - Duration::from_millis(20),
+        ));
         let late = source.next_frame().unwrap();
         assert!(late.sequence >= 10, "{}", late.sequence);
-        assert!(source.next_due.unwrap() > Instant::now() - Duration::from_millis(2));
+        // The missed slots were skipped once, not carried over to the next frame.
+        let next = source.next_frame().unwrap();
+        assert!(next.sequence > late.sequence);
+        assert!(next.sequence < late.sequence + 10, "{}", next.sequence);
     }
 }

@@ -7,14 +7,12 @@
 //!   for every command: handshake, what we send, pipeline.
 //! - [`handshake`] is the hello/accept exchange after TLS.
 //! - [`pipeline`] moves video both ways with bounded latency.
-//! - [`slot`] is the newest-only hand-off between pipeline stages.
 //! - [`stats`] counts and reports.
 
 pub mod handshake;
 pub mod pipeline;
 pub mod run;
 pub mod setup;
-pub mod slot;
 pub mod stats;
 
 use std::fmt;

@@ -27,10 +27,10 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use super::handshake::SendPlan;
-use super::slot::Latest;
 use super::stats::{json_ms, text_ms, unix_micros, Counters, Snapshot, Totals};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::Fps;
+use crate::media::Latest;
 use crate::media::{
     CapturedFrame, Decoder, Encoder, FrameContent, FrameSource, Picture, PictureFormat, Quality,
     Y4mRecorder,

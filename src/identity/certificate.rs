@@ -2,6 +2,7 @@
 //! what is wrong with the file rather than "parse error".
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject;
@@ -71,6 +72,35 @@ impl Certificate {
             )));
         }
         let contents = fs::read(path).map_err(|e| IdentityError::io("read", path, e))?;
+        Certificate::from_pem(&contents, path)
+    }
+
+    /// Reads one PEM certificate from `input` (e.g. standard input, for
+    /// `vchat trust -`), at most as many bytes as a certificate file may
+    /// have; `source` names it in errors.
+    pub fn from_pem_reader(input: &mut impl Read, source: &Path) -> Result<Self, IdentityError> {
+        let mut contents = Vec::new();
+        input
+            .take(MAX_CERT_FILE_LEN + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| IdentityError::io("read", source, e))?;
+        if contents.len() as u64 > MAX_CERT_FILE_LEN {
+            return Err(IdentityError::BadCertificate {
+                path: source.to_owned(),
+                reason: format!(
+                    "it is larger than any certificate ({MAX_CERT_FILE_LEN} bytes at most)"
+                ),
+            });
+        }
+        Certificate::from_pem(&contents, source)
+    }
+
+    /// Parses PEM text holding exactly one certificate; `source` names it in errors.
+    fn from_pem(contents: &[u8], source: &Path) -> Result<Self, IdentityError> {
+        let bad = |reason: String| IdentityError::BadCertificate {
+            path: source.to_owned(),
+            reason,
+        };
         if contents
             .windows(b"PRIVATE KEY-----".len())
             .any(|w| w == b"PRIVATE KEY-----")
@@ -82,7 +112,7 @@ impl Certificate {
             ));
         }
         let mut certs = Vec::new();
-        for item in CertificateDer::pem_slice_iter(&contents) {
+        for item in CertificateDer::pem_slice_iter(contents) {
             certs.push(item.map_err(|e| bad(format!("malformed PEM ({e})")))?);
         }
         match certs.len() {

@@ -1,12 +1,12 @@
 //! The identity subcommands (`keygen`, `id`, `trust`, `peers`, `untrust`):
 //! what they do and exactly what they print.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::{peers, Certificate, Identity, IdentityError};
+use super::{peers, Certificate, Identity, IdentityError, CERT_FILE, KEY_FILE};
 
 /// `vchat keygen`: makes and saves a new identity, prints what to share.
 pub fn keygen(
@@ -34,36 +34,65 @@ pub fn keygen(
     let _ = writeln!(
         out,
         "Keep {} private: it never needs to leave this machine.",
-        dir.join(super::KEY_FILE).display()
+        dir.join(KEY_FILE).display()
     );
     Ok(())
 }
 
-/// `vchat id`: shows the local identity.
+/// `vchat id`: shows the local identity. It needs only `cert.pem`: what is
+/// shown is public, so a machine that holds just the certificate can still
+/// show which identity lives there. When `key.pem` is there too it is
+/// checked as for a call (private, matching the certificate), so `id` is
+/// also the quick way to find out whether calls from here will work.
 pub fn id(dir: &Path, out: &mut impl Write) -> Result<(), IdentityError> {
-    let identity = Identity::load(dir)?;
-    let cert = identity.certificate();
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let cert = if key_path.exists() {
+        Identity::load(dir)?.certificate().clone()
+    } else if cert_path.exists() {
+        Certificate::from_pem_file(&cert_path)?
+    } else {
+        return Err(IdentityError::NoIdentity {
+            dir: dir.to_owned(),
+        });
+    };
     let _ = writeln!(out, "Name:                  {}", cert.name());
     let _ = writeln!(out, "Fingerprint (SHA-256): {}", cert.fingerprint());
     let _ = writeln!(out, "Short fingerprint:     {}", cert.fingerprint().short());
-    let _ = writeln!(
-        out,
-        "Certificate:           {}",
-        identity.cert_path().display()
-    );
-    let _ = writeln!(out, "Valid:                 {}", validity(cert));
+    let _ = writeln!(out, "Certificate:           {}", cert_path.display());
+    let _ = writeln!(out, "Valid:                 {}", validity(&cert));
+    if !key_path.exists() {
+        let _ = writeln!(
+            out,
+            "Private key:           missing ({}): peers can trust this identity, \
+             but calls from this machine need the key",
+            key_path.display()
+        );
+    }
     Ok(())
 }
 
-/// `vchat trust`: pins a peer's certificate under a name.
+/// What `vchat trust` reads as standard input instead of a file.
+pub const STDIN_ARG: &str = "-";
+
+/// `vchat trust`: pins a peer's certificate under a name (by default the
+/// certificate's own). `cert_arg` is a file, or [`STDIN_ARG`] to read the
+/// certificate from `stdin` (e.g. pasted, or piped from `ssh peer cat`).
 pub fn trust(
     dir: &Path,
-    cert_file: &Path,
-    name: &str,
+    cert_arg: &Path,
+    name: Option<&str>,
     force: bool,
+    stdin: &mut impl Read,
     out: &mut impl Write,
 ) -> Result<(), IdentityError> {
-    let peer = peers::trust(dir, cert_file, name, force)?;
+    let (certificate, source) = if cert_arg == Path::new(STDIN_ARG) {
+        let source = Path::new("standard input");
+        (Certificate::from_pem_reader(stdin, source)?, source)
+    } else {
+        (Certificate::from_pem_file(cert_arg)?, cert_arg)
+    };
+    let peer = peers::trust(dir, certificate, source, name, force)?;
     let cert = &peer.certificate;
     let _ = writeln!(
         out,

@@ -8,6 +8,7 @@
 
 mod certificate;
 pub mod commands;
+mod crypto;
 mod fingerprint;
 pub mod peers;
 mod store;
@@ -15,6 +16,7 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use certificate::Certificate;
+pub use crypto::crypto_provider;
 pub use fingerprint::Fingerprint;
 pub use peers::PinnedPeer;
 pub use store::{
@@ -54,8 +56,14 @@ pub enum IdentityError {
         reason: String,
     },
 
-    #[error("invalid peer name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'")]
+    #[error("invalid peer name {name:?}: use {}", peers::peer_name_rule())]
     BadPeerName { name: String },
+
+    #[error("the certificate's own name {certificate_name:?} cannot name a peer (a peer name is {}); choose one with --name, e.g. --name alice", peers::peer_name_rule())]
+    PeerNameNeeded { certificate_name: String },
+
+    #[error("{path} is your own certificate (the one in this identity directory): trust your peer's cert.pem, not yours; they get yours to trust on their side")]
+    OwnCertificate { path: PathBuf },
 
     #[error("a peer named {name:?} is already trusted; pick another name, or pass --force to replace it")]
     PeerExists { name: String },

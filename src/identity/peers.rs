@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::store::{create_private_dir, protocol_name_problem, write_atomically};
+use super::store::{create_private_dir, protocol_name_problem, write_atomically, CERT_FILE};
 use super::{Certificate, Fingerprint, IdentityError};
 
 /// Sub-directory of the identity directory holding pinned peers.
@@ -32,6 +32,13 @@ impl PinnedPeer {
     pub fn fingerprint(&self) -> Fingerprint {
         self.certificate.fingerprint()
     }
+}
+
+/// The peer-name rule in words, for errors and help texts.
+pub fn peer_name_rule() -> String {
+    format!(
+        "1 to {MAX_PEER_NAME_LEN} ASCII letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+    )
 }
 
 /// Checks a peer name is usable as a file name and unambiguous.
@@ -60,21 +67,41 @@ fn peer_path(dir: &Path, name: &str) -> PathBuf {
     peers_dir(dir).join(format!("{name}.pem"))
 }
 
-/// Pins the certificate in `cert_file` under `name`. Refuses a name already
-/// in use or a certificate already trusted under another name unless `force`.
+/// Pins `certificate` (read from `source`, named in errors) under
+/// `given_name`, or when that is `None` under the certificate's own name if
+/// that is a valid peer name. Refuses our own certificate, and, unless `force`, a name
+/// already in use or a certificate already trusted under another name.
 pub fn trust(
     dir: &Path,
-    cert_file: &Path,
-    name: &str,
+    certificate: Certificate,
+    source: &Path,
+    given_name: Option<&str>,
     force: bool,
 ) -> Result<PinnedPeer, IdentityError> {
-    check_peer_name(name)?;
-    let certificate = Certificate::from_pem_file(cert_file)?;
+    let name = match given_name {
+        Some(name) => name.to_owned(),
+        None => certificate.name().to_owned(),
+    };
+    check_peer_name(&name).map_err(|error| match given_name {
+        Some(_) => error,
+        None => IdentityError::PeerNameNeeded {
+            certificate_name: name.clone(),
+        },
+    })?;
+    let name = name.as_str();
+    let own_path = dir.join(CERT_FILE);
+    if own_path.exists()
+        && Certificate::from_pem_file(&own_path)?.fingerprint() == certificate.fingerprint()
+    {
+        return Err(IdentityError::OwnCertificate {
+            path: source.to_owned(),
+        });
+    }
     // The certificate's own name is the display name the peer's calls carry
     // by default; one the protocol refuses would make every call fail later.
     if let Some(reason) = protocol_name_problem(certificate.name()) {
         return Err(IdentityError::BadCertificateName {
-            path: cert_file.to_owned(),
+            path: source.to_owned(),
             name: certificate.name().to_owned(),
             reason,
         });

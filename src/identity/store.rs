@@ -159,7 +159,7 @@ impl Identity {
 
     /// Confirms the private key's public half is the certificate's public key.
     fn check_key_matches(&self, key_path: &Path) -> Result<(), IdentityError> {
-        let provider = crate::net::crypto_provider();
+        let provider = super::crypto_provider();
         let signing_key = provider
             .key_provider
             .load_private_key(self.key.clone_key())
@@ -183,12 +183,6 @@ impl Identity {
     /// The private key, for building TLS configurations. Never log it.
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
-    }
-
-    /// The directory this identity was loaded from or saved to (empty for an
-    /// in-memory identity).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Path of the certificate to share with peers.

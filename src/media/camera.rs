@@ -8,7 +8,8 @@
 //!  CameraSource::next_frame: wait on the slot (bounded) -> decode/convert/scale the newest frame
 //! ```
 //!
-//! The thread only copies bytes into the slot, replacing a frame nobody took,
+//! The slot is a [`Latest`], the same newest-only hand-off the call uses
+//! between its stages. The thread only copies bytes into it, replacing a frame nobody took,
 //! so the driver's buffers never back up and latency stays at one frame.
 //! Decoding happens on the consumer's side and only for frames it takes.
 //! Dropping the source sets the stop flag and waits (bounded) for the thread
@@ -21,7 +22,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ use nokhwa::Camera;
 use super::codec::{camera_jpeg, decode_jpeg_into};
 use super::convert::{self, Scaler};
 use super::error::MediaError;
+use super::latest::Latest;
 use super::options::{Fps, Size};
 use super::picture::{CapturedFrame, FrameContent, Picture, PictureFormat};
 use super::source::FrameSource;
@@ -356,24 +358,18 @@ struct RawFrame {
 /// What the camera thread and the source share.
 struct Shared {
     stop: AtomicBool,
-    slot: Mutex<Slot>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Slot {
-    newest: Option<RawFrame>,
+    /// The newest frame nobody took yet; closed when the capture thread ends.
+    newest: Latest<RawFrame>,
     /// A buffer handed back by the consumer, reused for the next copy.
-    spare: Option<Vec<u8>>,
-    failure: Option<String>,
-    ended: bool,
+    spare: Mutex<Option<Vec<u8>>>,
+    /// Why capture stopped, set before `newest` is closed.
+    failure: Mutex<Option<String>>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Slot> {
-        // A panic on the other side leaves a consistent slot: keep going.
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Locks `mutex` even if the other side panicked while holding it: both
+/// values it guards here (a spare buffer, a failure text) stay consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sends on drop, so the source learns the thread ended even if it panicked.
@@ -420,8 +416,9 @@ impl CameraSource {
         let available = describe_available(&cameras);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            slot: Mutex::new(Slot::default()),
-            changed: Condvar::new(),
+            newest: Latest::new(),
+            spare: Mutex::new(None),
+            failure: Mutex::new(None),
         });
         let (opened_tx, opened_rx) = mpsc::sync_channel(1);
         let (finished_tx, finished) = mpsc::channel();
@@ -491,17 +488,7 @@ impl CameraSource {
             reason,
         };
         let deadline = Instant::now() + CAMERA_FRAME_TIMEOUT;
-        let mut slot = self.shared.lock();
         loop {
-            if let Some(frame) = slot.newest.take() {
-                return Ok(frame);
-            }
-            if let Some(reason) = slot.failure.clone() {
-                return Err(failed(reason));
-            }
-            if slot.ended {
-                return Err(failed("its capture thread has stopped".to_owned()));
-            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(failed(format!(
@@ -509,12 +496,17 @@ impl CameraSource {
                     CAMERA_FRAME_TIMEOUT.as_secs()
                 )));
             }
-            slot = self
-                .shared
-                .changed
-                .wait_timeout(slot, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            match self.shared.newest.take_blocking(deadline - now) {
+                Some(Some(frame)) => return Ok(frame),
+                // Woke without a frame: the deadline check above decides.
+                Some(None) => {}
+                None => {
+                    let reason = lock(&self.shared.failure)
+                        .clone()
+                        .unwrap_or_else(|| "its capture thread has stopped".to_owned());
+                    return Err(failed(reason));
+                }
+            }
         }
     }
 
@@ -573,7 +565,7 @@ impl CameraSource {
                 self.decoded.data_mut().copy_from_slice(bytes);
             }
         }
-        self.shared.lock().spare = Some(data);
+        *lock(&self.shared.spare) = Some(data);
         let mut picture = Picture::empty(self.decoded.format());
         if same_size {
             std::mem::swap(&mut picture, &mut self.decoded);
@@ -620,7 +612,6 @@ impl FrameSource for CameraSource {
 impl Drop for CameraSource {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        self.shared.changed.notify_all();
         match self.finished.recv_timeout(CAMERA_RELEASE_TIMEOUT) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                 if let Some(worker) = self.worker.take() {
@@ -705,16 +696,11 @@ fn capture(
             Ok(bytes) => {
                 sequence += 1;
                 let captured_at = Instant::now();
-                let mut slot = shared.lock();
-                // Reuse a buffer: one handed back, or the frame nobody took.
-                let mut data = slot
-                    .spare
-                    .take()
-                    .or_else(|| slot.newest.take().map(|frame| frame.data))
-                    .unwrap_or_default();
+                // Reuse the buffer the consumer handed back, if there is one.
+                let mut data = lock(&shared.spare).take().unwrap_or_default();
                 data.clear();
                 data.extend_from_slice(&bytes);
-                slot.newest = Some(RawFrame {
+                shared.newest.put(RawFrame {
                     data,
                     width: format.width,
                     height: format.height,
@@ -722,19 +708,16 @@ fn capture(
                     captured_at,
                     sequence,
                 });
-                drop(slot);
-                shared.changed.notify_all();
             }
             Err(error) => {
-                shared.lock().failure = Some(error.to_string());
+                *lock(&shared.failure) = Some(error.to_string());
                 break;
             }
         }
     }
     let _ = camera.stop_stream();
     drop(camera);
-    shared.lock().ended = true;
-    shared.changed.notify_all();
+    shared.newest.close();
 }
 
 #[cfg(test)]

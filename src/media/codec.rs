@@ -18,24 +18,27 @@ use zune_jpeg::JpegDecoder;
 
 use super::convert::{self, ChromaSubsampling, ColourRange};
 use super::error::MediaError;
-use super::options::{Quality, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH};
+use super::options::Quality;
 use super::picture::{
     i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat,
 };
+use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 use crate::protocol::{fit_size, PixelFormat};
 
-/// An encoded frame, borrowing the encoder's buffer (or the captured JPEG).
+/// A picture encoded as one video payload, borrowing the encoder's buffer (or
+/// the captured JPEG). Not a message: [`crate::protocol::EncodedFrame`] is the
+/// bytes of a whole message on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncodedFrame<'a> {
+pub struct EncodedPicture<'a> {
     pub format: PixelFormat,
     pub width: u32,
     pub height: u32,
     pub payload: &'a [u8],
 }
 
-/// An encoded frame that owns its payload, ready to go into a message.
+/// An encoded picture that owns its payload, ready to go into a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedEncodedFrame {
+pub struct OwnedEncodedPicture {
     pub format: PixelFormat,
     pub width: u32,
     pub height: u32,
@@ -91,7 +94,7 @@ impl Encoder {
         frame: &'a CapturedFrame,
         format: PixelFormat,
         quality: Quality,
-    ) -> Result<EncodedFrame<'a>, MediaError> {
+    ) -> Result<EncodedPicture<'a>, MediaError> {
         let Encoder {
             converted,
             decoded,
@@ -106,7 +109,7 @@ impl Encoder {
             (FrameContent::Jpeg(camera_jpeg), PixelFormat::Jpeg)
                 if fits(camera_jpeg.width, camera_jpeg.height) =>
             {
-                return Ok(EncodedFrame {
+                return Ok(EncodedPicture {
                     format,
                     width: camera_jpeg.width,
                     height: camera_jpeg.height,
@@ -152,7 +155,7 @@ impl Encoder {
                 jpeg
             }
         };
-        Ok(EncodedFrame {
+        Ok(EncodedPicture {
             format,
             width,
             height,
@@ -174,7 +177,7 @@ impl Encoder {
         frame: CapturedFrame,
         format: PixelFormat,
         quality: Quality,
-    ) -> Result<OwnedEncodedFrame, MediaError> {
+    ) -> Result<OwnedEncodedPicture, MediaError> {
         let encoded = self.encode(&frame, format, quality)?;
         let (width, height) = (encoded.width, encoded.height);
         let own = match &frame.content {
@@ -183,7 +186,7 @@ impl Encoder {
         };
         let borrowed = std::ptr::eq(own, encoded.payload);
         if !borrowed {
-            return Ok(OwnedEncodedFrame {
+            return Ok(OwnedEncodedPicture {
                 format,
                 width,
                 height,
@@ -194,7 +197,7 @@ impl Encoder {
             FrameContent::Picture(picture) => picture.into_shared(),
             FrameContent::Jpeg(jpeg) => Bytes::from(jpeg.data),
         };
-        Ok(OwnedEncodedFrame {
+        Ok(OwnedEncodedPicture {
             format,
             width,
             height,
@@ -227,8 +230,8 @@ fn encode_jpeg(rgb: &Picture, quality: Quality, out: &mut Vec<u8>) -> Result<(),
 fn jpeg_options() -> DecoderOptions {
     DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
-        .set_max_width(MAX_FRAME_WIDTH as usize)
-        .set_max_height(MAX_FRAME_HEIGHT as usize)
+        .set_max_width(MAX_WIDTH as usize)
+        .set_max_height(MAX_HEIGHT as usize)
         // Reject damaged data instead of showing a best-effort half picture.
         .set_strict_mode(true)
 }
@@ -420,13 +423,11 @@ fn check_raw_payload(
 }
 
 fn check_announced_size(width: u32, height: u32) -> Result<(), MediaError> {
-    if width == 0 || height == 0 || width > MAX_FRAME_WIDTH || height > MAX_FRAME_HEIGHT {
+    if width == 0 || height == 0 || width > MAX_WIDTH || height > MAX_HEIGHT {
         return Err(MediaError::UnsupportedFrameSize {
             width,
             height,
-            problem: format!(
-                "each side must be between 1 and {MAX_FRAME_WIDTH}x{MAX_FRAME_HEIGHT}"
-            ),
+            problem: format!("each side must be between 1 and {MAX_WIDTH}x{MAX_HEIGHT}"),
         });
     }
     Ok(())

@@ -5,8 +5,13 @@
 //! - [`options`](SourceSpec): `--source`, `--size`, `--fps`, `--quality`, parsed once with their limits.
 //! - `picture`: [`Picture`] (RGB24 or I420 pixels) and [`CapturedFrame`] (a picture,
 //!   or a JPEG straight from an MJPEG camera, with its capture time).
-//! - `source`: the [`FrameSource`] trait and [`open_source`]: the camera (`camera`
-//!   module, its own thread), the test pattern (`pattern`), Y4M files (`y4m`).
+//! - `source`: the [`FrameSource`] trait alone, so each source implements it
+//!   without knowing the others.
+//! - `open`: [`open_source`] picks the source `--source` names: the camera
+//!   (`camera` module, its own thread), the test pattern (`pattern`), Y4M files (`y4m`).
+//! - `pacer`: [`Pacer`], the frame clock of every source that is not a camera.
+//! - `latest`: [`Latest`], the newest-only hand-off between a producer and a
+//!   consumer (camera thread -> source, and between the call's stages).
 //! - `codec`: [`Encoder`] and [`Decoder`] between frames and wire payloads
 //!   ([`PixelFormat`](crate::protocol::PixelFormat) rgb24, i420, jpeg).
 //! - `convert`: colour conversion and scaling, where the colour conventions live.
@@ -31,7 +36,10 @@ mod camera;
 mod codec;
 mod convert;
 mod error;
+mod latest;
+mod open;
 mod options;
+mod pacer;
 mod pattern;
 mod picture;
 mod source;
@@ -41,14 +49,15 @@ pub use camera::{
     camera_formats, choose_format, describe_available, print_cameras, query_cameras,
     CameraEncoding, CameraFormatInfo, CameraSource, CameraSummary, FormatChoice,
 };
-pub use codec::{Decoder, EncodedFrame, Encoder, OwnedEncodedFrame};
+pub use codec::{Decoder, EncodedPicture, Encoder, OwnedEncodedPicture};
 pub use error::MediaError;
-pub use options::{
-    Fps, Quality, Size, SourceSpec, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH, MIN_FRAME_SIDE,
-};
+pub use latest::Latest;
+pub use open::{open_source, TestPatternSource, Y4mFileSource};
+pub use options::{Fps, Quality, Size, SourceSpec, MIN_FRAME_SIDE};
+pub use pacer::Pacer;
 pub use pattern::{draw_test_pattern, read_frame_number, test_pattern, FRAME_NUMBER_BITS};
 pub use picture::{CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat};
-pub use source::{open_source, FrameSource, TestPatternSource, Y4mFileSource};
+pub use source::FrameSource;
 pub use y4m::{
     FrameRate, Placement, Timeline, Y4mChroma, Y4mHeader, Y4mReader, Y4mRecorder, MAX_FILL,
 };

@@ -9,17 +9,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::error::MediaError;
+// The largest size is the protocol's: a frame we capture must fit a message.
+use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 
 /// Smallest accepted frame side: below this the test pattern's frame-number
 /// code and JPEG's 16x16 macroblocks stop making sense.
 pub const MIN_FRAME_SIDE: u32 = 16;
-/// Largest accepted width: 4K UHD. A 3840x2160 RGB frame is 24.9 MB, which is
-/// already more than any link we expect will carry at a useful rate.
-pub const MAX_FRAME_WIDTH: u32 = 3840;
-/// Largest accepted height: 4K UHD (see [`MAX_FRAME_WIDTH`]).
-pub const MAX_FRAME_HEIGHT: u32 = 2160;
 
-/// Frame dimensions in pixels, within [`MIN_FRAME_SIDE`]..=[`MAX_FRAME_WIDTH`] x [`MAX_FRAME_HEIGHT`].
+/// Frame dimensions in pixels, within [`MIN_FRAME_SIDE`]..=[`MAX_WIDTH`] x [`MAX_HEIGHT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Size {
     width: u32,
@@ -30,8 +27,8 @@ impl Size {
     /// A size checked against the limits.
     pub fn new(width: u32, height: u32) -> Result<Self, MediaError> {
         let input = format!("{width}x{height}");
-        check_side(&input, "width", width, MAX_FRAME_WIDTH)?;
-        check_side(&input, "height", height, MAX_FRAME_HEIGHT)?;
+        check_side(&input, "width", width, MAX_WIDTH)?;
+        check_side(&input, "height", height, MAX_HEIGHT)?;
         Ok(Size { width, height })
     }
 
@@ -91,8 +88,8 @@ impl FromStr for Size {
             .map_err(|_| invalid("height is not a whole number"))?;
         Size::new(width, height).map_err(|_| {
             invalid(&format!(
-                "each side must be at least {MIN_FRAME_SIDE}, width at most {MAX_FRAME_WIDTH} \
-                 and height at most {MAX_FRAME_HEIGHT}"
+                "each side must be at least {MIN_FRAME_SIDE}, width at most {MAX_WIDTH} \
+                 and height at most {MAX_HEIGHT}"
             ))
         })
     }

@@ -90,13 +90,6 @@ impl Pixels {
         &mut self.owned
     }
 
-    fn into_vec(self) -> Vec<u8> {
-        match self.shared {
-            Some(shared) => shared.to_vec(),
-            None => self.owned,
-        }
-    }
-
     fn into_bytes(self) -> Bytes {
         match self.shared {
             Some(shared) => shared,
@@ -132,13 +125,7 @@ impl Picture {
         format: PictureFormat,
         data: Vec<u8>,
     ) -> Result<Self, MediaError> {
-        check_data_len(width, height, format, data.len())?;
-        Ok(Picture {
-            width,
-            height,
-            format,
-            data: Pixels::owned(data),
-        })
+        Picture::checked(width, height, format, Pixels::owned(data))
     }
 
     /// Wraps shared bytes (checked like [`Picture::new`]): cloning the
@@ -149,12 +136,23 @@ impl Picture {
         format: PictureFormat,
         data: Bytes,
     ) -> Result<Self, MediaError> {
-        check_data_len(width, height, format, data.len())?;
+        Picture::checked(width, height, format, Pixels::shared(data))
+    }
+
+    /// The one place a picture is made from outside bytes: their length
+    /// must be what the dimensions and format need.
+    fn checked(
+        width: u32,
+        height: u32,
+        format: PictureFormat,
+        data: Pixels,
+    ) -> Result<Self, MediaError> {
+        check_data_len(width, height, format, data.as_slice().len())?;
         Ok(Picture {
             width,
             height,
             format,
-            data: Pixels::shared(data),
+            data,
         })
     }
 
@@ -199,11 +197,6 @@ impl Picture {
     /// The pixel bytes in the layout [`PictureFormat`] describes.
     pub fn data(&self) -> &[u8] {
         self.data.as_slice()
-    }
-
-    /// Gives the buffer back (a copy only if the bytes were shared).
-    pub fn into_data(self) -> Vec<u8> {
-        self.data.into_vec()
     }
 
     /// Turns owned bytes into shared ones, without copying, so clones of

@@ -39,8 +39,9 @@ use std::path::{Path, PathBuf};
 
 use super::convert::{self, ChromaSubsampling, ColourRange, Scaler};
 use super::error::MediaError;
-use super::options::{Fps, MAX_FRAME_HEIGHT, MAX_FRAME_WIDTH};
+use super::options::Fps;
 use super::picture::{Picture, PictureFormat};
+use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 
 const FILE_MAGIC: &[u8] = b"YUV4MPEG2 ";
 const FRAME_MAGIC: &[u8] = b"FRAME";
@@ -356,16 +357,8 @@ fn parse_header(line: &[u8], path: &Path) -> Result<Y4mHeader, MediaError> {
     for tag in tags.split(' ').filter(|tag| !tag.is_empty()) {
         let (letter, value) = tag.split_at(1);
         match letter {
-            "W" => width = Some(parse_dimension(value, "width", tag, MAX_FRAME_WIDTH, path)?),
-            "H" => {
-                height = Some(parse_dimension(
-                    value,
-                    "height",
-                    tag,
-                    MAX_FRAME_HEIGHT,
-                    path,
-                )?)
-            }
+            "W" => width = Some(parse_dimension(value, "width", tag, MAX_WIDTH, path)?),
+            "H" => height = Some(parse_dimension(value, "height", tag, MAX_HEIGHT, path)?),
             "F" => frame_rate = parse_frame_rate(value, tag, path)?,
             "C" => chroma = parse_chroma(value, path)?,
             "X" if value.eq_ignore_ascii_case("COLORRANGE=FULL") => full_range = true,
@@ -403,7 +396,7 @@ fn parse_dimension(
         return Err(malformed(
             path,
             &format!(
-                "{side} {number} is larger than the {MAX_FRAME_WIDTH}x{MAX_FRAME_HEIGHT} vchat \
+                "{side} {number} is larger than the {MAX_WIDTH}x{MAX_HEIGHT} vchat \
                  handles; scale it down with ffmpeg -vf scale=..."
             ),
         ));

@@ -7,7 +7,7 @@
 //! port is silence. [`NetError::NoAnswer`] says so in plain words.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
@@ -17,15 +17,22 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::addresses::parse_target;
 use super::danger::PinSet;
 use super::error::{classify, rustls_error};
+use super::happy_eyeballs::connect_first;
 use super::knock::{unix_now, KnockKey};
 use super::{tls, NetError, SecureStream};
 use crate::identity::{Fingerprint, Identity, PinnedPeer};
 
-/// Connects to `addr`, sends the knock for `peer`'s certificate, and
-/// completes a mutual TLS 1.3 handshake, accepting the listener only if it
-/// presents the certificate of `peer`.
+/// Connects to `addr` (`HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6
+/// address; the port defaults to 7878), sends the knock for `peer`'s
+/// certificate, and completes a mutual TLS 1.3 handshake, accepting the
+/// listener only if it presents the certificate of `peer`.
+///
+/// Every address the host resolves to is tried, IPv6 and IPv4 interleaved,
+/// the Happy Eyeballs way (`happy_eyeballs.rs`); the knock and TLS run on
+/// the first TCP connection made.
 ///
 /// TLS 1.3 gives the listener's verdict on *our* certificate only with the
 /// first read, so a returned stream is not yet a call: the protocol layer
@@ -36,23 +43,25 @@ pub async fn dial(
     peer: &PinnedPeer,
     timeout: Duration,
 ) -> Result<SecureStream, NetError> {
-    let remote = resolve(addr).await?;
+    let candidates = resolve(addr).await?;
     let config = tls::client_config(identity, PinSet::new(vec![peer.clone()]))?;
     let knock = KnockKey::for_certificate(peer.certificate.der().as_ref())
         .fresh(&SystemRandom::new(), unix_now())
         .map_err(|_| NetError::Random)?;
     let started = Instant::now();
-    // Whether the TCP connection was made, so a timeout can tell "nothing
-    // at that address" from "something accepted and stayed silent".
-    let connected = AtomicBool::new(false);
+    // The address that answered, once TCP is connected, so a timeout can
+    // tell "nothing at that address" from "something accepted and stayed
+    // silent".
+    let connected: OnceLock<SocketAddr> = OnceLock::new();
     let connect = async {
-        let mut tcp = TcpStream::connect(remote)
-            .await
-            .map_err(|source| NetError::Connect {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        connected.store(true, Ordering::Relaxed);
+        let (mut tcp, remote): (TcpStream, SocketAddr) =
+            connect_first(&candidates)
+                .await
+                .map_err(|source| NetError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+        let _ = connected.set(remote);
         // Frames are latency-sensitive; never wait to coalesce small writes.
         let _ = tcp.set_nodelay(true);
         // The knock goes first, alone: the listener reads exactly these 48
@@ -65,7 +74,7 @@ pub async fn dial(
             })?;
         let server_name = ServerName::try_from(tls::SERVER_NAME)
             .map_err(|_| NetError::Config(rustls::Error::General("bad server name".into())))?;
-        TlsConnector::from(config)
+        let stream = TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
             .map_err(|e| {
@@ -77,10 +86,11 @@ pub async fn dial(
                 } else {
                     classify(remote, e)
                 }
-            })
+            })?;
+        Ok::<_, NetError>((stream, remote))
     };
-    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
-        if connected.load(Ordering::Relaxed) {
+    let (stream, remote) = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+        if let Some(&remote) = connected.get() {
             NetError::NoAnswer {
                 addr: remote,
                 waited: timeout,
@@ -109,16 +119,22 @@ pub async fn dial(
     })
 }
 
-async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
+/// Every address `addr` names, in the resolver's order (which already
+/// prefers the family the system can route).
+async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, NetError> {
+    let target = parse_target(addr)?;
     let resolve_err = |source| NetError::Resolve {
         addr: addr.to_owned(),
         source,
     };
-    tokio::net::lookup_host(addr)
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(resolve_err)?
-        .next()
-        .ok_or_else(|| resolve_err(std::io::Error::other("no address found")))
+        .collect();
+    if addresses.is_empty() {
+        return Err(resolve_err(std::io::Error::other("no address found")));
+    }
+    Ok(addresses)
 }
 
 /// Whether a failed client handshake looks like a listener that never

@@ -13,7 +13,10 @@ use crate::identity::Fingerprint;
 /// What went wrong while connecting, listening or handshaking.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("cannot resolve {addr:?}: {source}; give ADDR:PORT, e.g. 192.0.2.7:7878")]
+    #[error("{input:?} is not an address vchat can call: {problem}; give HOST, HOST:PORT or [IPV6]:PORT, e.g. alice.example.org, 192.0.2.7:7878 or [2001:db8::4]:7878")]
+    BadAddress { input: String, problem: String },
+
+    #[error("cannot resolve {addr:?}: {source}; check the name, or give an IP address, e.g. 192.0.2.7 or [2001:db8::4]:7878")]
     Resolve { addr: String, source: io::Error },
 
     #[error("cannot connect to {addr}: {source}; check the address and that the peer is running `vchat listen`")]
@@ -40,6 +43,9 @@ pub enum NetError {
         addr: SocketAddr,
         alert: AlertDescription,
     },
+
+    #[error("{addr} answered, but not with TLS: the port belongs to another program (a web server, an older vchat, ...), not a vchat listener; check the address and port")]
+    NotTls { addr: SocketAddr },
 
     #[error("TLS with {addr} failed: {source}")]
     Tls { addr: SocketAddr, source: io::Error },
@@ -79,6 +85,10 @@ pub fn classify(addr: SocketAddr, err: io::Error) -> NetError {
                 };
             }
         }
+        // rustls names this by its internal type ("received corrupt message
+        // of type InvalidContentType"); in plain words the other side does
+        // not speak TLS at all.
+        Some(rustls::Error::InvalidMessage(_)) => return NetError::NotTls { addr },
         Some(rustls::Error::AlertReceived(alert)) if is_certificate_alert(*alert) => {
             return NetError::RejectedByPeer {
                 addr,

@@ -25,11 +25,13 @@
 //! log line.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -120,18 +122,25 @@ pub struct Listener {
 impl Listener {
     /// Binds `addr` and starts accepting. Only callers that knock with our
     /// certificate and present a certificate in `pins` get through.
+    ///
+    /// `[::]:PORT` is one dual-stack socket that takes IPv4 callers too (as
+    /// `::ffff:a.b.c.d`); where IPv6 is off it falls back to `0.0.0.0:PORT`.
     pub async fn bind(
         addr: &str,
         identity: &Identity,
         pins: PinSet,
         options: ListenerOptions,
     ) -> Result<Listener, NetError> {
-        let tcp = TcpListener::bind(addr)
+        let bind_err = |source| NetError::Bind {
+            addr: addr.to_owned(),
+            source,
+        };
+        let address = tokio::net::lookup_host(addr)
             .await
-            .map_err(|source| NetError::Bind {
-                addr: addr.to_owned(),
-                source,
-            })?;
+            .map_err(bind_err)?
+            .next()
+            .ok_or_else(|| bind_err(io::Error::other("the name resolved to no address")))?;
+        let tcp = bind_tcp(address).map_err(bind_err)?;
         let local_addr = tcp.local_addr().map_err(|source| NetError::Bind {
             addr: addr.to_owned(),
             source,
@@ -159,6 +168,49 @@ impl Listener {
     pub async fn accept(&mut self) -> Option<SecureStream> {
         self.authenticated.recv().await
     }
+}
+
+/// Pending connections the kernel may queue before we accept them: what
+/// std and tokio use, ample since the accept loop never blocks.
+const ACCEPT_BACKLOG: i32 = 1024;
+
+/// Binds `address`; the unspecified IPv6 address becomes a dual-stack socket,
+/// or the unspecified IPv4 address where IPv6 is unavailable.
+fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
+    match open_listening_socket(address) {
+        Err(error)
+            if address.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                && !matches!(
+                    error.kind(),
+                    io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+                ) =>
+        {
+            let ipv4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, address.port()));
+            info!("cannot listen on IPv6 here ({error}); listening on {ipv4} (IPv4 only)");
+            open_listening_socket(ipv4)
+        }
+        result => result,
+    }
+}
+
+fn open_listening_socket(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() {
+        // Explicitly, whatever the system default (net.ipv6.bindv6only):
+        // one socket serves both families.
+        socket.set_only_v6(false)?;
+    }
+    // As std and tokio do: a restarted listener can bind again at once
+    // while the previous call's connection is in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// What every connection task needs, shared by all of them.
@@ -280,7 +332,12 @@ async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>, stop: CancellationTo
             accepted = tcp.accept() => accepted,
         };
         let (stream, remote) = match accepted {
-            Ok(pair) => pair,
+            // An IPv4 caller on the dual-stack socket arrives as
+            // ::ffff:a.b.c.d; logs and the window show it as a.b.c.d.
+            Ok((stream, remote)) => (
+                stream,
+                SocketAddr::new(remote.ip().to_canonical(), remote.port()),
+            ),
             Err(e) => {
                 // Usually EMFILE/ENFILE: back off briefly instead of spinning.
                 warn!("accept failed: {e}");

@@ -5,13 +5,20 @@
 //! - [`knock`] is the 48-byte proof, sent before TLS, that a caller knows the
 //!   listener's certificate; without it a listener sends nothing.
 //! - [`dial`] is the caller's side, [`Listener`] the listener's.
+//! - `addresses`: what `vchat call ARG` means ([`parse_target`], default
+//!   port [`DEFAULT_PORT`]) and where a listener can be reached
+//!   ([`usable_addresses`]).
+//! - `happy_eyeballs`: [`connect_first`] races a host's IPv6 and IPv4
+//!   addresses (RFC 8305) so a dead family costs 250 ms, not a TCP timeout.
 //!
 //! Both sides end with a [`SecureStream`]: an authenticated stream and the
 //! pinned peer it is known to come from.
 
+mod addresses;
 pub mod danger;
 mod dial;
 mod error;
+mod happy_eyeballs;
 pub mod knock;
 mod listener;
 pub mod tls;
@@ -20,14 +27,16 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
+pub use crate::identity::crypto_provider;
+pub use addresses::{parse_target, usable_addresses, Target, DEFAULT_PORT};
 pub use danger::{NotPinned, PinSet};
 pub use dial::dial;
 pub use error::{classify, NetError};
+pub use happy_eyeballs::{connect_first, interleave_families, CONNECTION_ATTEMPT_DELAY};
 pub use listener::{
     Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MAX_UNKNOCKED, STRANGER_LINGER_MAX, STRANGER_LINGER_MIN,
 };
-pub use tls::crypto_provider;
 
 use crate::identity::PinnedPeer;
 

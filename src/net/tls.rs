@@ -7,28 +7,19 @@
 //! no SNI and offers no ALPN, and the listener negotiates none, so the
 //! ClientHello (in the clear) carries nothing that says vchat.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
 use super::danger::{PinSet, PinnedClientVerifier, PinnedServerVerifier};
 use super::NetError;
-use crate::identity::Identity;
+use crate::identity::{crypto_provider, Identity};
 
 /// The name rustls wants for a client connection. It is never sent (SNI is
 /// off) and never checked (pinning ignores names); it only satisfies the
 /// API. Nothing vchat-specific appears in the ClientHello: no SNI, no ALPN.
 pub const SERVER_NAME: &str = "peer.invalid";
-
-/// The one crypto provider of the program (ring).
-pub fn crypto_provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
-}
 
 /// The caller's configuration: presents `identity`, accepts only `pins`.
 pub fn client_config(identity: &Identity, pins: PinSet) -> Result<Arc<ClientConfig>, NetError> {

@@ -196,11 +196,6 @@ impl Session {
         self.accepted && !self.sent_bye && !self.received_bye
     }
 
-    /// Whether the peer has said Bye.
-    pub fn peer_said_bye(&self) -> bool {
-        self.received_bye
-    }
-
     /// How many messages of unknown types were received and ignored.
     pub fn unknown_received(&self) -> u64 {
         self.unknown_received
