@@ -7,6 +7,7 @@
 //!   for every command: handshake, what we send, pipeline.
 //! - [`handshake`] is the hello/accept exchange after TLS.
 //! - [`pipeline`] moves video both ways with bounded latency.
+//! - [`state`] is the call's rules as an I/O-free state machine.
 //! - [`slot`] is the newest-only hand-off between pipeline stages.
 //! - [`stats`] counts and reports.
 
@@ -15,6 +16,7 @@ pub mod pipeline;
 pub mod run;
 pub mod setup;
 pub mod slot;
+pub mod state;
 pub mod stats;
 
 use std::fmt;
