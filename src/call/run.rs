@@ -17,10 +17,12 @@ use super::setup::{handshake_and_run, Plan};
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
-use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
+use crate::net::{
+    classify, dial, Listener, ListenerOptions, PinSet, SecureStream, HANDSHAKE_TIMEOUT,
+};
 use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
-use crate::ui::{DisplayState, UiCommand, UiHandle, WindowLoop};
+use crate::ui::{CallState, DisplayState, UiCommand, UiHandle, WindowLoop};
 
 /// The options every command that sends video shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,18 +114,34 @@ impl CallOptions {
     }
 }
 
-/// `vchat listen`: waits for one of `peer_specs` and runs the call.
+/// Whether `vchat listen` takes one call or keeps serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// One call, then exit (`--once`, for scripts).
+    Once,
+    /// Call after call, one at a time, until Ctrl-C or the window closes.
+    UntilStopped,
+}
+
+/// `vchat listen`: waits for one of `peer_specs` and runs the call; with
+/// [`Serve::UntilStopped`], waits again after each call. `on_call_end` gets
+/// the summary of every call that ended normally while serving continues
+/// (the returned summary is the last one, or why serving stopped).
 pub fn listen(
     dir: &Path,
     bind: &str,
     peer_specs: &[String],
     options: &CallOptions,
+    serve: Serve,
+    on_call_end: impl Fn(&CallSummary) + Send + 'static,
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
     // Read again for every connection, so `vchat untrust` takes effect at once.
     let pins = PinSet::live(dir, peer_specs)?;
     options.duration()?;
-    let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
+    let default_source = SourceSpec::Camera { index: 0 };
+    // Opened now, so a missing camera is reported before anyone calls.
+    let first_source = options.open_source(&default_source)?;
     let name = display_name(options, &identity);
     let waiting_for: Vec<String> = pins.peers().iter().map(|p| p.name.clone()).collect();
     let state = DisplayState::new(&format!("waiting for {}", waiting_for.join(", ")), "");
@@ -133,23 +151,69 @@ pub fn listen(
     run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
         let mut listener =
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
+        let addr = listener.local_addr();
         // A stable line scripts and tests can wait for (the port may be 0 = any).
-        eprintln!("vchat: listening on {}", listener.local_addr());
-        info!("waiting for {}", waiting_for.join(" or "));
-        let secure = tokio::select! {
-            secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
-            reason = ended_before_connecting(&mut commands) => return Ok(not_connected(reason)),
-        };
-        let remote = secure.remote;
-        let peer = secure.peer.clone();
-        show_peer(&ui, &peer);
-        info!(peer = %peer.name, "call from {}", peer.name);
-        // Anyone else who gets through while we are in this call is told we are busy.
-        tokio::spawn(refuse_while_busy(listener));
-        let conn = Connection::new(secure.stream, Role::Listener);
-        let plan = options.plan(&name, &peer.name)?;
-        let map_io = move |e| CallError::Net(classify(remote, e));
-        handshake_and_run(conn, plan, map_io, source, ui, commands).await
+        eprintln!("vchat: listening on {addr}");
+        let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
+        let mut source = Some(first_source);
+        let mut calls_served = 0u64;
+        loop {
+            ui.update(|s| {
+                s.state = CallState::Waiting(vec![addr.to_string()]);
+                s.peer_picture = None;
+                s.peer_display_name = None;
+            });
+            info!("waiting for {}", waiting_for.join(" or "));
+            let secure = tokio::select! {
+                secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
+                reason = ended_before_connecting(&mut commands) => {
+                    return Ok(not_connected(reason, calls_served));
+                }
+            };
+            let remote = secure.remote;
+            let peer = secure.peer.clone();
+            show_peer(&ui, &peer);
+            ui.update(|s| s.state = CallState::Connecting);
+            info!(peer = %peer.name, "call from {}", peer.name);
+            let source = match source.take() {
+                Some(source) => source,
+                None => options.open_source(&default_source)?,
+            };
+            let conn = Connection::new(secure.stream, Role::Listener);
+            let plan = options.plan(&name, &peer.name)?;
+            let map_io = move |e| CallError::Net(classify(remote, e));
+            // The call gets its own command channel, fed from the window's
+            // while it runs, so the window's outlives it.
+            let (call_commands, call_commands_rx) = mpsc::unbounded_channel();
+            let call = handshake_and_run(conn, plan, map_io, source, ui.clone(), call_commands_rx);
+            tokio::pin!(call);
+            let result = loop {
+                tokio::select! {
+                    result = &mut call => break result,
+                    // Anyone else who gets through meanwhile is told we are busy.
+                    Some(other) = listener.accept() => refuse_busy(other, &busy_refusals),
+                    Some(command) = commands.recv() => {
+                        let _ = call_commands.send(command);
+                    }
+                }
+            };
+            calls_served += 1;
+            let stop_serving = serve == Serve::Once
+                || matches!(
+                    &result,
+                    Ok(CallSummary {
+                        end: EndReason::Interrupted | EndReason::HungUp | EndReason::OutputClosed,
+                        ..
+                    })
+                );
+            if stop_serving {
+                return result;
+            }
+            match result {
+                Ok(summary) => on_call_end(&summary),
+                Err(e) => eprintln!("vchat: the call with {} failed: {e}", peer.name),
+            }
+        }
     })
 }
 
@@ -364,9 +428,14 @@ async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) ->
     }
 }
 
-fn not_connected(end: EndReason) -> CallSummary {
+/// The summary of a listener that stopped while waiting, after `served` calls.
+fn not_connected(end: EndReason, served: u64) -> CallSummary {
+    let peer = match served {
+        0 => "nobody (no peer connected)".to_owned(),
+        n => format!("nobody (waiting after {n} calls)"),
+    };
     CallSummary {
-        peer: "nobody (no peer connected)".into(),
+        peer,
         end,
         duration: Duration::ZERO,
         totals: Default::default(),
@@ -387,32 +456,29 @@ const MAX_BUSY_REFUSALS: usize = 4;
 /// How long a busy refusal waits for the caller to read our bye and close.
 const BUSY_REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// While we are in a call, tell other pinned peers that get through we are
-/// busy: a `bye` right away (PROTOCOL.md allows it before any hello), then
-/// close_notify. Whatever they send meanwhile is read into one small buffer
-/// and discarded, never parsed into messages, so a crowd of pinned
+/// While we are in a call, tell another pinned peer that gets through we
+/// are busy: a `bye` right away (PROTOCOL.md allows it before any hello),
+/// then close_notify. Whatever it sends meanwhile is read into one small
+/// buffer and discarded, never parsed into messages, so a crowd of pinned
 /// connections each sending a maximum-size frame costs a few kilobytes each,
 /// not a frame each; and reading on until they close keeps our bye from
-/// being destroyed by a reset.
-async fn refuse_while_busy(mut listener: Listener) {
-    let slots = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
-    while let Some(secure) = listener.accept().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            info!(peer = %secure.peer.name, "closed a second call: busy with {MAX_BUSY_REFUSALS} refusals already");
-            continue;
-        };
-        info!(peer = %secure.peer.name, "refusing a second call: busy");
-        tokio::spawn(async move {
-            let mut conn = Connection::new(secure.stream, Role::Listener);
-            let _ = tokio::time::timeout(BUSY_REFUSAL_TIMEOUT, async {
-                conn.close(Bye::new(ByeReason::Busy, "already in a call"))
-                    .await?;
-                conn.discard_until_closed().await
-            })
-            .await;
-            drop(slot);
-        });
-    }
+/// being destroyed by a reset. At most [`MAX_BUSY_REFUSALS`] at once.
+fn refuse_busy(secure: SecureStream, slots: &Arc<Semaphore>) {
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        info!(peer = %secure.peer.name, "closed a second call: busy with {MAX_BUSY_REFUSALS} refusals already");
+        return;
+    };
+    info!(peer = %secure.peer.name, "refusing a second call: busy");
+    tokio::spawn(async move {
+        let mut conn = Connection::new(secure.stream, Role::Listener);
+        let _ = tokio::time::timeout(BUSY_REFUSAL_TIMEOUT, async {
+            conn.close(Bye::new(ByeReason::Busy, "already in a call"))
+                .await?;
+            conn.discard_until_closed().await
+        })
+        .await;
+        drop(slot);
+    });
 }
 
 fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
