@@ -44,6 +44,10 @@ impl FrameSource for StalledSource {
 
 #[tokio::test]
 async fn hanging_up_with_a_stalled_camera_returns_at_once() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("debug")
+        .try_init();
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let plan = Plan {
         hello: local_hello("Us"),

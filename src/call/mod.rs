@@ -147,6 +147,8 @@ pub enum CallError {
     HelloTimeout(Duration),
     #[error("expected the peer's {wanted}, got {got}")]
     UnexpectedMessage { wanted: String, got: &'static str },
+    #[error("cannot record to {0}")]
+    Record(String),
     #[error("the listener stopped before a peer connected")]
     ListenerClosed,
     #[error("{0}")]
@@ -177,6 +179,7 @@ impl CallError {
             | CallError::ConnectionLost(_)
             | CallError::PeerEnded(_)
             | CallError::ClosedDuringHandshake
+            | CallError::Record(_)
             | CallError::ListenerClosed => None,
         }
     }

@@ -365,13 +365,17 @@ where
     {
         warn!("the call's tasks did not stop within {TASKS_STOP_LIMIT:?}");
     }
-    if tokio::time::timeout(MEDIA_STOP_GRACE, media_stopped)
-        .await
-        .is_err()
-    {
-        warn!("the video source did not stop within {MEDIA_STOP_GRACE:?}; leaving it behind");
-    }
-    let recorded = join_thread(decoder).await.flatten();
+    // The media thread and the decoder stop side by side.
+    let media_stop = async {
+        if tokio::time::timeout(MEDIA_STOP_GRACE, media_stopped)
+            .await
+            .is_err()
+        {
+            warn!("the video source did not stop within {MEDIA_STOP_GRACE:?}; not waiting for it");
+        }
+    };
+    let ((), recorded) = tokio::join!(media_stop, join_thread(decoder));
+    let recorded = recorded.flatten();
     let Ending {
         outcome,
         mut failures,

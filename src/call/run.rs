@@ -53,6 +53,9 @@ pub struct CallOptions {
     /// Write the video you receive to a YUV4MPEG2 file.
     #[arg(long, value_name = "FILE.y4m")]
     pub record: Option<PathBuf>,
+    /// Replace the --record file if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
     /// Hang up after sending N frames (at least 1).
     #[arg(long, value_name = "N", value_parser = |n: &str| match n.parse::<u64>() {
         // 0 would mean "hang up before the first frame", which never triggers.
@@ -80,6 +83,18 @@ impl CallOptions {
                 "--duration {secs} is not a positive number of seconds"
             ))),
         }
+    }
+
+    /// Checks what can be checked before any connection: the duration and
+    /// the recording's file (its folder exists and takes a file, and it
+    /// replaces no file without `--force`), so a call is not lost to a
+    /// typo found only when the first frame arrives.
+    fn check(&self) -> Result<(), CallError> {
+        self.duration()?;
+        if let Some(path) = &self.record {
+            check_record_target(path, self.force)?;
+        }
+        Ok(())
     }
 
     /// What this side brings to a call with `peer_name`, introducing
@@ -138,7 +153,7 @@ pub fn listen(
     let identity = Identity::load(dir)?;
     // Read again for every connection, so `vchat untrust` takes effect at once.
     let pins = PinSet::live(dir, peer_specs)?;
-    options.duration()?;
+    options.check()?;
     let default_source = SourceSpec::Camera { index: 0 };
     // Opened now, so a missing camera is reported before anyone calls.
     let first_source = options.open_source(&default_source)?;
@@ -180,7 +195,13 @@ pub fn listen(
                 None => options.open_source(&default_source)?,
             };
             let conn = Connection::new(secure.stream, Role::Listener);
-            let plan = options.plan(&name, &peer.name)?;
+            let mut plan = options.plan(&name, &peer.name)?;
+            // Each call after the first records to its own numbered file.
+            if let (Some(path), true) = (&options.record, calls_served > 0) {
+                let numbered = numbered_path(path, calls_served + 1);
+                check_record_target(&numbered, options.force)?;
+                plan.config.record = Some(numbered);
+            }
             let map_io = move |e| CallError::Net(classify(remote, e));
             // The call gets its own command channel, fed from the window's
             // while it runs, so the window's outlives it.
@@ -226,7 +247,7 @@ pub fn call(
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
     let peer = peers::resolve(dir, peer_spec)?;
-    options.duration()?;
+    options.check()?;
     let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
     let name = display_name(options, &identity);
     let state = DisplayState::new(&peer.name, &peer.fingerprint().short());
@@ -267,6 +288,7 @@ const HEADLESS_DEMO: Duration = Duration::from_secs(5);
 /// `vchat demo`: two throwaway identities, both peers in this process over
 /// loopback mutual TLS, one window showing both feeds.
 pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
+    options.check()?;
     let mut options = options.clone();
     let me = Identity::generate("You (demo)")?;
     let friend = Identity::generate("Friend (demo)")?;
@@ -489,6 +511,61 @@ fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
     });
 }
 
+/// Refuses a `--record` target that cannot work: a folder that does not
+/// exist or does not take new files, or an existing file (unless `force`).
+fn check_record_target(path: &Path, force: bool) -> Result<(), CallError> {
+    let refuse = |why: String| CallError::Record(format!("{}: {why}", path.display()));
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(refuse(format!(
+            "the folder {} does not exist",
+            folder.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(refuse("is a folder; give a file name".into()));
+    }
+    if path.exists() && !force {
+        return Err(refuse(
+            "the file exists; choose another name or add --force to replace it".into(),
+        ));
+    }
+    // Whether the folder takes a file, found by making one (and removing it).
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    let probe = folder.join(format!(".{file_name}.vchat-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(refuse(format!(
+            "cannot write in {} ({e})",
+            folder.display()
+        ))),
+    }
+}
+
+/// `calls.y4m` as `calls-N.y4m`, for the Nth call of a serving listener.
+fn numbered_path(path: &Path, n: u64) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "recording".into(), |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
+}
+
 /// The name the peer sees: `--name`, else our certificate's name made fit
 /// for a hello (an identity made by an older vchat may carry a longer name,
 /// or characters a hello may not: the call must not fail for that).
@@ -516,6 +593,32 @@ fn fit_display_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_target_is_checked_before_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("call.y4m");
+        assert!(check_record_target(&fresh, false).is_ok());
+        assert!(!fresh.exists(), "the check leaves nothing behind");
+        std::fs::write(&fresh, b"an earlier call").unwrap();
+        let err = check_record_target(&fresh, false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert!(check_record_target(&fresh, true).is_ok());
+        let nowhere = dir.path().join("no-such-folder/call.y4m");
+        let err = check_record_target(&nowhere, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = check_record_target(dir.path(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a folder"), "{err}");
+        assert_eq!(
+            numbered_path(&fresh, 2),
+            dir.path().join("call-2.y4m"),
+            "a serving listener's second recording"
+        );
+    }
 
     #[test]
     fn a_long_certificate_name_is_cut_at_a_character_boundary() {

@@ -29,6 +29,7 @@ use crate::ui::{RgbImage, UiHandle};
 ///
 /// `stopped` is sent when the thread has let go of the source (a camera is
 /// released then); it never is while the source blocks.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn_media_thread(
     mut source: Box<dyn FrameSource>,
     shared: Arc<Shared>,

@@ -601,7 +601,8 @@ mod tests {
     #[test]
     fn bye_ends_the_call_in_every_state_and_is_not_answered() {
         let hangup = || Message::Bye(Bye::new(ByeReason::Hangup, "bye now"));
-        let states: Vec<(&str, Box<dyn Fn() -> (CallMachine, Instant)>)> = vec![
+        type Start = Box<dyn Fn() -> (CallMachine, Instant)>;
+        let states: Vec<(&str, Start)> = vec![
             (
                 "caller awaiting hello",
                 Box::new(|| machine(Role::Caller, Duration::ZERO)),
