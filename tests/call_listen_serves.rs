@@ -57,4 +57,12 @@ fn a_listener_serves_three_calls_in_a_row_then_stops_on_ctrl_c() {
         .unwrap_or_else(|| panic!("no summary at Ctrl-C: {}", finished.all_output()));
     assert!(last.contains("interrupted"), "{last}");
     assert!(last.contains("after 3 calls"), "{last}");
+    assert!(
+        finished
+            .stdout
+            .last()
+            .is_some_and(|l| l.contains("\"event\":\"end\"")),
+        "the last line is the end event: {}",
+        finished.all_output()
+    );
 }

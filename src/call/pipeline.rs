@@ -436,6 +436,7 @@ async fn supervise(
     tokio::pin!(duration_limit);
     // A oneshot must not be polled again once it has answered.
     let mut writer_finished = false;
+    let mut duration_reached = false;
     let mut window_open = true;
     let (bye, outcome) = loop {
         tokio::select! {
@@ -450,7 +451,10 @@ async fn supervise(
             }
             Some(e) = failures.recv() => core.handle(Event::Failed(e)),
             () = shared.frames_reached.notified() => core.handle(Event::Stop(EndReason::FramesReached)),
-            () = &mut duration_limit => core.handle(Event::Stop(EndReason::DurationReached)),
+            () = &mut duration_limit, if !duration_reached => {
+                duration_reached = true;
+                core.handle(Event::Stop(EndReason::DurationReached));
+            }
             () = shared.output_closed.notified() => core.handle(Event::Stop(EndReason::OutputClosed)),
             _ = tokio::signal::ctrl_c() => core.handle(Event::Stop(EndReason::Interrupted)),
             command = commands.recv(), if window_open => match command {

@@ -167,6 +167,7 @@ pub fn listen(
         let mut listener =
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         let addr = listener.local_addr();
+        let mut interrupts = Interrupts::start()?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         eprintln!("vchat: listening on {addr}");
         let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
@@ -181,7 +182,7 @@ pub fn listen(
             info!("waiting for {}", waiting_for.join(" or "));
             let secure = tokio::select! {
                 secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
-                reason = ended_before_connecting(&mut commands) => {
+                reason = ended_before_connecting(&mut commands, &mut interrupts) => {
                     return Ok(not_connected(reason, calls_served));
                 }
             };
@@ -434,10 +435,38 @@ fn open_window(headless: bool, state: DisplayState) -> Result<Option<WindowLoop>
     Ok(Some(WindowLoop::new(state)?))
 }
 
+/// Ctrl-C, heard from the moment this is made: a listener makes it before
+/// it says it listens, so a Ctrl-C right after that line is not lost (or,
+/// before any handler exists, fatal without a summary).
+struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn start() -> Result<Self, CallError> {
+        Ok(Interrupts {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CallError::Internal(format!("cannot listen for Ctrl-C: {e}")))?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Resolves when the user gives up waiting for a peer (window closed or Ctrl-C).
-async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+async fn ended_before_connecting(
+    commands: &mut UnboundedReceiver<UiCommand>,
+    interrupts: &mut Interrupts,
+) -> EndReason {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => EndReason::Interrupted,
+        () = interrupts.recv() => EndReason::Interrupted,
         reason = async {
             loop {
                 match commands.recv().await {

@@ -268,10 +268,13 @@ impl CallMachine {
             (Phase::AwaitingAccept, Message::Camera { on }) => self.peer_camera_on = on,
             (Phase::AwaitingAccept, other) => self.unexpected("accept", &other),
             (Phase::Live, Message::Pong { nonce }) => {
-                let sent = Duration::from_micros(nonce);
-                let rtt = now.saturating_duration_since(self.epoch + sent);
-                self.actions
-                    .push_back(Action::RoundTrip(rtt.max(Duration::from_micros(1))));
+                // The nonce comes back from the peer: a made-up one must not
+                // overflow the clock (no RTT is better than a panic).
+                if let Some(sent) = self.epoch.checked_add(Duration::from_micros(nonce)) {
+                    let rtt = now.saturating_duration_since(sent);
+                    self.actions
+                        .push_back(Action::RoundTrip(rtt.max(Duration::from_micros(1))));
+                }
             }
             (Phase::Live, Message::Camera { on }) => self.actions.push_back(Action::PeerCamera(on)),
             // The session (protocol/validate.rs) refuses a second hello or
@@ -581,6 +584,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_made_up_pong_nonce_is_harmless() {
+        let (mut m, now) = live_caller(Duration::ZERO);
+        m.handle(now, Event::Received(Message::Pong { nonce: u64::MAX }));
+        assert!(drain(&mut m)
+            .iter()
+            .all(|a| !matches!(a, Action::End { .. })));
     }
 
     #[test]
