@@ -17,9 +17,9 @@
 //! - [`media`]: where pictures come from and how they travel: camera, test
 //!   pattern and Y4M file sources, raw and JPEG codecs, Y4M recording.
 //! - [`ui`]: the window: the peer large, yourself small, an overlay, keys.
-//! - [`call`]: joins the parts: `listen`, `call` and `demo`, the handshake
-//!   after TLS, and the pipeline that moves video both ways with bounded
-//!   latency.
+//! - [`call`]: joins the parts: `listen` (call after call), `call` and
+//!   `demo`; the call's rules as an I/O-free state machine; the link, media
+//!   send and media receive that move video both ways with bounded latency.
 //! - [`bench`]: `vchat bench`, both peers in one process over loopback with
 //!   pre-generated frames: throughput, latency, CPU and memory per size and
 //!   codec, against a bare TLS stream carrying the same bytes.
@@ -27,14 +27,23 @@
 //! # Data flow
 //!
 //! ```text
-//!            media thread                          writer task
-//!  source ─► encoder ─► [newest frame] ─────────► protocol::Connection ─► TLS ─► TCP ─┐
-//!  (camera/test/y4m)                                                                 │
-//!                                                                              the peer
-//!            decoder thread                        reader task                       │
-//!  window ◄─ decoder ◄─ [newest frame] ◄───────── protocol::Connection ◄─ TLS ◄─ TCP ◄┘
-//!  recorder ◄┘                                    (ping/pong, camera, bye)
+//!  send.rs: media thread                 link.rs: writer task (owns the write half)
+//!  source ─► encoder ─► [newest frame] ─► control > pong > video ─► Connection ─► TLS ─► TCP ─┐
+//!  (camera/test/y4m)                      ▲ bye, camera, ping                                │
+//!                                         │                                            the peer
+//!                              state.rs: CallMachine (no I/O, time passed in)                │
+//!                              hello/accept, pings, liveness, bye, reconnect decision        │
+//!                                         ▲ ping, pong, camera, bye, bytes heard             │
+//!  receive.rs: decoder thread             │                                                  │
+//!  window ◄─ decoder ◄─ [newest frame] ◄─ link.rs: reader task (owns the read half) ◄─ TLS ◄┘
+//!  recorder ◄┘
 //! ```
+//!
+//! Every call, whether `listen`, `call`, `demo` or `bench` started it, goes
+//! through `call::setup::handshake_and_run`: the state machine drives the
+//! hello/accept exchange, then `call::pipeline` runs the tasks and threads
+//! above around it. One `CancellationToken` and one `TaskTracker` per call
+//! stop them all; a thread stuck in a stalled camera is not waited for.
 //!
 //! `[newest frame]` is a one-slot hand-off ([`media::Latest`]): a stage
 //! that falls behind finds only the newest frame, so slowness costs dropped

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use vchat::call::{self, CallOptions, CallSummary, StatsFormat};
+use vchat::call::{self, CallOptions, CallSummary, Serve};
 use vchat::identity::{self, commands};
 
 #[derive(Parser)]
@@ -90,6 +90,10 @@ enum Command {
         /// Who may call: a trusted peer's name or a certificate file (repeatable).
         #[arg(long = "peer", required = true, value_name = "NAME_OR_CERT")]
         peers: Vec<String>,
+        /// Take one call, then exit (default: wait for the next call after
+        /// each one, until Ctrl-C).
+        #[arg(long)]
+        once: bool,
         #[command(flatten)]
         options: CallOptions,
     },
@@ -155,14 +159,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen {
             bind,
             peers,
+            once,
             options,
-        } => report(call::listen(&dir()?, &bind, &peers, &options)?, &options),
+        } => {
+            let serve = if once {
+                Serve::Once
+            } else {
+                Serve::UntilStopped
+            };
+            let stats = options.stats;
+            let each = move |summary: &CallSummary| call::print_summary(summary, stats);
+            report(
+                call::listen(&dir()?, &bind, &peers, &options, serve, each),
+                &options,
+            )?
+        }
         Command::Call {
             addr,
             peer,
             options,
-        } => report(call::call(&dir()?, &addr, &peer, &options)?, &options),
-        Command::Demo { options } => report(call::demo(&options)?, &options),
+        } => report(call::call(&dir()?, &addr, &peer, &options), &options)?,
+        Command::Demo { options } => report(call::demo(&options), &options)?,
         Command::Bench(args) => vchat::bench::main(&args, out)?,
         // Both are generated from the clap definitions above, so they list
         // exactly the subcommands and options this binary has.
@@ -174,16 +191,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line summary of a call that ended normally, on stdout; on
-/// stderr when stdout is closed (e.g. piped into `head`), never a panic.
-fn report(summary: CallSummary, options: &CallOptions) {
-    let line = match options.stats {
-        Some(StatsFormat::Json) => summary.to_json(),
-        _ => summary.line(),
-    };
-    if call::print_line(&mut std::io::stdout(), &line).is_err() {
-        let _ = call::print_line(&mut std::io::stderr(), &line);
+/// The summary of a call that ended normally, and with `--stats json` the
+/// `end` event whether it did or not.
+fn report(
+    result: Result<CallSummary, call::CallError>,
+    options: &CallOptions,
+) -> Result<(), call::CallError> {
+    if let Ok(summary) = &result {
+        call::print_summary(summary, options.stats);
     }
+    call::print_end_event(options.stats, result.as_ref());
+    result.map(drop)
 }
 
 /// What is logged without `RUST_LOG`: vchat's own lines at info, every

@@ -301,7 +301,12 @@ fn a_slow_receiver_costs_frames_not_latency() {
     }
     let caller = caller.finish(CALL_LIMIT);
     let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(
+        caller.status.success(),
+        "{}\nthe listener's {}",
+        caller.all_output(),
+        listener.all_output()
+    );
     assert!(listener.status.success(), "{}", listener.all_output());
 
     let l = summary(&listener.stdout);

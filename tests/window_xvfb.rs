@@ -459,12 +459,21 @@ fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
     let listener = press_any_key_to_exit(&xvfb.display, "vchat", listener);
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
+    // The summary says how the call ended; the end event comes last.
+    assert!(
+        caller
+            .stdout
+            .iter()
+            .any(|l| l.contains("\"summary\"") && l.contains("\"end\":\"hung up\"")),
+        "{}",
+        caller.all_output()
+    );
     assert!(
         caller
             .stdout
             .last()
             .unwrap()
-            .contains("\"end\":\"hung up\""),
+            .contains("\"reason\":\"hung up\""),
         "{}",
         caller.all_output()
     );

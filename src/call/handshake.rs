@@ -1,22 +1,21 @@
 //! The protocol handshake that follows TLS: hellos both ways, then the
 //! listener's acceptance, and what the hellos settle about the video we send.
 //!
-//! The caller speaks first and counts itself connected only when the Accept
+//! The rules (who speaks first, what may arrive before accept, the hello
+//! timeout) are the state machine's ([`super::state`]); this file does the
+//! I/O for it. The caller counts itself connected only when the Accept
 //! arrives: with TLS 1.3 that first read is also where a listener's refusal
-//! of our certificate shows up, so it is mapped to a clear error here.
-//! Between the listener's hello and its accept the caller takes what
-//! PROTOCOL.md allows there (ping, pong, camera): a listener may wait for its
-//! user before accepting, and keeps the link alive meanwhile.
+//! of our certificate shows up, so `map_io` turns it into a clear error.
 
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::state::{Action, CallMachine, Event, Outcome};
 use super::CallError;
 use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 use crate::protocol::{
-    Accept, Connection, Hello, Message, PingMeter, PixelFormat, ProtocolError, Receive,
-    PROTOCOL_VERSION,
+    Connection, Hello, Message, PixelFormat, ProtocolError, Receive, PROTOCOL_VERSION,
 };
 
 pub use crate::protocol::limits::HELLO_TIMEOUT;
@@ -76,73 +75,51 @@ impl SendPlan {
     }
 }
 
-/// The caller's side: send our hello, read theirs, wait for Accept.
-pub async fn as_caller<S: AsyncRead + AsyncWrite + Unpin>(
+/// Runs the hello/accept exchange on `conn` by the rules of `machine`
+/// (see [`super::state`]): writes what it says to send, feeds it what
+/// arrives and the time, until it says the call is connected (returned with
+/// the machine, now live) or over (the error; the caller says goodbye).
+pub async fn shake_hands<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
-    hello: Hello,
+    mut machine: CallMachine,
     map_io: impl Fn(std::io::Error) -> CallError,
-) -> Result<PeerIntro, CallError> {
-    let exchange = async {
-        conn.write_message(&Message::Hello(hello)).await?;
-        let peer_hello = match read(conn, &map_io).await? {
-            Message::Hello(h) => h,
-            Message::Bye(bye) => return Err(CallError::PeerEnded(bye)),
-            other => return Err(unexpected("hello", &other)),
-        };
-        let mut camera_on = true;
-        let mut pings = PingMeter::new();
-        loop {
-            match read(conn, &map_io).await? {
-                Message::Accept(Accept { .. }) => {
-                    return Ok(PeerIntro {
-                        hello: peer_hello,
-                        camera_on,
+) -> Result<(PeerIntro, CallMachine), CallError> {
+    loop {
+        while let Some(action) = machine.poll_action() {
+            match action {
+                Action::Send(message) => conn.write_message(&message).await?,
+                Action::Connected { intro, .. } => return Ok((intro, machine)),
+                Action::End { outcome, .. } => {
+                    return Err(match outcome {
+                        Outcome::Failed(e) => e,
+                        Outcome::Ended(reason) => CallError::Internal(format!(
+                            "the call ended during the handshake: {reason}"
+                        )),
                     })
                 }
-                Message::Bye(bye) => return Err(CallError::PeerEnded(bye)),
-                // Answered at once, not queued: a flood of pings before
-                // accept costs the peer as much as it costs us.
-                Message::Ping { nonce } => {
-                    pings.on_ping(Instant::now())?;
-                    conn.write_message(&Message::Pong { nonce }).await?
-                }
-                Message::Pong { .. } => {}
-                Message::Camera { on } => camera_on = on,
-                // The session refuses a second hello and early video before
-                // they get here; anything else is out of order all the same.
-                other => return Err(unexpected("accept", &other)),
+                // Only a live call has a camera to show, a round trip to
+                // measure or a link worth redialling.
+                Action::PeerCamera(_) | Action::RoundTrip(_) | Action::Reconnect { .. } => {}
             }
         }
-    };
-    tokio::time::timeout(HELLO_TIMEOUT, exchange)
-        .await
-        .map_err(|_| CallError::HelloTimeout(HELLO_TIMEOUT))?
+        let Some(deadline) = machine.next_deadline() else {
+            return Err(CallError::Internal(
+                "the handshake ended without an outcome".into(),
+            ));
+        };
+        // tokio's clock, so paused-time tests run the hello timeout at once.
+        let event = match tokio::time::timeout_at(deadline.into(), read(conn, &map_io)).await {
+            Ok(message) => Event::Received(message?),
+            Err(_) => Event::Tick,
+        };
+        machine.handle(now(), event);
+    }
 }
 
-/// The listener's side: read the caller's hello, answer with ours and Accept.
-pub async fn as_listener<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Connection<S>,
-    hello: Hello,
-    map_io: impl Fn(std::io::Error) -> CallError,
-) -> Result<PeerIntro, CallError> {
-    let exchange = async {
-        let peer_hello = match read(conn, &map_io).await? {
-            Message::Hello(h) => h,
-            Message::Bye(bye) => return Err(CallError::PeerEnded(bye)),
-            other => return Err(unexpected("hello", &other)),
-        };
-        let version = hello.version.min(peer_hello.version);
-        conn.write_message(&Message::Hello(hello)).await?;
-        conn.write_message(&Message::Accept(Accept { version }))
-            .await?;
-        Ok(PeerIntro {
-            hello: peer_hello,
-            camera_on: true,
-        })
-    };
-    tokio::time::timeout(HELLO_TIMEOUT, exchange)
-        .await
-        .map_err(|_| CallError::HelloTimeout(HELLO_TIMEOUT))?
+/// The time the call's state machine is given: tokio's clock (so paused
+/// time in tests moves it too), as a std `Instant`.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn read<S: AsyncRead + AsyncWrite + Unpin>(
@@ -154,13 +131,6 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(None) => Err(CallError::ClosedDuringHandshake),
         Err(ProtocolError::Io(e)) => Err(map_io(e)),
         Err(e) => Err(CallError::Protocol(e)),
-    }
-}
-
-fn unexpected(wanted: &str, got: &Message) -> CallError {
-    CallError::UnexpectedMessage {
-        wanted: wanted.to_owned(),
-        got: got.kind(),
     }
 }
 

@@ -6,20 +6,29 @@
 //! - [`setup`] takes an authenticated stream to a running call, the same
 //!   for every command: handshake, what we send, pipeline.
 //! - [`handshake`] is the hello/accept exchange after TLS.
-//! - [`pipeline`] moves video both ways with bounded latency.
+//! - [`state`] is the call's rules as an I/O-free state machine: events in
+//!   (messages, time, user actions, link lost), actions out.
+//! - [`pipeline`] runs a connected call: it drives the state machine and
+//!   stops every part through one cancellation token. Its parts: `link`
+//!   (the tasks that own the stream's halves, writing by priority), `send`
+//!   (capture and encode) and `receive` (decode, show, record).
 //! - [`stats`] counts and reports.
 
 pub mod handshake;
+mod link;
 pub mod pipeline;
+mod receive;
 pub mod run;
+mod send;
 pub mod setup;
+pub mod state;
 pub mod stats;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
-pub use run::{call, demo, listen, CallOptions};
+pub use run::{call, demo, listen, CallOptions, Serve};
 
 use crate::identity::IdentityError;
 use crate::media::MediaError;
@@ -38,6 +47,35 @@ const FRAMES_OUTSIDE_THE_POOL: usize = 3;
 pub const MAX_PEER_BUFFERED: usize = (crate::protocol::MAX_POOLED_BUFFERS
     + FRAMES_OUTSIDE_THE_POOL)
     * crate::protocol::MAX_MESSAGE_LEN;
+
+/// Prints the summary of a call that ended normally on stdout (as JSON with
+/// `--stats json`); on stderr when stdout is closed (e.g. piped into
+/// `head`), never a panic.
+pub fn print_summary(summary: &CallSummary, stats: Option<StatsFormat>) {
+    let line = match stats {
+        Some(StatsFormat::Json) => summary.to_json(),
+        _ => summary.line(),
+    };
+    if print_line(&mut std::io::stdout(), &line).is_err() {
+        let _ = print_line(&mut std::io::stderr(), &line);
+    }
+}
+
+/// With `--stats json`, the last line of every run of `listen`, `call` or
+/// `demo`, whether it ended normally or failed: `{"event": "end", "ok": ..,
+/// "reason": ..}`, so a script reading the lines always learns how it ended.
+pub fn print_end_event(stats: Option<StatsFormat>, outcome: Result<&CallSummary, &CallError>) {
+    if stats != Some(StatsFormat::Json) {
+        return;
+    }
+    let (ok, reason) = match outcome {
+        Ok(summary) => (true, summary.end.to_string()),
+        Err(e) => (false, e.to_string()),
+    };
+    let line = serde_json::json!({ "event": "end", "ok": ok, "reason": reason }).to_string();
+    // A closed stdout has nobody to tell.
+    let _ = print_line(&mut std::io::stdout(), &line);
+}
 
 /// `--stats` output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -107,6 +145,8 @@ pub enum CallError {
     HelloTimeout(Duration),
     #[error("expected the peer's {wanted}, got {got}")]
     UnexpectedMessage { wanted: String, got: &'static str },
+    #[error("cannot record to {0}")]
+    Record(String),
     #[error("the listener stopped before a peer connected")]
     ListenerClosed,
     #[error("{0}")]
@@ -137,6 +177,7 @@ impl CallError {
             | CallError::ConnectionLost(_)
             | CallError::PeerEnded(_)
             | CallError::ClosedDuringHandshake
+            | CallError::Record(_)
             | CallError::ListenerClosed => None,
         }
     }

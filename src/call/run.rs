@@ -17,7 +17,9 @@ use super::setup::{handshake_and_run, Plan};
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
-use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
+use crate::net::{
+    classify, dial, Listener, ListenerOptions, PinSet, SecureStream, HANDSHAKE_TIMEOUT,
+};
 use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
 use crate::ui::{CallState, DisplayState, UiCommand, UiHandle, WindowLoop};
@@ -51,6 +53,9 @@ pub struct CallOptions {
     /// Write the video you receive to a YUV4MPEG2 file.
     #[arg(long, value_name = "FILE.y4m")]
     pub record: Option<PathBuf>,
+    /// Replace the --record file if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
     /// Hang up after sending N frames (at least 1).
     #[arg(long, value_name = "N", value_parser = |n: &str| match n.parse::<u64>() {
         // 0 would mean "hang up before the first frame", which never triggers.
@@ -78,6 +83,18 @@ impl CallOptions {
                 "--duration {secs} is not a positive number of seconds"
             ))),
         }
+    }
+
+    /// Checks what can be checked before any connection: the duration and
+    /// the recording's file (its folder exists and takes a file, and it
+    /// replaces no file without `--force`), so a call is not lost to a
+    /// typo found only when the first frame arrives.
+    fn check(&self) -> Result<(), CallError> {
+        self.duration()?;
+        if let Some(path) = &self.record {
+            check_record_target(path, self.force)?;
+        }
+        Ok(())
     }
 
     /// What this side brings to a call with `peer_name`, introducing
@@ -112,18 +129,34 @@ impl CallOptions {
     }
 }
 
-/// `vchat listen`: waits for one of `peer_specs` and runs the call.
+/// Whether `vchat listen` takes one call or keeps serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// One call, then exit (`--once`, for scripts).
+    Once,
+    /// Call after call, one at a time, until Ctrl-C or the window closes.
+    UntilStopped,
+}
+
+/// `vchat listen`: waits for one of `peer_specs` and runs the call; with
+/// [`Serve::UntilStopped`], waits again after each call. `on_call_end` gets
+/// the summary of every call that ended normally while serving continues
+/// (the returned summary is the last one, or why serving stopped).
 pub fn listen(
     dir: &Path,
     bind: &str,
     peer_specs: &[String],
     options: &CallOptions,
+    serve: Serve,
+    on_call_end: impl Fn(&CallSummary) + Send + 'static,
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
     // Read again for every connection, so `vchat untrust` takes effect at once.
     let pins = PinSet::live(dir, peer_specs)?;
-    options.duration()?;
-    let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
+    options.check()?;
+    let default_source = SourceSpec::Camera { index: 0 };
+    // Opened now, so a missing camera is reported before anyone calls.
+    let first_source = options.open_source(&default_source)?;
     let name = display_name(options, &identity);
     let waiting_for: Vec<String> = pins.peers().iter().map(|p| p.name.clone()).collect();
     // The window says "waiting for Bob on ADDRESS" from these two.
@@ -134,25 +167,81 @@ pub fn listen(
     run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
         let mut listener =
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
+        let addr = listener.local_addr();
+        let mut interrupts = Interrupts::start()?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
-        eprintln!("vchat: listening on {}", listener.local_addr());
-        let address = listener.local_addr().to_string();
-        ui.update(|s| s.state = CallState::Waiting(vec![address]));
-        info!("waiting for {}", waiting_for.join(" or "));
-        let secure = tokio::select! {
-            secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
-            reason = ended_before_connecting(&mut commands) => return Ok(not_connected(reason)),
-        };
-        let remote = secure.remote;
-        let peer = secure.peer.clone();
-        show_peer(&ui, &peer);
-        info!(peer = %peer.name, "call from {}", peer.name);
-        // Anyone else who gets through while we are in this call is told we are busy.
-        tokio::spawn(refuse_while_busy(listener));
-        let conn = Connection::new(secure.stream, Role::Listener);
-        let plan = options.plan(&name, &peer.name)?;
-        let map_io = move |e| CallError::Net(classify(remote, e));
-        handshake_and_run(conn, plan, map_io, source, ui, commands).await
+        // The addresses a peer can dial, never 0.0.0.0 or [::].
+        let addresses: Vec<String> = crate::net::usable_addresses(addr)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        eprintln!("vchat: listening on {}", addresses.join(", "));
+        let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
+        let mut source = Some(first_source);
+        let mut calls_served = 0u64;
+        loop {
+            ui.update(|s| {
+                s.state = CallState::Waiting(addresses.clone());
+                s.peer_picture = None;
+                s.peer_display_name = None;
+            });
+            info!("waiting for {}", waiting_for.join(" or "));
+            let secure = tokio::select! {
+                secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
+                reason = ended_before_connecting(&mut commands, &mut interrupts) => {
+                    return Ok(not_connected(reason, calls_served));
+                }
+            };
+            let remote = secure.remote;
+            let peer = secure.peer.clone();
+            show_peer(&ui, &peer);
+            ui.update(|s| s.state = CallState::Connecting);
+            info!(peer = %peer.name, "call from {}", peer.name);
+            let source = match source.take() {
+                Some(source) => source,
+                None => options.open_source(&default_source)?,
+            };
+            let conn = Connection::new(secure.stream, Role::Listener);
+            let mut plan = options.plan(&name, &peer.name)?;
+            // Each call after the first records to its own numbered file.
+            if let (Some(path), true) = (&options.record, calls_served > 0) {
+                let numbered = numbered_path(path, calls_served + 1);
+                check_record_target(&numbered, options.force)?;
+                plan.config.record = Some(numbered);
+            }
+            let map_io = move |e| CallError::Net(classify(remote, e));
+            // The call gets its own command channel, fed from the window's
+            // while it runs, so the window's outlives it.
+            let (call_commands, call_commands_rx) = mpsc::unbounded_channel();
+            let call = handshake_and_run(conn, plan, map_io, source, ui.clone(), call_commands_rx);
+            tokio::pin!(call);
+            let result = loop {
+                tokio::select! {
+                    result = &mut call => break result,
+                    // Anyone else who gets through meanwhile is told we are busy.
+                    Some(other) = listener.accept() => refuse_busy(other, &busy_refusals),
+                    Some(command) = commands.recv() => {
+                        let _ = call_commands.send(command);
+                    }
+                }
+            };
+            calls_served += 1;
+            let stop_serving = serve == Serve::Once
+                || matches!(
+                    &result,
+                    Ok(CallSummary {
+                        end: EndReason::Interrupted | EndReason::HungUp | EndReason::OutputClosed,
+                        ..
+                    })
+                );
+            if stop_serving {
+                return result;
+            }
+            match result {
+                Ok(summary) => on_call_end(&summary),
+                Err(e) => eprintln!("vchat: the call with {} failed: {e}", peer.name),
+            }
+        }
     })
 }
 
@@ -165,7 +254,7 @@ pub fn call(
 ) -> Result<CallSummary, CallError> {
     let identity = Identity::load(dir)?;
     let peer = peers::resolve(dir, peer_spec)?;
-    options.duration()?;
+    options.check()?;
     let source = options.open_source(&SourceSpec::Camera { index: 0 })?;
     let name = display_name(options, &identity);
     let state = DisplayState::new(&peer.name, &peer.fingerprint().short());
@@ -206,6 +295,7 @@ const HEADLESS_DEMO: Duration = Duration::from_secs(5);
 /// `vchat demo`: two throwaway identities, both peers in this process over
 /// loopback mutual TLS, one window showing both feeds.
 pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
+    options.check()?;
     let mut options = options.clone();
     let me = Identity::generate("You (demo)")?;
     let friend = Identity::generate("Friend (demo)")?;
@@ -351,10 +441,38 @@ fn open_window(headless: bool, state: DisplayState) -> Result<Option<WindowLoop>
     Ok(Some(WindowLoop::new(state)?))
 }
 
+/// Ctrl-C, heard from the moment this is made: a listener makes it before
+/// it says it listens, so a Ctrl-C right after that line is not lost (or,
+/// before any handler exists, fatal without a summary).
+struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn start() -> Result<Self, CallError> {
+        Ok(Interrupts {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CallError::Internal(format!("cannot listen for Ctrl-C: {e}")))?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Resolves when the user gives up waiting for a peer (window closed or Ctrl-C).
-async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+async fn ended_before_connecting(
+    commands: &mut UnboundedReceiver<UiCommand>,
+    interrupts: &mut Interrupts,
+) -> EndReason {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => EndReason::Interrupted,
+        () = interrupts.recv() => EndReason::Interrupted,
         reason = async {
             loop {
                 match commands.recv().await {
@@ -367,9 +485,14 @@ async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) ->
     }
 }
 
-fn not_connected(end: EndReason) -> CallSummary {
+/// The summary of a listener that stopped while waiting, after `served` calls.
+fn not_connected(end: EndReason, served: u64) -> CallSummary {
+    let peer = match served {
+        0 => "nobody (no peer connected)".to_owned(),
+        n => format!("nobody (waiting after {n} calls)"),
+    };
     CallSummary {
-        peer: "nobody (no peer connected)".into(),
+        peer,
         end,
         duration: Duration::ZERO,
         totals: Default::default(),
@@ -390,32 +513,29 @@ const MAX_BUSY_REFUSALS: usize = 4;
 /// How long a busy refusal waits for the caller to read our bye and close.
 const BUSY_REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// While we are in a call, tell other pinned peers that get through we are
-/// busy: a `bye` right away (PROTOCOL.md allows it before any hello), then
-/// close_notify. Whatever they send meanwhile is read into one small buffer
-/// and discarded, never parsed into messages, so a crowd of pinned
+/// While we are in a call, tell another pinned peer that gets through we
+/// are busy: a `bye` right away (PROTOCOL.md allows it before any hello),
+/// then close_notify. Whatever it sends meanwhile is read into one small
+/// buffer and discarded, never parsed into messages, so a crowd of pinned
 /// connections each sending a maximum-size frame costs a few kilobytes each,
 /// not a frame each; and reading on until they close keeps our bye from
-/// being destroyed by a reset.
-async fn refuse_while_busy(mut listener: Listener) {
-    let slots = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
-    while let Some(secure) = listener.accept().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            info!(peer = %secure.peer.name, "closed a second call: busy with {MAX_BUSY_REFUSALS} refusals already");
-            continue;
-        };
-        info!(peer = %secure.peer.name, "refusing a second call: busy");
-        tokio::spawn(async move {
-            let mut conn = Connection::new(secure.stream, Role::Listener);
-            let _ = tokio::time::timeout(BUSY_REFUSAL_TIMEOUT, async {
-                conn.close(Bye::new(ByeReason::Busy, "already in a call"))
-                    .await?;
-                conn.discard_until_closed().await
-            })
-            .await;
-            drop(slot);
-        });
-    }
+/// being destroyed by a reset. At most [`MAX_BUSY_REFUSALS`] at once.
+fn refuse_busy(secure: SecureStream, slots: &Arc<Semaphore>) {
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        info!(peer = %secure.peer.name, "closed a second call: busy with {MAX_BUSY_REFUSALS} refusals already");
+        return;
+    };
+    info!(peer = %secure.peer.name, "refusing a second call: busy");
+    tokio::spawn(async move {
+        let mut conn = Connection::new(secure.stream, Role::Listener);
+        let _ = tokio::time::timeout(BUSY_REFUSAL_TIMEOUT, async {
+            conn.close(Bye::new(ByeReason::Busy, "already in a call"))
+                .await?;
+            conn.discard_until_closed().await
+        })
+        .await;
+        drop(slot);
+    });
 }
 
 fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
@@ -426,6 +546,61 @@ fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {
         // No longer waiting: the window stops showing our addresses.
         s.state = CallState::Connecting;
     });
+}
+
+/// Refuses a `--record` target that cannot work: a folder that does not
+/// exist or does not take new files, or an existing file (unless `force`).
+fn check_record_target(path: &Path, force: bool) -> Result<(), CallError> {
+    let refuse = |why: String| CallError::Record(format!("{}: {why}", path.display()));
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(refuse(format!(
+            "the folder {} does not exist",
+            folder.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(refuse("is a folder; give a file name".into()));
+    }
+    if path.exists() && !force {
+        return Err(refuse(
+            "the file exists; choose another name or add --force to replace it".into(),
+        ));
+    }
+    // Whether the folder takes a file, found by making one (and removing it).
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    let probe = folder.join(format!(".{file_name}.vchat-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(refuse(format!(
+            "cannot write in {} ({e})",
+            folder.display()
+        ))),
+    }
+}
+
+/// `calls.y4m` as `calls-N.y4m`, for the Nth call of a serving listener.
+fn numbered_path(path: &Path, n: u64) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "recording".into(), |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
 }
 
 /// The name the peer sees: `--name`, else our certificate's name made fit
@@ -455,6 +630,32 @@ fn fit_display_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_target_is_checked_before_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("call.y4m");
+        assert!(check_record_target(&fresh, false).is_ok());
+        assert!(!fresh.exists(), "the check leaves nothing behind");
+        std::fs::write(&fresh, b"an earlier call").unwrap();
+        let err = check_record_target(&fresh, false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert!(check_record_target(&fresh, true).is_ok());
+        let nowhere = dir.path().join("no-such-folder/call.y4m");
+        let err = check_record_target(&nowhere, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = check_record_target(dir.path(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a folder"), "{err}");
+        assert_eq!(
+            numbered_path(&fresh, 2),
+            dir.path().join("call-2.y4m"),
+            "a serving listener's second recording"
+        );
+    }
 
     #[test]
     fn a_long_certificate_name_is_cut_at_a_character_boundary() {

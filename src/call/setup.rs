@@ -13,11 +13,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
-use super::handshake::{self, PeerIntro, SendPlan};
+use super::handshake::{self, SendPlan};
 use super::pipeline::{self, CallSummary, Outgoing, PipelineConfig};
+use super::state::{CallMachine, MachineConfig};
 use super::CallError;
 use crate::media::FrameSource;
-use crate::protocol::{Connection, Hello, PixelFormat, Role};
+use crate::protocol::{Connection, Hello, PixelFormat};
 use crate::ui::{UiCommand, UiHandle};
 
 /// How long a goodbye after a failed handshake may take: the peer may have
@@ -50,11 +51,15 @@ pub async fn handshake_and_run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let exchange = match conn.session().role() {
-        Role::Caller => handshake::as_caller(&mut conn, plan.hello, map_io).await,
-        Role::Listener => handshake::as_listener(&mut conn, plan.hello, map_io).await,
-    };
-    let intro: PeerIntro = match exchange {
+    let role = conn.session().role();
+    let machine = CallMachine::new(
+        MachineConfig {
+            peer_timeout: plan.config.peer_timeout,
+            ..MachineConfig::new(role, plan.hello)
+        },
+        handshake::now(),
+    );
+    let (intro, machine) = match handshake::shake_hands(&mut conn, machine, map_io).await {
         Ok(intro) => intro,
         Err(e) => {
             goodbye(&mut conn, &e).await;
@@ -73,8 +78,22 @@ where
             "{name} takes no video format vchat can send; the call goes on without our picture"
         ),
     }
-    ui.update(|s| s.peer_camera_on = intro.camera_on);
-    pipeline::run(conn, source, plan.config, send, ui, commands, plan.outgoing).await
+    let display_name = intro.hello.display_name.clone();
+    ui.update(|s| {
+        s.peer_camera_on = intro.camera_on;
+        s.peer_display_name = Some(display_name);
+    });
+    pipeline::run(
+        conn,
+        machine,
+        source,
+        plan.config,
+        send,
+        ui,
+        commands,
+        plan.outgoing,
+    )
+    .await
 }
 
 /// Ends a connection whose handshake failed: a bye when the failure is

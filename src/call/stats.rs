@@ -216,6 +216,7 @@ impl Snapshot {
     pub fn to_json(&self, peer: &str) -> String {
         let ms = json_ms;
         serde_json::json!({
+            "event": "stats",
             "elapsed_s": (self.elapsed * 100.0).round() / 100.0,
             "peer": peer,
             "fps_out": (self.fps_out * 10.0).round() / 10.0,

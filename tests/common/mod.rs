@@ -267,10 +267,21 @@ fn listening_addr(line: &str) -> String {
     line.rsplit(' ').next().unwrap().trim().to_owned()
 }
 
-/// Starts `vchat --dir DIR listen --bind 127.0.0.1:0 --peer b ARGS` (the
-/// identities of [`paired_identities`]) and waits until it listens; returns
-/// the process and its address.
+/// Starts `vchat --dir DIR listen --bind 127.0.0.1:0 --peer b --once ARGS`
+/// (the identities of [`paired_identities`]; one call, then it exits) and
+/// waits until it listens; returns the process and its address.
 pub fn spawn_listener(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Running, String) {
+    let mut all = vec!["--once"];
+    all.extend_from_slice(args);
+    spawn_serving_listener(dir, &all, envs)
+}
+
+/// [`spawn_listener`] without `--once`: it serves call after call.
+pub fn spawn_serving_listener(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Running, String) {
     let dir = dir.to_str().unwrap();
     let mut all = vec![
         "--dir",

@@ -1,0 +1,184 @@
+//! The link: the two tasks that own the TLS stream's halves during a call.
+//!
+//! Why two tasks and queues by priority: a large video frame can take a long
+//! time to write on a slow link, and a pong or a bye must not wait behind a
+//! backlog of frames. The writer owns the write half and, each time it is
+//! free, takes the most urgent thing waiting: control messages (bye, camera,
+//! ping) first, then the newest pong, then the newest video frame. Voice will
+//! get its own queue between the pong and the video (see [`write_loop`]). The
+//! reader owns the read half: video goes straight to the incoming slot, every
+//! other message goes to the call's state machine through [`Core`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::pipeline::{Core, Shared, BYE_TIMEOUT};
+use super::state::Event;
+use super::stats::Counters;
+use super::CallError;
+use crate::protocol::{Message, MessageReader, MessageWriter, ProtocolError};
+
+/// How many times per peer timeout the reader looks whether bytes arrived:
+/// a peer is gone only after a whole timeout without a single byte.
+const LIVENESS_CHECKS_PER_TIMEOUT: u32 = 5;
+
+/// Writes control messages first, then the newest pong, then the newest
+/// video frame, until the call is cancelled or a bye is written. A write
+/// that fails for a reason the peer should hear about (not a lost
+/// connection) is followed by our bye, sent from here because this task owns
+/// the writing half.
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: MessageWriter<W>,
+    mut control: UnboundedReceiver<Message>,
+    shared: Arc<Shared>,
+    max_frames: Option<u64>,
+    peer_timeout: Duration,
+    done: oneshot::Sender<Result<(), CallError>>,
+) {
+    let result = async {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shared.token.cancelled() => return Ok(()),
+                () = shared.close_quietly.notified() => {
+                    return timed(peer_timeout.min(BYE_TIMEOUT), writer.shutdown()).await;
+                }
+                Some(message) = control.recv() => message,
+                nonce = shared.pong.take() => match nonce {
+                    Some(nonce) => Message::Pong { nonce },
+                    None => return Ok(()),
+                },
+                // An audio queue goes here, before video: late voice is
+                // worse than a late picture.
+                video = shared.outgoing.take() => match video {
+                    Some(v) => Message::Video(v),
+                    None => return Ok(()),
+                },
+            };
+            if let Message::Bye(bye) = message {
+                debug!("sending bye: {}", bye.text);
+                return timed(peer_timeout, writer.close(bye)).await;
+            }
+            let video_len = match &message {
+                Message::Video(v) => Some(v.payload.len() as u64),
+                _ => None,
+            };
+            if let Err(e) = timed(peer_timeout, writer.write_message(&message)).await {
+                // Only a message refused before any byte of it was written
+                // leaves the stream fit to carry a bye; a timed-out write
+                // stopped mid-frame.
+                if let (CallError::Protocol(_), Some(bye)) = (&e, e.bye()) {
+                    let _ = timed(peer_timeout.min(BYE_TIMEOUT), writer.close(bye)).await;
+                }
+                return Err(e);
+            }
+            if let Some(len) = video_len {
+                Counters::add(&shared.counters.bytes_sent, len);
+                let sent = shared.counters.frames_sent.fetch_add(1, Ordering::Relaxed) + 1;
+                if max_frames.is_some_and(|max| sent == max) {
+                    shared.frames_reached.notify_one();
+                }
+            }
+        }
+    }
+    .await;
+    let _ = done.send(result);
+}
+
+/// A write that the peer does not take within `limit` means the peer stopped
+/// reading: treat it like a vanished peer rather than hang.
+async fn timed(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), ProtocolError>>,
+) -> Result<(), CallError> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.is_connection_lost() => Err(CallError::ConnectionLost(e.to_string())),
+        Ok(Err(e)) => Err(CallError::Protocol(e)),
+        Err(_) => Err(CallError::PeerVanished(limit)),
+    }
+}
+
+/// Reads until the call is cancelled or the link ends, telling the state
+/// machine what arrived. After the peer's bye or its protocol error it reads
+/// on to the peer's close, discarding (bounded): closing with its bytes
+/// unread would reset the connection, which can destroy our last words
+/// before the peer reads them.
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: MessageReader<R>,
+    core: Arc<Core>,
+    peer_timeout: Duration,
+) {
+    let token = core.shared.token.clone();
+    let discard = tokio::select! {
+        discard = read_messages(&mut reader, &core, peer_timeout) => discard,
+        () = token.cancelled() => false,
+    };
+    if discard {
+        tokio::select! {
+            _ = tokio::time::timeout(BYE_TIMEOUT, reader.discard_until_closed()) => {}
+            () = token.cancelled() => {}
+        }
+    }
+}
+
+/// The reading itself; true when the peer's close is still to be awaited.
+async fn read_messages<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    core: &Core,
+    peer_timeout: Duration,
+) -> bool {
+    let shared = &core.shared;
+    let check_every = peer_timeout / LIVENESS_CHECKS_PER_TIMEOUT;
+    let mut heard = reader.bytes_received();
+    loop {
+        // Liveness counts bytes, not whole messages: a large frame on a slow
+        // link may take longer than the timeout to arrive in full. The state
+        // machine decides when silence means the peer is gone.
+        let message = match tokio::time::timeout(check_every, reader.read_message()).await {
+            Err(_) => {
+                if reader.bytes_received() != heard {
+                    heard = reader.bytes_received();
+                    core.handle(Event::Heard);
+                }
+                continue;
+            }
+            Ok(Ok(Some(message))) => {
+                heard = reader.bytes_received();
+                message
+            }
+            Ok(Ok(None)) => {
+                let why = "the peer closed the connection without saying bye";
+                core.handle(Event::LinkLost(why.into()));
+                return false;
+            }
+            Ok(Err(e)) if e.is_connection_lost() => {
+                core.handle(Event::LinkLost(e.to_string()));
+                return false;
+            }
+            Ok(Err(e)) => {
+                core.handle(Event::Failed(CallError::Protocol(e)));
+                return true;
+            }
+        };
+        match message {
+            Message::Video(video) => {
+                Counters::add(&shared.counters.frames_received, 1);
+                Counters::add(&shared.counters.bytes_received, video.payload.len() as u64);
+                shared.incoming.put((video, std::time::Instant::now()));
+                core.handle(Event::Heard);
+            }
+            Message::Bye(bye) => {
+                core.handle(Event::Received(Message::Bye(bye)));
+                return true;
+            }
+            other => core.handle(Event::Received(other)),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Media receive: the thread that decodes the peer's video for the window
+//! and the recording.
+//!
+//! Why a thread: decoding is CPU work that must not stall the reader (which
+//! also carries pings and bye). It takes only the newest frame from the
+//! incoming slot, so a slow decoder costs frames, not delay, and it reuses
+//! its buffers frame after frame. It checks the call's cancellation token
+//! whenever the slot is empty, and finishes the recording before it ends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::pipeline::{Shared, THREAD_POLL};
+use super::stats::{unix_micros, Counters};
+use super::CallError;
+use crate::media::{Decoder, Picture, PictureFormat, Y4mRecorder};
+use crate::ui::{RgbImage, UiHandle};
+
+/// Decodes the newest received frame for the window and the recorder.
+pub(super) fn spawn_decoder_thread(
+    shared: Arc<Shared>,
+    mut recorder: Option<Y4mRecorder>,
+    ui: UiHandle,
+    failures: UnboundedSender<CallError>,
+) -> Result<JoinHandle<Option<(PathBuf, u64)>>, CallError> {
+    std::thread::Builder::new()
+        .name("vchat-decode".into())
+        .spawn(move || {
+            let mut decoder = Decoder::new();
+            // Reused frame after frame; handed to the window (and replaced) only when there is one.
+            let mut shown = Picture::empty(PictureFormat::Rgb24);
+            let mut for_record = Picture::empty(PictureFormat::I420);
+            // The bytes last handed to the window, taken back for decoding
+            // once the window shows a newer frame and nothing else holds them.
+            let mut on_screen: Option<Bytes> = None;
+            let result = (|| {
+                while let Some(next) = shared.incoming.take_blocking(THREAD_POLL) {
+                    let Some((video, _received)) = next else {
+                        if shared.token.is_cancelled() {
+                            break;
+                        }
+                        continue;
+                    };
+                    // Raw RGB24 is shown from the received bytes, uncopied.
+                    decoder
+                        .decode_bytes_into(
+                            video.format,
+                            video.width,
+                            video.height,
+                            &video.payload,
+                            PictureFormat::Rgb24,
+                            &mut shown,
+                        )
+                        .map_err(CallError::PeerSentBadVideo)?;
+                    if let Some(recorder) = recorder.as_mut() {
+                        decoder
+                            .decode_into(
+                                video.format,
+                                video.width,
+                                video.height,
+                                &video.payload,
+                                PictureFormat::I420,
+                                &mut for_record,
+                            )
+                            .map_err(CallError::PeerSentBadVideo)?;
+                        recorder
+                            .write_at(&for_record, video.capture_time_us)
+                            .map_err(CallError::Media)?;
+                    }
+                    let now = unix_micros(SystemTime::now());
+                    let latency = Duration::from_micros(now.saturating_sub(video.capture_time_us));
+                    shared.counters.record_latency(latency);
+                    shared.counters.record_decoded(video.capture_time_us, now);
+                    Counters::add(&shared.counters.frames_shown, 1);
+                    if ui.has_window() {
+                        let picture =
+                            std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));
+                        let (width, height) = (picture.width(), picture.height());
+                        let pixels = picture.into_shared();
+                        let previous = on_screen.replace(pixels.clone());
+                        let image = Arc::new(RgbImage {
+                            width,
+                            height,
+                            pixels,
+                        });
+                        ui.update(|s| s.peer_picture = Some(image));
+                        if let Some(buffer) = previous.and_then(reclaim) {
+                            shown = Picture::empty_reusing(PictureFormat::Rgb24, buffer);
+                        }
+                    }
+                }
+                match recorder.take() {
+                    Some(rec) => {
+                        let path = rec.path().to_owned();
+                        let frames = rec.finish().map_err(CallError::Media)?;
+                        Ok(Some((path, frames)))
+                    }
+                    None => Ok(None),
+                }
+            })();
+            match result {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    let _ = failures.send(e);
+                    None
+                }
+            }
+        })
+        .map_err(|e| CallError::Internal(format!("cannot start the decoder thread: {e}")))
+}
+
+/// The memory behind `bytes` as an empty vector, if nothing else holds it
+/// (the window let go of it and it is not a slice of a receive buffer).
+fn reclaim(bytes: Bytes) -> Option<Vec<u8>> {
+    let mut unique = bytes.try_into_mut().ok()?;
+    // Emptied first, so turning it into a vector copies nothing.
+    unique.clear();
+    Some(Vec::from(unique))
+}

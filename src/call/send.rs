@@ -1,0 +1,141 @@
+//! Media send: the thread that captures and encodes our video.
+//!
+//! Why a thread, not a task: a camera's `next_frame` blocks (nokhwa has no
+//! timeout) and encoding is CPU work. The source paces the thread; each
+//! encoded frame goes into the outgoing [`Latest`] slot, where a frame the
+//! link has not taken yet is replaced by the next one, so a slow link costs
+//! frames, never delay. The thread checks the call's cancellation token
+//! between frames; a source that never returns is left behind (see
+//! `pipeline::MEDIA_STOP_GRACE`) rather than holding up the hang-up.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
+
+use super::handshake::SendPlan;
+use super::pipeline::{Outgoing, PipelineConfig, Shared, THREAD_POLL};
+use super::stats::{unix_micros, Counters};
+use super::CallError;
+use crate::media::{CapturedFrame, Encoder, FrameContent, FrameSource, PictureFormat, Quality};
+use crate::protocol::{PixelFormat, Video};
+use crate::ui::{RgbImage, UiHandle};
+
+/// Capture and encode on one thread: the source paces it, and a frame that
+/// waits in the outgoing slot is replaced by the next one.
+///
+/// `stopped` is sent when the thread has let go of the source (a camera is
+/// released then); it never is while the source blocks.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn spawn_media_thread(
+    mut source: Box<dyn FrameSource>,
+    shared: Arc<Shared>,
+    config: &PipelineConfig,
+    send: SendPlan,
+    outgoing: Outgoing,
+    ui: UiHandle,
+    failures: UnboundedSender<CallError>,
+    stopped: oneshot::Sender<()>,
+) -> Result<(), CallError> {
+    let quality = config.quality;
+    std::thread::Builder::new()
+        .name("vchat-media".into())
+        .spawn(move || {
+            let mut encoder = Encoder::new();
+            encoder.set_max_size(send.max_width, send.max_height);
+            let mut self_view = Encoder::new();
+            let mut last_source_seq: Option<u64> = None;
+            let mut seq = 0u64;
+            let result = (|| {
+                while !shared.token.is_cancelled() {
+                    let mut frame = source.next_frame().map_err(CallError::Media)?;
+                    if let Some(last) = last_source_seq {
+                        let skipped = frame.sequence.saturating_sub(last + 1);
+                        Counters::add(&shared.counters.dropped_at_capture, skipped);
+                    }
+                    last_source_seq = Some(frame.sequence);
+                    if !shared.camera_on.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if ui.has_window() {
+                        show_self(&mut self_view, &mut frame, quality, &ui);
+                    }
+                    // The peer takes none of our formats: we only show ourselves.
+                    let Some(format) = send.format else {
+                        continue;
+                    };
+                    let capture_time_us = capture_unix_micros(&frame);
+                    // A raw frame's pixels move into the message, uncopied.
+                    let encoded = encoder
+                        .encode_to_bytes(frame, format, quality)
+                        .map_err(CallError::Media)?;
+                    let video = Video {
+                        seq,
+                        capture_time_us,
+                        width: encoded.width,
+                        height: encoded.height,
+                        format: encoded.format,
+                        payload: encoded.payload,
+                    };
+                    seq += 1;
+                    if outgoing == Outgoing::EveryFrame {
+                        while !shared.outgoing.wait_taken(THREAD_POLL) {
+                            if shared.token.is_cancelled() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    if !shared.outgoing.put(video) {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            // The source (and a camera behind it) is released here, on hang-up.
+            drop(source);
+            if let Err(e) = result {
+                let _ = failures.send(e);
+            }
+            let _ = stopped.send(());
+        })
+        // Not joined: the call waits for `stopped` for a while, then leaves a
+        // thread stuck in its source behind (the process exit ends it).
+        .map(drop)
+        .map_err(|e| CallError::Internal(format!("cannot start the media thread: {e}")))
+}
+
+/// The frame's capture instant on the shared wall clock.
+fn capture_unix_micros(frame: &CapturedFrame) -> u64 {
+    let age = frame.captured_at.elapsed();
+    unix_micros(SystemTime::now() - age)
+}
+
+fn show_self(encoder: &mut Encoder, frame: &mut CapturedFrame, quality: Quality, ui: &UiHandle) {
+    let image = match &mut frame.content {
+        // An RGB24 picture is lent to the window: its bytes become shared
+        // (no copy), and the message takes the same bytes.
+        FrameContent::Picture(picture) if picture.format() == PictureFormat::Rgb24 => {
+            picture.make_shared();
+            RgbImage {
+                width: picture.width(),
+                height: picture.height(),
+                pixels: picture.clone().into_shared(),
+            }
+        }
+        // Converted or decoded pixels live in the encoder's scratch buffer,
+        // which the window thread cannot borrow: one copy.
+        _ => match encoder.encode(frame, PixelFormat::Rgb24, quality) {
+            Ok(rgb) => RgbImage {
+                width: rgb.width,
+                height: rgb.height,
+                pixels: Bytes::copy_from_slice(rgb.payload),
+            },
+            Err(_) => return,
+        },
+    };
+    let image = Arc::new(image);
+    ui.update(|s| s.self_picture = Some(image));
+}

@@ -1,0 +1,76 @@
+//! Every exit of `listen` and `call` says how it ended (issue 12): with
+//! `--stats json` the last line on stdout is an `end` event, also when the
+//! call failed or an idle listener was interrupted; and a `--record` file
+//! that would be clobbered is refused before anything is dialled.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{paired_identities, spawn_caller, spawn_serving_listener, Running};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn end_event(stdout: &[String]) -> serde_json::Value {
+    let last = stdout.last().expect("a line on stdout");
+    let event: serde_json::Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(event["event"], "end", "{last}");
+    event
+}
+
+/// An address nothing listens on: a port bound and released.
+fn closed_address() -> String {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn a_failed_call_still_ends_with_an_end_event() {
+    let (_a, b) = paired_identities();
+    let args = ["--headless", "--source", "test", "--stats", "json"];
+    let caller = spawn_caller(b.path(), &closed_address(), &args, &[]).finish(LIMIT);
+    assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
+    let event = end_event(&caller.stdout);
+    assert_eq!(event["ok"], false);
+    assert!(!event["reason"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn an_existing_recording_is_not_clobbered_and_nothing_is_dialled() {
+    let (_a, b) = paired_identities();
+    let recording = b.path().join("earlier.y4m");
+    std::fs::write(&recording, b"an earlier call").unwrap();
+    let record = recording.to_str().unwrap();
+    // A listener that must see no connection at all.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let args = ["--headless", "--source", "test", "--record", record];
+    let caller = spawn_caller(b.path(), &addr, &args, &[]).finish(LIMIT);
+    assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
+    let stderr = caller.stderr.join("\n");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read(&recording).unwrap(), b"an earlier call");
+    assert!(
+        server.accept().is_err(),
+        "the caller dialled before checking --record"
+    );
+}
+
+#[test]
+fn an_idle_listener_interrupted_prints_a_summary_and_an_end_event() {
+    let (a, _b) = paired_identities();
+    let args = ["--headless", "--source", "test", "--stats", "json"];
+    let (listener, _addr): (Running, String) = spawn_serving_listener(a.path(), &args, &[]);
+    listener.signal("INT");
+    let finished = listener.finish(LIMIT);
+    assert!(finished.status.success(), "{}", finished.all_output());
+    assert!(
+        finished.stdout.iter().any(|l| l.contains("\"summary\"")),
+        "{}",
+        finished.all_output()
+    );
+    let event = end_event(&finished.stdout);
+    assert_eq!(event["ok"], true);
+    assert_eq!(event["reason"], "interrupted");
+}
