@@ -177,20 +177,7 @@ impl<'a> Reader<'a> {
         field: &'static str,
         max: usize,
     ) -> Result<&'a str, ProtocolError> {
-        let len = match self.head()? {
-            Header::Text(Some(len)) => len,
-            Header::Text(None) => {
-                return Err(self.malformed("indefinite-length CBOR items are not allowed"))
-            }
-            other => return Err(wrong_type(field, "a text string", &other)),
-        };
-        if len > max {
-            return Err(ProtocolError::LimitExceeded {
-                what: field,
-                value: len as u64,
-                limit: max as u64,
-            });
-        }
+        let len = self.string_len(field, StringKind::Text, max)?;
         let start = self.pos;
         std::str::from_utf8(self.take(len)?).map_err(|e| ProtocolError::InvalidValue {
             field,
@@ -208,12 +195,28 @@ impl<'a> Reader<'a> {
         field: &'static str,
         max: usize,
     ) -> Result<std::ops::Range<usize>, ProtocolError> {
-        let len = match self.head()? {
-            Header::Bytes(Some(len)) => len,
-            Header::Bytes(None) => {
+        let len = self.string_len(field, StringKind::Bytes, max)?;
+        let start = self.pos;
+        self.take(len)?;
+        Ok(start..self.pos)
+    }
+
+    /// Reads the head of a definite-length string of `kind` and checks its
+    /// length against `max` before anything is taken.
+    fn string_len(
+        &mut self,
+        field: &'static str,
+        kind: StringKind,
+        max: usize,
+    ) -> Result<usize, ProtocolError> {
+        let len = match (kind, self.head()?) {
+            (StringKind::Text, Header::Text(Some(len)))
+            | (StringKind::Bytes, Header::Bytes(Some(len))) => len,
+            (StringKind::Text, Header::Text(None)) | (StringKind::Bytes, Header::Bytes(None)) => {
                 return Err(self.malformed("indefinite-length CBOR items are not allowed"))
             }
-            other => return Err(wrong_type(field, "a byte string", &other)),
+            (StringKind::Text, other) => return Err(wrong_type(field, "a text string", &other)),
+            (StringKind::Bytes, other) => return Err(wrong_type(field, "a byte string", &other)),
         };
         if len > max {
             return Err(ProtocolError::LimitExceeded {
@@ -222,9 +225,7 @@ impl<'a> Reader<'a> {
                 limit: max as u64,
             });
         }
-        let start = self.pos;
-        self.take(len)?;
-        Ok(start..self.pos)
+        Ok(len)
     }
 
     /// Reads an array head with at most `max` elements.
@@ -354,4 +355,11 @@ pub(crate) fn put_bool(dst: &mut BytesMut, value: bool) {
         ciborium_ll::simple::FALSE
     };
     put_head(dst, Header::Simple(simple));
+}
+
+/// Which of CBOR's two string types a field holds.
+#[derive(Clone, Copy)]
+enum StringKind {
+    Text,
+    Bytes,
 }
