@@ -94,6 +94,18 @@ pub struct CallSummary {
 }
 
 impl CallSummary {
+    /// How the call ended, in words for the window's end screen, naming
+    /// the peer: "bob hung up: see you", "call with bob ended: duration
+    /// reached".
+    pub fn end_in_words(&self) -> String {
+        match &self.end {
+            EndReason::PeerHungUp(why) if why.is_empty() => format!("{} hung up", self.peer),
+            EndReason::PeerHungUp(why) => format!("{} hung up: {why}", self.peer),
+            EndReason::HungUp => format!("you hung up on {}", self.peer),
+            other => format!("call with {} ended: {other}", self.peer),
+        }
+    }
+
     /// The one line printed when the call ends.
     pub fn line(&self) -> String {
         let secs = self.duration.as_secs_f64().max(1e-3);
@@ -582,4 +594,39 @@ async fn report_loop(shared: Arc<Shared>, ui: UiHandle, format: Option<StatsForm
 pub fn print_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(end: EndReason) -> CallSummary {
+        CallSummary {
+            peer: "bob".into(),
+            end,
+            duration: Duration::from_secs(3),
+            totals: Totals::default(),
+            rtt: None,
+            latency_p50: None,
+            latency_p99: None,
+            latency_samples: 0,
+            video_span: None,
+            recorded: None,
+        }
+    }
+
+    #[test]
+    fn the_end_screen_names_the_peer() {
+        let said = |end| ended(end).end_in_words();
+        assert_eq!(
+            said(EndReason::PeerHungUp("see you".into())),
+            "bob hung up: see you"
+        );
+        assert_eq!(said(EndReason::PeerHungUp(String::new())), "bob hung up");
+        assert_eq!(said(EndReason::HungUp), "you hung up on bob");
+        assert_eq!(
+            said(EndReason::DurationReached),
+            "call with bob ended: duration reached"
+        );
+    }
 }

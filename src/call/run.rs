@@ -419,7 +419,7 @@ where
         .spawn(move || {
             let result = runtime.block_on(body(handle.clone(), commands));
             handle.finish(match &result {
-                Ok(summary) => summary.end.to_string(),
+                Ok(summary) => summary.end_in_words(),
                 Err(e) => e.to_string(),
             });
             result
