@@ -226,7 +226,9 @@ fn jpeg_frames_carry_their_frame_numbers() {
 #[test]
 fn a_killed_peer_is_reported_and_the_survivor_exits_non_zero() {
     let (a, b) = paired_identities();
-    let (listener, addr) = start_listener(a.path(), &["--size", "160x120"]);
+    // Reconnecting off: the listener would otherwise wait for the peer to
+    // come back (tests/call_reconnect.rs).
+    let (listener, addr) = start_listener(a.path(), &["--size", "160x120", "--reconnect", "0"]);
     let mut caller = start_caller(b.path(), &addr, &["--size", "160x120", "--stats", "json"]);
     caller.wait_for("\"fps_in\"", Duration::from_secs(30));
     caller.signal("KILL");
@@ -242,7 +244,9 @@ fn a_killed_peer_is_reported_and_the_survivor_exits_non_zero() {
 #[test]
 fn a_silent_peer_is_detected_by_the_ping_timeout() {
     let (a, b) = paired_identities();
-    let (listener, addr) = start_listener(a.path(), &["--size", "160x120"]);
+    // Reconnecting off: the listener would otherwise wait for the peer to
+    // come back (tests/call_reconnect.rs).
+    let (listener, addr) = start_listener(a.path(), &["--size", "160x120", "--reconnect", "0"]);
     let mut caller = start_caller(b.path(), &addr, &["--size", "160x120", "--stats", "json"]);
     caller.wait_for("\"fps_in\"", Duration::from_secs(30));
     // Frozen, like a pulled cable: the socket stays open but nothing moves.

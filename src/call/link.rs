@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::pipeline::{Core, Shared, BYE_TIMEOUT};
@@ -29,7 +29,8 @@ use crate::protocol::{Message, MessageReader, MessageWriter, ProtocolError};
 const LIVENESS_CHECKS_PER_TIMEOUT: u32 = 5;
 
 /// Writes control messages first, then the newest pong, then the newest
-/// video frame, until the call is cancelled or a bye is written. A write
+/// video frame, until `token` (this link's: cancelled with the call, or
+/// when the link is dropped for a new one) is cancelled or a bye is written. A write
 /// that fails for a reason the peer should hear about (not a lost
 /// connection) is followed by our bye, sent from here because this task owns
 /// the writing half.
@@ -39,13 +40,14 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
     max_frames: Option<u64>,
     peer_timeout: Duration,
-    done: oneshot::Sender<Result<(), CallError>>,
+    token: CancellationToken,
+    done: impl FnOnce(Result<(), CallError>),
 ) {
     let result = async {
         loop {
             let message = tokio::select! {
                 biased;
-                () = shared.token.cancelled() => return Ok(()),
+                () = token.cancelled() => return Ok(()),
                 () = shared.close_quietly.notified() => {
                     return timed(peer_timeout.min(BYE_TIMEOUT), writer.shutdown()).await;
                 }
@@ -88,7 +90,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     .await;
-    let _ = done.send(result);
+    done(result);
 }
 
 /// A write that the peer does not take within `limit` means the peer stopped
@@ -105,7 +107,7 @@ async fn timed(
     }
 }
 
-/// Reads until the call is cancelled or the link ends, telling the state
+/// Reads until `token` (this link's) is cancelled or the link ends, telling the state
 /// machine what arrived. After the peer's bye or its protocol error it reads
 /// on to the peer's close, discarding (bounded): closing with its bytes
 /// unread would reset the connection, which can destroy our last words
@@ -114,10 +116,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: MessageReader<R>,
     core: Arc<Core>,
     peer_timeout: Duration,
+    token: CancellationToken,
+    link: u64,
 ) {
-    let token = core.shared.token.clone();
     let discard = tokio::select! {
-        discard = read_messages(&mut reader, &core, peer_timeout) => discard,
+        discard = read_messages(&mut reader, &core, peer_timeout, link) => discard,
         () = token.cancelled() => false,
     };
     if discard {
@@ -133,7 +136,11 @@ async fn read_messages<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     core: &Core,
     peer_timeout: Duration,
+    link: u64,
 ) -> bool {
+    // Events go to the machine only while this is the call's link: a link
+    // dropped for a new one must not report its death as the new one's.
+    let handle = |event| core.handle_link(link, event);
     let shared = &core.shared;
     let check_every = peer_timeout / LIVENESS_CHECKS_PER_TIMEOUT;
     let mut heard = reader.bytes_received();
@@ -145,7 +152,7 @@ async fn read_messages<R: AsyncRead + Unpin>(
             Err(_) => {
                 if reader.bytes_received() != heard {
                     heard = reader.bytes_received();
-                    core.handle(Event::Heard);
+                    handle(Event::Heard);
                 }
                 continue;
             }
@@ -155,15 +162,15 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             Ok(Ok(None)) => {
                 let why = "the peer closed the connection without saying bye";
-                core.handle(Event::LinkLost(why.into()));
+                handle(Event::LinkLost(why.into()));
                 return false;
             }
             Ok(Err(e)) if e.is_connection_lost() => {
-                core.handle(Event::LinkLost(e.to_string()));
+                handle(Event::LinkLost(e.to_string()));
                 return false;
             }
             Ok(Err(e)) => {
-                core.handle(Event::Failed(CallError::Protocol(e)));
+                handle(Event::Failed(CallError::Protocol(e)));
                 return true;
             }
         };
@@ -172,13 +179,13 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 Counters::add(&shared.counters.frames_received, 1);
                 Counters::add(&shared.counters.bytes_received, video.payload.len() as u64);
                 shared.incoming.put((video, std::time::Instant::now()));
-                core.handle(Event::Heard);
+                handle(Event::Heard);
             }
             Message::Bye(bye) => {
-                core.handle(Event::Received(Message::Bye(bye)));
+                handle(Event::Received(Message::Bye(bye)));
                 return true;
             }
-            other => core.handle(Event::Received(other)),
+            other => handle(Event::Received(other)),
         }
     }
 }

@@ -22,8 +22,10 @@
 //! call's `TaskTracker`) and thread observes it. A source thread stuck in its
 //! camera is not waited for beyond [`MEDIA_STOP_GRACE`].
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::handshake::{now, SendPlan};
+use super::handshake::{now, PeerIntro, SendPlan};
 use super::state::{Action, CallMachine, Event, Outcome};
 use super::stats::{json_ms, text_ms, Counters, Snapshot, Totals};
 use super::{link, receive, send};
@@ -62,6 +64,19 @@ pub const MEDIA_STOP_GRACE: Duration = Duration::from_millis(100);
 /// How long the end waits for the call's tasks once they are cancelled:
 /// they stop at their next await, so this only bounds a bug.
 const TASKS_STOP_LIMIT: Duration = Duration::from_secs(1);
+
+/// How a dropped call gets a new connection to the same peer, already past
+/// the hello/accept handshake: the caller waits `after` and redials, the
+/// listener waits for the peer to call again. Called with the attempt
+/// number (from 1) and the backoff the state machine chose.
+pub type Relink<S> = Box<
+    dyn FnMut(
+            u32,
+            Duration,
+        )
+            -> Pin<Box<dyn Future<Output = Result<(Connection<S>, PeerIntro), CallError>> + Send>>
+        + Send,
+>;
 
 /// How the call runs, from the command line.
 #[derive(Debug, Clone)]
@@ -180,7 +195,16 @@ pub(super) struct Shared {
 pub(super) struct Core {
     machine: Mutex<CallMachine>,
     pub(super) shared: Arc<Shared>,
-    control: UnboundedSender<Message>,
+    /// The current link's control queue (replaced with each new link).
+    control: Mutex<UnboundedSender<Message>>,
+    /// The current link's token: cancelled when the link is dropped.
+    link_token: Mutex<CancellationToken>,
+    /// The current link's number; 0 while there is none (reconnecting).
+    link: AtomicU64,
+    /// The current link's reader, awaited at the end for the peer's close.
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where the machine's requests to reconnect go (to `relink_loop`).
+    relinks: UnboundedSender<(u32, Duration)>,
     ui: UiHandle,
     /// What the machine said at the end, for the supervisor.
     end: Mutex<Option<(Option<Bye>, Outcome)>>,
@@ -198,6 +222,28 @@ impl Core {
         }
     }
 
+    /// Feeds an event from link number `link`, unless that link has been
+    /// dropped meanwhile (its end is old news then). Checked under the
+    /// machine's lock, where a reconnect drops the link.
+    pub(super) fn handle_link(&self, link: u64, event: Event) {
+        let mut machine = self.machine.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.link.load(Ordering::Acquire) != link {
+            return;
+        }
+        machine.handle(now(), event);
+        while let Some(action) = machine.poll_action() {
+            self.carry_out(action);
+        }
+    }
+
+    fn send(&self, message: Message) {
+        let _ = self
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(message);
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.machine
             .lock()
@@ -210,9 +256,7 @@ impl Core {
             Action::Send(Message::Pong { nonce }) => {
                 self.shared.pong.put(nonce);
             }
-            Action::Send(message) => {
-                let _ = self.control.send(message);
-            }
+            Action::Send(message) => self.send(message),
             Action::PeerCamera(on) => {
                 info!("peer turned the camera {}", if on { "on" } else { "off" });
                 self.ui.update(|s| {
@@ -229,9 +273,26 @@ impl Core {
                     .rtt_us
                     .store(micros, std::sync::atomic::Ordering::Relaxed);
             }
-            // The call was connected before the pipeline started, and this
-            // pipeline runs with reconnecting off (see `run`).
-            Action::Connected { .. } | Action::Reconnect { .. } => {}
+            // The first connection was made before the pipeline started;
+            // a resumed one by `relink_loop`, which saw to the window.
+            Action::Connected { .. } => {
+                info!("the call is back");
+                self.ui.update(|s| s.state = CallState::Connected);
+            }
+            Action::Reconnect { attempt, after } => {
+                // The media threads and counters carry on; only the link
+                // goes (its tasks stop at their next await).
+                self.link.store(0, Ordering::Release);
+                self.link_token
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .cancel();
+                if attempt == 1 {
+                    warn!("the link dropped; reconnecting");
+                }
+                self.ui.update(|s| s.state = CallState::Reconnecting);
+                let _ = self.relinks.send((attempt, after));
+            }
             Action::End { bye, outcome } => {
                 *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some((bye, outcome));
                 self.ended.notify_one();
@@ -280,6 +341,7 @@ pub async fn run<S>(
     ui: UiHandle,
     commands: UnboundedReceiver<UiCommand>,
     outgoing: Outgoing,
+    relink: Option<Relink<S>>,
 ) -> Result<CallSummary, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -306,13 +368,16 @@ where
         None => None,
     };
 
-    let (reader, writer) = connection.into_split();
-    let (control_tx, control_rx) = mpsc::unbounded_channel::<Message>();
     let (failure_tx, failure_rx) = mpsc::unbounded_channel::<CallError>();
+    let (relinks_tx, relinks_rx) = mpsc::unbounded_channel();
     let core = Arc::new(Core {
         machine: Mutex::new(machine),
         shared: shared.clone(),
-        control: control_tx,
+        control: Mutex::new(mpsc::unbounded_channel().0),
+        link_token: Mutex::new(shared.token.child_token()),
+        link: AtomicU64::new(0),
+        reader: Mutex::new(None),
+        relinks: relinks_tx,
         ui: ui.clone(),
         end: Mutex::new(None),
         ended: Notify::new(),
@@ -332,16 +397,19 @@ where
         receive::spawn_decoder_thread(shared.clone(), recorder, ui.clone(), failure_tx.clone())?;
 
     let tasks = TaskTracker::new();
-    let (writer_done_tx, writer_done) = oneshot::channel();
-    tasks.spawn(link::write_loop(
-        writer,
-        control_rx,
-        shared.clone(),
-        config.max_frames,
-        config.peer_timeout,
-        writer_done_tx,
-    ));
-    let reader_task = tasks.spawn(link::read_loop(reader, core.clone(), config.peer_timeout));
+    let (writer_done_tx, writer_done) = mpsc::unbounded_channel();
+    let mut links = Links {
+        core: core.clone(),
+        tasks: tasks.clone(),
+        max_frames: config.max_frames,
+        peer_timeout: config.peer_timeout,
+        writer_done: writer_done_tx,
+        next: 1,
+    };
+    links.start(connection);
+    if let Some(relink) = relink {
+        tasks.spawn(relink_loop(links, relinks_rx, relink));
+    }
     tasks.spawn(tick_loop(core.clone()));
     tasks.spawn(report_loop(
         shared.clone(),
@@ -352,15 +420,7 @@ where
     // Pings go out from the first tick; the handshake left the rest queued.
     core.handle(Event::Tick);
 
-    let ending = supervise(
-        &core,
-        &config,
-        commands,
-        failure_rx,
-        writer_done,
-        reader_task,
-    )
-    .await;
+    let ending = supervise(&core, &config, commands, failure_rx, writer_done).await;
 
     // Stop everything. Tasks stop at their next await; the decoder thread
     // within a poll, after finishing the recording; the media thread within
@@ -420,6 +480,98 @@ where
     Ok(summary)
 }
 
+/// Starts links: a writer and a reader task on a connection, numbered.
+struct Links {
+    core: Arc<Core>,
+    tasks: TaskTracker,
+    max_frames: Option<u64>,
+    peer_timeout: Duration,
+    /// How each writer ended, with its link's number, for the supervisor.
+    writer_done: UnboundedSender<(u64, Result<(), CallError>)>,
+    next: u64,
+}
+
+impl Links {
+    /// Makes `connection` the call's link. The machine's messages go to it
+    /// from now on; the previous link, if any, was dropped by the reconnect.
+    fn start<S>(&mut self, connection: Connection<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let core = &self.core;
+        let id = self.next;
+        self.next += 1;
+        let (reader, writer) = connection.into_split();
+        let (control_tx, control_rx) = mpsc::unbounded_channel::<Message>();
+        let token = core.shared.token.child_token();
+        *core.control.lock().unwrap_or_else(PoisonError::into_inner) = control_tx;
+        *core
+            .link_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = token.clone();
+        core.link.store(id, Ordering::Release);
+        let done = self.writer_done.clone();
+        self.tasks.spawn(link::write_loop(
+            writer,
+            control_rx,
+            core.shared.clone(),
+            self.max_frames,
+            self.peer_timeout,
+            token.clone(),
+            move |result| {
+                let _ = done.send((id, result));
+            },
+        ));
+        let reader = self.tasks.spawn(link::read_loop(
+            reader,
+            core.clone(),
+            self.peer_timeout,
+            token,
+            id,
+        ));
+        *core.reader.lock().unwrap_or_else(PoisonError::into_inner) = Some(reader);
+    }
+}
+
+/// Carries out the machine's requests to reconnect: gets a new connection
+/// through `relink` and makes it the link, or tells the machine the attempt
+/// failed (it asks again after a longer wait, until its window closes).
+async fn relink_loop<S>(
+    mut links: Links,
+    mut requests: UnboundedReceiver<(u32, Duration)>,
+    mut relink: Relink<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let core = links.core.clone();
+    let token = core.shared.token.clone();
+    loop {
+        let (attempt, after) = tokio::select! {
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            () = token.cancelled() => return,
+        };
+        let result = tokio::select! {
+            result = relink(attempt, after) => result,
+            () = token.cancelled() => return,
+        };
+        match result {
+            Ok((connection, intro)) => {
+                info!("reconnected (attempt {attempt})");
+                links.start(connection);
+                core.ui.update(|s| s.peer_camera_on = intro.camera_on);
+                core.handle(Event::Resumed(intro));
+            }
+            Err(e) => {
+                info!("reconnect attempt {attempt} failed: {e}");
+                core.handle(Event::LinkLost(e.to_string()));
+            }
+        }
+    }
+}
+
 /// How the supervisor left the call.
 struct Ending {
     outcome: Outcome,
@@ -434,8 +586,7 @@ async fn supervise(
     config: &PipelineConfig,
     mut commands: UnboundedReceiver<UiCommand>,
     mut failures: UnboundedReceiver<CallError>,
-    mut writer_done: oneshot::Receiver<Result<(), CallError>>,
-    mut reader_task: tokio::task::JoinHandle<()>,
+    mut writer_done: UnboundedReceiver<(u64, Result<(), CallError>)>,
 ) -> Ending {
     let shared = &core.shared;
     let duration_limit = async {
@@ -445,19 +596,20 @@ async fn supervise(
         }
     };
     tokio::pin!(duration_limit);
-    // A oneshot must not be polled again once it has answered.
-    let mut writer_finished = false;
+    // The link whose writer has ended, if any: only the current link's
+    // writer counts, one dropped for a new link ends as it was told to.
+    let mut finished_link = None;
     let mut duration_reached = false;
     let mut window_open = true;
     let (bye, outcome) = loop {
         tokio::select! {
             end = core.wait_for_end() => break end,
-            result = &mut writer_done, if !writer_finished => {
-                writer_finished = true;
-                core.handle(match result {
-                    Ok(Err(CallError::ConnectionLost(why))) => Event::LinkLost(why),
-                    Ok(Err(e)) => Event::Failed(e),
-                    _ => Event::Failed(CallError::Internal("the writer task ended early".into())),
+            Some((link, result)) = writer_done.recv() => {
+                finished_link = Some(link);
+                core.handle_link(link, match result {
+                    Err(CallError::ConnectionLost(why)) => Event::LinkLost(why),
+                    Err(e) => Event::Failed(e),
+                    Ok(()) => Event::Failed(CallError::Internal("the writer task ended early".into())),
                 });
             }
             Some(e) = failures.recv() => core.handle(Event::Failed(e)),
@@ -485,11 +637,21 @@ async fn supervise(
         outcome,
         Outcome::Ended(EndReason::PeerHungUp(_)) | Outcome::Failed(CallError::PeerEnded(_))
     );
+    let current = core.link.load(Ordering::Acquire);
+    let writer_finished = current == 0 || finished_link == Some(current);
+    // The current writer's end (earlier links' are skipped).
+    let current_writer_done = async {
+        while let Some((link, _)) = writer_done.recv().await {
+            if link == current {
+                return;
+            }
+        }
+    };
     // A writer that ended has already said its bye if it could.
     match bye.filter(|_| !writer_finished) {
         Some(bye) => {
-            let _ = core.control.send(Message::Bye(bye));
-            if tokio::time::timeout(BYE_TIMEOUT, &mut writer_done)
+            core.send(Message::Bye(bye));
+            if tokio::time::timeout(BYE_TIMEOUT, current_writer_done)
                 .await
                 .is_err()
             {
@@ -498,10 +660,15 @@ async fn supervise(
         }
         None if peer_said_bye && !writer_finished => {
             shared.close_quietly.notify_one();
-            let _ = tokio::time::timeout(BYE_TIMEOUT, &mut writer_done).await;
+            let _ = tokio::time::timeout(BYE_TIMEOUT, current_writer_done).await;
         }
         None => {}
     }
+    let reader_task = core
+        .reader
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     // Read on until the peer closes (it does on our bye, and after its own),
     // so our last words are not destroyed by a reset; not for a link that
     // is already gone.
@@ -509,12 +676,13 @@ async fn supervise(
         outcome,
         Outcome::Failed(CallError::ConnectionLost(_) | CallError::PeerVanished(_))
     );
-    if !link_gone
-        && tokio::time::timeout(BYE_TIMEOUT, &mut reader_task)
+    if let (false, Some(reader_task)) = (link_gone || current == 0, reader_task) {
+        if tokio::time::timeout(BYE_TIMEOUT, reader_task)
             .await
             .is_err()
-    {
-        debug!("the peer did not close within {BYE_TIMEOUT:?} after the end");
+        {
+            debug!("the peer did not close within {BYE_TIMEOUT:?} after the end");
+        }
     }
     Ending { outcome, failures }
 }

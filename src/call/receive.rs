@@ -38,6 +38,11 @@ pub(super) fn spawn_decoder_thread(
             // The bytes last handed to the window, taken back for decoding
             // once the window shows a newer frame and nothing else holds them.
             let mut on_screen: Option<Bytes> = None;
+            // The sender's frame numbers only grow, across reconnects too
+            // (its media thread outlives the link): a frame not newer than
+            // the last one taken is one we already have, never shown or
+            // recorded twice.
+            let mut last_seq: Option<u64> = None;
             let result = (|| {
                 while let Some(next) = shared.incoming.take_blocking(THREAD_POLL) {
                     let Some((video, _received)) = next else {
@@ -46,6 +51,10 @@ pub(super) fn spawn_decoder_thread(
                         }
                         continue;
                     };
+                    if last_seq.is_some_and(|last| video.seq <= last) {
+                        continue;
+                    }
+                    last_seq = Some(video.seq);
                     // Raw RGB24 is shown from the received bytes, uncopied.
                     decoder
                         .decode_bytes_into(

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::handshake::local_hello;
+use super::pipeline::Relink;
 use super::pipeline::{CallSummary, Outgoing, PipelineConfig};
-use super::setup::{handshake_and_run, Plan};
+use super::setup::{
+    handshake_and_run, handshake_and_run_relinking, shake_hands_again, Plan, Reconnect,
+};
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
@@ -70,6 +74,11 @@ pub struct CallOptions {
     /// Print statistics every second: json (stdout) or text (stderr).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub stats: Option<StatsFormat>,
+    /// When the connection drops without a goodbye, the caller redials (and
+    /// the listener waits for the same peer) for up to SECS seconds; 0 ends
+    /// the call at once.
+    #[arg(long, default_value = "30", value_name = "SECS")]
+    pub reconnect: u64,
 }
 
 impl CallOptions {
@@ -119,6 +128,10 @@ impl CallOptions {
             peer_timeout: PEER_TIMEOUT,
             peer_name: peer_name.to_owned(),
         })
+    }
+
+    fn reconnect_window(&self) -> Duration {
+        Duration::from_secs(self.reconnect)
     }
 
     fn open_source(&self, default: &SourceSpec) -> Result<Box<dyn FrameSource>, CallError> {
@@ -177,6 +190,7 @@ pub fn listen(
             .collect();
         eprintln!("vchat: listening on {}", addresses.join(", "));
         let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
+        let reconnect_window = options.reconnect_window();
         let mut source = Some(first_source);
         let mut calls_served = 0u64;
         loop {
@@ -213,13 +227,49 @@ pub fn listen(
             // The call gets its own command channel, fed from the window's
             // while it runs, so the window's outlives it.
             let (call_commands, call_commands_rx) = mpsc::unbounded_channel();
-            let call = handshake_and_run(conn, plan, map_io, source, ui.clone(), call_commands_rx);
+            // The same peer calling again while the call waits for it is
+            // the call coming back after a drop: that connection goes to the
+            // call. At other times (the call is up) it is busy like anyone:
+            // a redial that comes before we noticed the drop is retried.
+            let (returns, returns_rx) = mpsc::channel(1);
+            let waiting = Arc::new(AtomicBool::new(false));
+            let reconnect = Reconnect {
+                relink: listener_relink(
+                    returns_rx,
+                    waiting.clone(),
+                    plan.hello.clone(),
+                    plan.config.peer_timeout,
+                ),
+                window: reconnect_window,
+            };
+            let call = handshake_and_run_relinking(
+                conn,
+                plan,
+                map_io,
+                source,
+                ui.clone(),
+                call_commands_rx,
+                Some(reconnect),
+            );
             tokio::pin!(call);
             let result = loop {
                 tokio::select! {
                     result = &mut call => break result,
                     // Anyone else who gets through meanwhile is told we are busy.
-                    Some(other) = listener.accept() => refuse_busy(other, &busy_refusals),
+                    Some(other) = listener.accept() => {
+                        let returning = !reconnect_window.is_zero()
+                            && waiting.load(Ordering::Acquire)
+                            && other.peer.fingerprint() == peer.fingerprint();
+                        match returning {
+                            true => {
+                                info!(peer = %peer.name, "{} is back", peer.name);
+                                if let Err(e) = returns.try_send(other) {
+                                    refuse_busy(e.into_inner(), &busy_refusals);
+                                }
+                            }
+                            false => refuse_busy(other, &busy_refusals),
+                        }
+                    }
                     Some(command) = commands.recv() => {
                         let _ = call_commands.send(command);
                     }
@@ -262,11 +312,80 @@ pub fn call(
     let options = options.clone();
     let title = format!("vchat - {}", peer.name);
     let window = open_window(options.headless, state)?;
+    let identity = Arc::new(identity);
     run_with_ui(window, title, move |ui, commands| async move {
+        let reconnect = Reconnect {
+            relink: caller_relink(
+                addr.clone(),
+                identity.clone(),
+                peer.clone(),
+                local_hello(&name),
+                PEER_TIMEOUT,
+            ),
+            window: options.reconnect_window(),
+        };
         connect_and_run(
-            &addr, &identity, &peer, &name, source, &options, ui, commands,
+            &addr,
+            &identity,
+            &peer,
+            &name,
+            source,
+            &options,
+            ui,
+            commands,
+            Some(reconnect),
         )
         .await
+    })
+}
+
+/// The caller's way back after a drop: wait the backoff, dial the same
+/// address with the same identity and pin, shake hands again.
+fn caller_relink(
+    addr: String,
+    identity: Arc<Identity>,
+    peer: PinnedPeer,
+    hello: crate::protocol::Hello,
+    peer_timeout: Duration,
+) -> Relink<tokio_rustls::TlsStream<tokio::net::TcpStream>> {
+    Box::new(move |attempt, after| {
+        let (addr, identity, peer, hello) =
+            (addr.clone(), identity.clone(), peer.clone(), hello.clone());
+        Box::pin(async move {
+            tokio::time::sleep(after).await;
+            info!("redialling {addr} (attempt {attempt})");
+            let secure = dial(&addr, &identity, &peer, HANDSHAKE_TIMEOUT).await?;
+            let remote = secure.remote;
+            let conn = Connection::new(secure.stream, Role::Caller);
+            let map_io = move |e| CallError::Net(classify(remote, e));
+            shake_hands_again(conn, Role::Caller, hello, peer_timeout, map_io).await
+        })
+    })
+}
+
+/// The listener's way back after a drop: the next connection from the same
+/// peer (the listen loop hands them over), with the hello/accept again. No
+/// backoff: the peer's redial sets the pace.
+fn listener_relink(
+    returns: mpsc::Receiver<SecureStream>,
+    waiting: Arc<AtomicBool>,
+    hello: crate::protocol::Hello,
+    peer_timeout: Duration,
+) -> Relink<tokio_rustls::TlsStream<tokio::net::TcpStream>> {
+    let returns = Arc::new(tokio::sync::Mutex::new(returns));
+    Box::new(move |_attempt, _after| {
+        let (returns, waiting, hello) = (returns.clone(), waiting.clone(), hello.clone());
+        Box::pin(async move {
+            let mut returns = returns.lock().await;
+            waiting.store(true, Ordering::Release);
+            let secure = returns.recv().await;
+            waiting.store(false, Ordering::Release);
+            let secure = secure.ok_or(CallError::ListenerClosed)?;
+            let remote = secure.remote;
+            let conn = Connection::new(secure.stream, Role::Listener);
+            let map_io = move |e| CallError::Net(classify(remote, e));
+            shake_hands_again(conn, Role::Listener, hello, peer_timeout, map_io).await
+        })
     })
 }
 
@@ -280,13 +399,14 @@ async fn connect_and_run(
     options: &CallOptions,
     ui: UiHandle,
     commands: UnboundedReceiver<UiCommand>,
+    reconnect: Option<Reconnect<tokio_rustls::TlsStream<tokio::net::TcpStream>>>,
 ) -> Result<CallSummary, CallError> {
     let secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT).await?;
     let remote = secure.remote;
     let conn = Connection::new(secure.stream, Role::Caller);
     let plan = options.plan(name, &peer.name)?;
     let map_io = move |e| CallError::Net(classify(remote, e));
-    handshake_and_run(conn, plan, map_io, source, ui, commands).await
+    handshake_and_run_relinking(conn, plan, map_io, source, ui, commands, reconnect).await
 }
 
 /// How long the demo runs when there is no display to close.
@@ -379,6 +499,7 @@ pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
                 &options,
                 ui,
                 commands,
+                None,
             )
             .await;
             match friend_side.await {

@@ -13,12 +13,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
-use super::handshake::{self, SendPlan};
-use super::pipeline::{self, CallSummary, Outgoing, PipelineConfig};
+use super::handshake::{self, PeerIntro, SendPlan};
+use super::pipeline::{self, CallSummary, Outgoing, PipelineConfig, Relink};
 use super::state::{CallMachine, MachineConfig};
 use super::CallError;
 use crate::media::FrameSource;
-use crate::protocol::{Connection, Hello, PixelFormat};
+use crate::protocol::{Connection, Hello, PixelFormat, Role};
 use crate::ui::{UiCommand, UiHandle};
 
 /// How long a goodbye after a failed handshake may take: the peer may have
@@ -41,7 +41,7 @@ pub struct Plan {
 /// call, until it ends. `map_io` turns the stream's I/O errors into ours
 /// (e.g. to explain a TLS alert).
 pub async fn handshake_and_run<S>(
-    mut conn: Connection<S>,
+    conn: Connection<S>,
     plan: Plan,
     map_io: impl Fn(std::io::Error) -> CallError,
     source: Box<dyn FrameSource>,
@@ -51,10 +51,39 @@ pub async fn handshake_and_run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    handshake_and_run_relinking(conn, plan, map_io, source, ui, commands, None).await
+}
+
+/// A call that survives a dropped link: `relink` gets a new connection to
+/// the same peer (see [`Relink`]) for up to `window` after a drop.
+pub struct Reconnect<S> {
+    pub relink: Relink<S>,
+    pub window: Duration,
+}
+
+/// [`handshake_and_run`], reconnecting through `reconnect` when the link
+/// drops without a bye (none: the call ends then).
+pub async fn handshake_and_run_relinking<S>(
+    mut conn: Connection<S>,
+    plan: Plan,
+    map_io: impl Fn(std::io::Error) -> CallError,
+    source: Box<dyn FrameSource>,
+    ui: UiHandle,
+    commands: UnboundedReceiver<UiCommand>,
+    reconnect: Option<Reconnect<S>>,
+) -> Result<CallSummary, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let role = conn.session().role();
+    let (window, relink) = match reconnect {
+        Some(r) if !r.window.is_zero() => (r.window, Some(r.relink)),
+        _ => (Duration::ZERO, None),
+    };
     let machine = CallMachine::new(
         MachineConfig {
             peer_timeout: plan.config.peer_timeout,
+            reconnect_window: window,
             ..MachineConfig::new(role, plan.hello)
         },
         handshake::now(),
@@ -92,8 +121,39 @@ where
         ui,
         commands,
         plan.outgoing,
+        relink,
     )
     .await
+}
+
+/// The hello/accept handshake again on a new connection of a call that
+/// dropped (PROTOCOL.md: a reconnect is a new connection like the first),
+/// by a fresh machine's rules; the call's own machine learns the outcome
+/// through `Event::Resumed`. A failed one ends with a goodbye as at first.
+pub async fn shake_hands_again<S>(
+    mut conn: Connection<S>,
+    role: Role,
+    hello: Hello,
+    peer_timeout: Duration,
+    map_io: impl Fn(std::io::Error) -> CallError,
+) -> Result<(Connection<S>, PeerIntro), CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let machine = CallMachine::new(
+        MachineConfig {
+            peer_timeout,
+            ..MachineConfig::new(role, hello)
+        },
+        handshake::now(),
+    );
+    match handshake::shake_hands(&mut conn, machine, map_io).await {
+        Ok((intro, _)) => Ok((conn, intro)),
+        Err(e) => {
+            goodbye(&mut conn, &e).await;
+            Err(e)
+        }
+    }
 }
 
 /// Ends a connection whose handshake failed: a bye when the failure is

@@ -80,6 +80,10 @@ pub enum Event {
     /// A new connection to the same peer replaces the lost one (redialled
     /// by the caller, accepted by the listener): the handshake starts again.
     Relinked,
+    /// A new connection to the same peer has already shaken hands (by its
+    /// driver, before any of our video could reach it): the call is live
+    /// again with what the peer's new hello said.
+    Resumed(PeerIntro),
 }
 
 /// What the driver must do.
@@ -220,6 +224,15 @@ impl CallMachine {
             Event::Relinked => {
                 if matches!(self.phase, Phase::Reconnecting { .. }) {
                     self.start_handshake(now);
+                }
+            }
+            Event::Resumed(intro) => {
+                if matches!(self.phase, Phase::Reconnecting { .. }) {
+                    self.last_heard = now;
+                    self.pings = PingMeter::new();
+                    self.peer_hello = Some(intro.hello);
+                    self.peer_camera_on = intro.camera_on;
+                    self.connected(now);
                 }
             }
         }
@@ -718,6 +731,28 @@ mod tests {
         );
         // The re-handshake has its own hello timeout.
         assert!(m.next_deadline().is_some_and(|d| d > later));
+    }
+
+    #[test]
+    fn a_call_resumed_on_a_link_that_shook_hands_is_live_again_without_a_new_hello() {
+        let (mut m, now) = live_caller(Duration::from_secs(30));
+        // Not reconnecting: a stray resume changes nothing.
+        let intro = || PeerIntro {
+            hello: local_hello("Peer"),
+            camera_on: false,
+        };
+        m.handle(now, Event::Resumed(intro()));
+        assert!(drain(&mut m).is_empty());
+        m.handle(now, Event::LinkLost("reset".into()));
+        drain(&mut m);
+        let later = now + Duration::from_secs(2);
+        m.handle(later, Event::Resumed(intro()));
+        assert_eq!(
+            kinds(&drain(&mut m)),
+            ["connected resumed=true", "send ping"]
+        );
+        assert_eq!(m.phase(), &Phase::Live);
+        assert_eq!(m.next_deadline(), Some(later + PING_INTERVAL));
     }
 
     #[test]
