@@ -109,6 +109,22 @@ pub struct CallSummary {
 }
 
 impl CallSummary {
+    /// A summary with nothing counted: a call that never carried media.
+    pub fn empty(peer: String, end: EndReason, duration: Duration) -> Self {
+        CallSummary {
+            peer,
+            end,
+            duration,
+            totals: Totals::default(),
+            rtt: None,
+            latency_p50: None,
+            latency_p99: None,
+            latency_samples: 0,
+            video_span: None,
+            recorded: None,
+        }
+    }
+
     /// How the call ended, in words for the window's end screen, naming
     /// the peer: "bob hung up: see you", "call with bob ended: duration
     /// reached".
@@ -769,18 +785,7 @@ mod tests {
     use super::*;
 
     fn ended(end: EndReason) -> CallSummary {
-        CallSummary {
-            peer: "bob".into(),
-            end,
-            duration: Duration::from_secs(3),
-            totals: Totals::default(),
-            rtt: None,
-            latency_p50: None,
-            latency_p99: None,
-            latency_samples: 0,
-            video_span: None,
-            recorded: None,
-        }
+        CallSummary::empty("bob".into(), end, Duration::from_secs(3))
     }
 
     #[test]

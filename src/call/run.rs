@@ -612,18 +612,7 @@ fn not_connected(end: EndReason, served: u64) -> CallSummary {
         0 => "nobody (no peer connected)".to_owned(),
         n => format!("nobody (waiting after {n} calls)"),
     };
-    CallSummary {
-        peer,
-        end,
-        duration: Duration::ZERO,
-        totals: Default::default(),
-        rtt: None,
-        latency_p50: None,
-        latency_p99: None,
-        latency_samples: 0,
-        video_span: None,
-        recorded: None,
-    }
+    CallSummary::empty(peer, end, Duration::ZERO)
 }
 
 /// At most this many busy refusals run at once; connections beyond it are
