@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use vchat::media::{
-    test_pattern, CapturedFrame, Decoder, Encoder, FrameContent, PictureFormat, Quality,
+    test_pattern, CapturedFrame, Decoder, EncodedPicture, Encoder, FrameContent, PictureFormat,
+    Quality,
 };
 use vchat::protocol::PixelFormat;
 
@@ -61,10 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let decode_ms = mean_ms(|| {
             decoder
                 .decode_into(
-                    PixelFormat::Jpeg,
-                    width,
-                    height,
-                    &jpeg,
+                    EncodedPicture::new(PixelFormat::Jpeg, width, height, &jpeg),
                     PictureFormat::Rgb24,
                     &mut out,
                 )
@@ -73,10 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let to_i420_ms = mean_ms(|| {
             decoder
                 .decode_into(
-                    PixelFormat::Rgb24,
-                    width,
-                    height,
-                    picture.data(),
+                    EncodedPicture::new(PixelFormat::Rgb24, width, height, picture.data()),
                     PictureFormat::I420,
                     &mut out,
                 )
@@ -86,10 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let to_rgb_ms = mean_ms(|| {
             decoder
                 .decode_into(
-                    PixelFormat::I420,
-                    width,
-                    height,
-                    i420.data(),
+                    EncodedPicture::new(PixelFormat::I420, width, height, i420.data()),
                     PictureFormat::Rgb24,
                     &mut out,
                 )

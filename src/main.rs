@@ -169,8 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let stats = options.stats;
             let each = move |summary: &CallSummary| call::print_summary(summary, stats);
+            let waiting_for = peers.join(" or ");
             report(
-                call::listen(&dir()?, &bind, &peers, &options, serve, each),
+                &waiting_for,
+                || call::listen(&dir()?, &bind, &peers, &options, serve, each),
                 &options,
             )?
         }
@@ -178,8 +180,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             peer,
             options,
-        } => report(call::call(&dir()?, &addr, &peer, &options), &options)?,
-        Command::Demo { options } => report(call::demo(&options), &options)?,
+        } => report(
+            &peer,
+            || call::call(&dir()?, &addr, &peer, &options),
+            &options,
+        )?,
+        Command::Demo { options } => report("friend", || call::demo(&options), &options)?,
         Command::Bench(args) => vchat::bench::main(&args, out)?,
         // Both are generated from the clap definitions above, so they list
         // exactly the subcommands and options this binary has.
@@ -191,14 +197,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The summary of a call that ended normally, and with `--stats json` the
-/// `end` event whether it did or not.
+/// Runs a call with `peer` and prints its summary, whether it ended
+/// normally or failed, and with `--stats json` the `end` event.
 fn report(
-    result: Result<CallSummary, call::CallError>,
+    peer: &str,
+    call: impl FnOnce() -> Result<CallSummary, call::CallError>,
     options: &CallOptions,
 ) -> Result<(), call::CallError> {
-    if let Ok(summary) = &result {
-        call::print_summary(summary, options.stats);
+    let started = std::time::Instant::now();
+    let result = call();
+    match &result {
+        Ok(summary) => call::print_summary(summary, options.stats),
+        Err(e) => call::print_failure(peer, e, started.elapsed(), options.stats),
     }
     call::print_end_event(options.stats, result.as_ref());
     result.map(drop)

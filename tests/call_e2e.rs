@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{paired_identities, spawn_caller, spawn_listener, Finished, Running};
 use vchat::media::{
-    read_frame_number, test_pattern, CapturedFrame, Decoder, Encoder, FrameContent, Picture,
-    PictureFormat, Quality, Y4mReader,
+    read_frame_number, test_pattern, CapturedFrame, Decoder, EncodedPicture, Encoder, FrameContent,
+    Picture, PictureFormat, Quality, Y4mReader,
 };
 use vchat::protocol::PixelFormat;
 
@@ -64,10 +64,7 @@ fn check_recording(path: &Path, exact: bool) -> Vec<u64> {
     while reader.read_frame_into(&mut frame).expect("frame") {
         let rgb = decoder
             .decode(
-                PixelFormat::I420,
-                width,
-                height,
-                frame.data(),
+                EncodedPicture::new(PixelFormat::I420, width, height, frame.data()),
                 PictureFormat::Rgb24,
             )
             .unwrap();

@@ -1,4 +1,5 @@
-//! Every exit of `listen` and `call` says how it ended (issue 12): with
+//! Every exit of `listen` and `call` says how it ended (issue 12): a summary
+//! on stdout, failed calls included; with
 //! `--stats json` the last line on stdout is an `end` event, also when the
 //! call failed or an idle listener was interrupted; and a `--record` file
 //! that would be clobbered is refused before anything is dialled.
@@ -32,7 +33,33 @@ fn a_failed_call_still_ends_with_an_end_event() {
     assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
     let event = end_event(&caller.stdout);
     assert_eq!(event["ok"], false);
-    assert!(!event["reason"].as_str().unwrap().is_empty());
+    let reason = event["reason"].as_str().unwrap();
+    assert!(!reason.is_empty());
+    // The summary comes first, failed, naming the peer and the same cause.
+    let summary: serde_json::Value =
+        serde_json::from_str(&caller.stdout[caller.stdout.len() - 2]).expect("JSON summary");
+    assert_eq!(summary["event"], "summary", "{}", caller.all_output());
+    assert_eq!(summary["ok"], false);
+    assert_eq!(summary["peer"], "a");
+    assert_eq!(summary["end"], reason);
+}
+
+#[test]
+fn a_failed_call_prints_a_summary_line_without_stats() {
+    let (_a, b) = paired_identities();
+    let args = ["--headless", "--source", "test"];
+    let caller = spawn_caller(b.path(), &closed_address(), &args, &[]).finish(LIMIT);
+    assert_eq!(caller.status.code(), Some(1), "{}", caller.all_output());
+    assert_eq!(caller.stdout.len(), 1, "{}", caller.all_output());
+    let line = &caller.stdout[0];
+    assert!(line.starts_with("call with a failed after "), "{line}");
+    // The cause on stdout is the one on stderr.
+    let error = caller
+        .stderr
+        .iter()
+        .find_map(|l| l.strip_prefix("vchat: error: "))
+        .expect("an error line on stderr");
+    assert!(line.ends_with(error), "{line} / {error}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{CallSummary, Outgoing, PipelineConfig};
+use vchat::call::pipeline::{CallSummary, PipelineConfig};
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
 use vchat::media::{Fps, Quality, Size, TestPatternSource};
@@ -66,7 +66,7 @@ fn vchat_side_with(
             peer_timeout,
             peer_name: "peer".into(),
         },
-        outgoing: Outgoing::Newest,
+        on_decoded: None,
     };
     let source = Box::new(TestPatternSource::new(
         Size::new(width, height).unwrap(),

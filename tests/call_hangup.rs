@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{Outgoing, PipelineConfig};
+use vchat::call::pipeline::PipelineConfig;
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
 use vchat::media::{CapturedFrame, Fps, FrameSource, MediaError, Quality};
@@ -62,7 +62,7 @@ async fn hanging_up_with_a_stalled_camera_returns_at_once() {
             peer_timeout: PEER_TIMEOUT,
             peer_name: "peer".into(),
         },
-        outgoing: Outgoing::Newest,
+        on_decoded: None,
     };
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (connected_tx, connected) = tokio::sync::oneshot::channel();

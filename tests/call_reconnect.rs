@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{paired_identities, spawn_caller, spawn_listener};
-use vchat::media::{read_frame_number, Decoder, Picture, PictureFormat, Y4mReader};
+use vchat::media::{read_frame_number, Decoder, EncodedPicture, Picture, PictureFormat, Y4mReader};
 use vchat::protocol::PixelFormat;
 
 /// Hang guard for the whole call.
@@ -100,10 +100,7 @@ fn recorded_numbers(path: &Path) -> Vec<u64> {
     while let Ok(true) = reader.read_frame_into(&mut frame) {
         let rgb = decoder
             .decode(
-                PixelFormat::I420,
-                width,
-                height,
-                frame.data(),
+                EncodedPicture::new(PixelFormat::I420, width, height, frame.data()),
                 PictureFormat::Rgb24,
             )
             .unwrap();

@@ -22,7 +22,7 @@ use protocol_support::{encoded, hello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{Outgoing, PipelineConfig};
+use vchat::call::pipeline::PipelineConfig;
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::CallError;
 use vchat::media::{Fps, Quality, Size, TestPatternSource};
@@ -191,7 +191,7 @@ async fn run_case(
             peer_timeout: Duration::from_millis(300),
             peer_name: "peer".into(),
         },
-        outgoing: Outgoing::Newest,
+        on_decoded: None,
     };
     let source = Box::new(TestPatternSource::new(
         Size::new(32, 24).unwrap(),

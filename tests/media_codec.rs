@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use media_support::psnr;
 use vchat::media::{
-    read_frame_number, test_pattern, CapturedFrame, Decoder, Encoder, FrameContent, MediaError,
-    Picture, PictureFormat, Quality,
+    read_frame_number, test_pattern, CapturedFrame, Decoder, EncodedPicture, Encoder, FrameContent,
+    MediaError, Picture, PictureFormat, Quality,
 };
 use vchat::protocol::PixelFormat;
 
@@ -39,10 +39,7 @@ fn round_trip(
     let size = encoded.payload.len();
     let decoded = Decoder::new()
         .decode(
-            format,
-            encoded.width,
-            encoded.height,
-            encoded.payload,
+            EncodedPicture::new(format, encoded.width, encoded.height, encoded.payload),
             target,
         )
         .unwrap();
@@ -161,10 +158,7 @@ fn decoder_rejects_bad_payloads() {
     let mut decoder = Decoder::new();
     let error = decoder
         .decode(
-            PixelFormat::Rgb24,
-            640,
-            480,
-            &[0; 100],
+            EncodedPicture::new(PixelFormat::Rgb24, 640, 480, &[0; 100]),
             PictureFormat::Rgb24,
         )
         .unwrap_err();
@@ -185,10 +179,7 @@ fn decoder_rejects_bad_payloads() {
 
     let error = decoder
         .decode(
-            PixelFormat::Jpeg,
-            640,
-            480,
-            b"\xFF\xD8garbage",
+            EncodedPicture::new(PixelFormat::Jpeg, 640, 480, b"\xFF\xD8garbage"),
             PictureFormat::Rgb24,
         )
         .unwrap_err();
@@ -206,7 +197,10 @@ fn decoder_rejects_bad_payloads() {
     for (index, byte) in jpeg[end - 200..end].iter_mut().enumerate() {
         *byte = 0xFF ^ (index as u8); // 0xFF bytes make invalid markers
     }
-    let result = decoder.decode(PixelFormat::Jpeg, 160, 120, &jpeg, PictureFormat::Rgb24);
+    let result = decoder.decode(
+        EncodedPicture::new(PixelFormat::Jpeg, 160, 120, &jpeg),
+        PictureFormat::Rgb24,
+    );
     assert!(
         matches!(result, Err(MediaError::CorruptJpeg { .. })),
         "{result:?}"

@@ -6,8 +6,9 @@ mod media_support;
 use std::path::Path;
 
 use vchat::media::{
-    open_source, read_frame_number, test_pattern, Decoder, Encoder, FrameContent, FrameSource,
-    MediaError, Picture, PictureFormat, Quality, Size, SourceSpec, Y4mReader, Y4mRecorder,
+    open_source, read_frame_number, test_pattern, Decoder, EncodedPicture, Encoder, FrameContent,
+    FrameSource, MediaError, Picture, PictureFormat, Quality, Size, SourceSpec, Y4mReader,
+    Y4mRecorder,
 };
 use vchat::protocol::PixelFormat;
 
@@ -56,10 +57,7 @@ fn test_source_through_every_codec_to_a_recording() {
             let encoded = encoder.encode(&frame, codec, Quality::default()).unwrap();
             decoder
                 .decode_into(
-                    codec,
-                    encoded.width,
-                    encoded.height,
-                    encoded.payload,
+                    EncodedPicture::new(codec, encoded.width, encoded.height, encoded.payload),
                     PictureFormat::Rgb24,
                     &mut shown,
                 )

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use media_support::{ffmpeg, ffmpeg_raw_frames, mean_abs_diff, psnr, run_tool};
 use vchat::media::{
-    read_frame_number, test_pattern, Decoder, Fps, MediaError, Picture, PictureFormat, Y4mChroma,
-    Y4mReader, Y4mRecorder,
+    read_frame_number, test_pattern, Decoder, EncodedPicture, Fps, MediaError, Picture,
+    PictureFormat, Y4mChroma, Y4mReader, Y4mRecorder,
 };
 use vchat::protocol::PixelFormat;
 
@@ -45,10 +45,12 @@ fn read_all_rgb(path: &Path) -> (Y4mChroma, Vec<Picture>) {
             PictureFormat::Rgb24 => picture.clone(),
             PictureFormat::I420 => decoder
                 .decode(
-                    PixelFormat::I420,
-                    picture.width(),
-                    picture.height(),
-                    picture.data(),
+                    EncodedPicture::new(
+                        PixelFormat::I420,
+                        picture.width(),
+                        picture.height(),
+                        picture.data(),
+                    ),
                     PictureFormat::Rgb24,
                 )
                 .unwrap(),
@@ -129,10 +131,7 @@ fn recording_round_trips_and_ffprobe_accepts_it() {
         } else {
             Decoder::new()
                 .decode(
-                    PixelFormat::Rgb24,
-                    320,
-                    240,
-                    rgb.data(),
+                    EncodedPicture::new(PixelFormat::Rgb24, 320, 240, rgb.data()),
                     PictureFormat::I420,
                 )
                 .unwrap()
@@ -194,10 +193,7 @@ fn recording_round_trips_and_ffprobe_accepts_it() {
         assert!(reader.read_frame_into(&mut picture).unwrap());
         let expected = decoder
             .decode(
-                original.format().pixel_format(),
-                320,
-                240,
-                original.data(),
+                EncodedPicture::new(original.format().pixel_format(), 320, 240, original.data()),
                 PictureFormat::I420,
             )
             .unwrap();

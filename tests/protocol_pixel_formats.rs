@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use vchat::media::{
-    CapturedFrame, Decoder, Encoder, FrameContent, Picture, PictureFormat, Quality,
+    CapturedFrame, Decoder, EncodedPicture, Encoder, FrameContent, Picture, PictureFormat, Quality,
 };
 use vchat::protocol::PixelFormat;
 
@@ -100,7 +100,10 @@ fn i420_decodes_with_the_same_matrix_and_range() {
         let [y, cb, cr] = bt601_limited(rgb).map(|v| v.round() as u8);
         let payload = [vec![y; 4], vec![cb], vec![cr]].concat();
         let picture = Decoder::new()
-            .decode(PixelFormat::I420, 2, 2, &payload, PictureFormat::Rgb24)
+            .decode(
+                EncodedPicture::new(PixelFormat::I420, 2, 2, &payload),
+                PictureFormat::Rgb24,
+            )
             .unwrap();
         for (i, (&got, want)) in picture.data()[..3].iter().zip(rgb).enumerate() {
             assert!(
@@ -175,7 +178,10 @@ fn rgb24_is_the_full_range_picture_unconverted() {
     let picture = Picture::new(16, 16, PictureFormat::Rgb24, data.clone()).unwrap();
     assert_eq!(encode(&picture, PixelFormat::Rgb24, 90), data);
     let decoded = Decoder::new()
-        .decode(PixelFormat::Rgb24, 16, 16, &data, PictureFormat::Rgb24)
+        .decode(
+            EncodedPicture::new(PixelFormat::Rgb24, 16, 16, &data),
+            PictureFormat::Rgb24,
+        )
         .unwrap();
     assert_eq!(decoded.data(), &data[..]);
 }
@@ -241,7 +247,10 @@ fn third_party_jpeg(configure: impl FnOnce(&mut jpeg_encoder::Encoder<&mut Vec<u
 
 fn decodes_to_the_colour(jpeg: &[u8], rgb: [u8; 3]) {
     let picture = Decoder::new()
-        .decode(PixelFormat::Jpeg, 40, 24, jpeg, PictureFormat::Rgb24)
+        .decode(
+            EncodedPicture::new(PixelFormat::Jpeg, 40, 24, jpeg),
+            PictureFormat::Rgb24,
+        )
         .unwrap_or_else(|e| panic!("vchat refused the JPEG: {e}"));
     for (got, want) in picture.data().chunks(3).next().unwrap().iter().zip(rgb) {
         assert!(
@@ -307,10 +316,7 @@ fn jpeg_receivers_accept_what_the_spec_requires_and_progressive_too() {
     decodes_to_the_colour(&mjpeg, colour);
     assert!(Decoder::new()
         .decode(
-            PixelFormat::Jpeg,
-            40,
-            24,
-            &without_dht,
+            EncodedPicture::new(PixelFormat::Jpeg, 40, 24, &without_dht),
             PictureFormat::Rgb24
         )
         .is_err());

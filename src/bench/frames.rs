@@ -6,6 +6,7 @@
 //! reference count, and a raw frame travels into the message uncopied, as a
 //! camera's freshly captured buffer would.
 
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ pub fn wire_payloads(
     codec: PixelFormat,
     quality: Quality,
 ) -> Result<Vec<Bytes>, MediaError> {
-    let mut source = BenchSource::new(size, None)?;
+    let mut source = BenchSource::new(size, Pace::Unpaced)?;
     let mut encoder = Encoder::new();
     (0..DISTINCT_FRAMES)
         .map(|_| {
@@ -43,21 +44,80 @@ pub fn wire_payloads(
 /// media thread notices a hang-up only between frames.
 const IDLE_PERIOD: Duration = Duration::from_millis(20);
 
-/// Pre-generated test-pattern frames, unpaced (as fast as they are taken) or
-/// paced at a fixed period like a camera.
+/// How many frames the throughput source may run ahead of the newest one
+/// the far side decoded: enough to keep encoder, link and decoder all busy
+/// at once, few enough that the call's newest-frame slots rarely replace one
+/// (which would be a frame encoded in vain).
+pub const FRAMES_AHEAD: u64 = 2;
+
+/// How long the throughput source waits for the far side before making a
+/// frame anyway: the sink is told only of frames that arrive, so this keeps
+/// a run going should one be lost (a newer one normally follows at once).
+const DELIVERY_PATIENCE: Duration = Duration::from_millis(200);
+
+/// The bench's sink on the receiving peer: the newest frame number it
+/// decoded, which the sending peer's source waits on. This closes the loop
+/// of a throughput run through the call itself, so frames are made only as
+/// fast as the whole path (encode, TLS, decode) takes them.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    newest: Mutex<Option<u64>>,
+    changed: Condvar,
+}
+
+impl Delivered {
+    /// The receiving peer decoded the sender's frame `sequence`.
+    pub fn record(&self, sequence: u64) {
+        let mut newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        *newest = Some(newest.map_or(sequence, |n| n.max(sequence)));
+        drop(newest);
+        self.changed.notify_all();
+    }
+
+    /// Waits until frame `sequence` would be at most [`FRAMES_AHEAD`] past
+    /// the newest decoded one, or [`DELIVERY_PATIENCE`] has passed.
+    fn wait_to_send(&self, sequence: u64) {
+        let newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(newest, DELIVERY_PATIENCE, |newest| {
+                sequence >= newest.map_or(0, |n| n + 1) + FRAMES_AHEAD
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// When a [`BenchSource`] hands out its next frame.
+#[derive(Debug)]
+pub enum Pace {
+    /// At once (encoding the wire payloads up front).
+    Unpaced,
+    /// One frame per period, like a camera (latency runs); late slots are
+    /// skipped rather than burst.
+    Every(Duration),
+    /// As soon as the far side has decoded all but [`FRAMES_AHEAD`] of the
+    /// frames handed out (throughput runs).
+    AheadOf(Arc<Delivered>),
+}
+
+/// Pre-generated test-pattern frames, handed out as [`Pace`] says.
 #[derive(Debug)]
 pub struct BenchSource {
     size: Size,
     frames: Vec<Picture>,
-    /// `None` when unpaced.
-    pacer: Option<Pacer>,
+    pace: Pacing,
     sequence: u64,
 }
 
+#[derive(Debug)]
+enum Pacing {
+    Unpaced,
+    Clock(Pacer),
+    AheadOf(Arc<Delivered>),
+}
+
 impl BenchSource {
-    /// `period`: `None` for unpaced (throughput), else one frame per period
-    /// (latency), skipping slots rather than bursting when the caller is late.
-    pub fn new(size: Size, period: Option<Duration>) -> Result<Self, MediaError> {
+    pub fn new(size: Size, pace: Pace) -> Result<Self, MediaError> {
         let (width, height) = (size.width(), size.height());
         let frames = (0..DISTINCT_FRAMES)
             .map(|n| {
@@ -65,10 +125,15 @@ impl BenchSource {
                 Picture::from_shared(width, height, PictureFormat::Rgb24, picture.into_shared())
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let pace = match pace {
+            Pace::Unpaced => Pacing::Unpaced,
+            Pace::Every(period) => Pacing::Clock(Pacer::new(period)),
+            Pace::AheadOf(delivered) => Pacing::AheadOf(delivered),
+        };
         Ok(BenchSource {
             size,
             frames,
-            pacer: period.map(Pacer::new),
+            pace,
             sequence: 0,
         })
     }
@@ -76,8 +141,11 @@ impl BenchSource {
 
 impl FrameSource for BenchSource {
     fn next_frame(&mut self) -> Result<CapturedFrame, MediaError> {
-        let missed = self.pacer.as_mut().map_or(0, Pacer::wait);
-        self.sequence += missed;
+        match &mut self.pace {
+            Pacing::Unpaced => {}
+            Pacing::Clock(pacer) => self.sequence += pacer.wait(),
+            Pacing::AheadOf(delivered) => delivered.wait_to_send(self.sequence),
+        }
         let index = (self.sequence % DISTINCT_FRAMES) as usize;
         let picture =
             self.frames
@@ -96,13 +164,17 @@ impl FrameSource for BenchSource {
     }
 
     fn describe(&self) -> String {
-        match &self.pacer {
-            Some(pacer) => format!(
+        match &self.pace {
+            Pacing::Unpaced => format!("bench frames {} unpaced", self.size),
+            Pacing::Clock(pacer) => format!(
                 "bench frames {} at {:.0} fps",
                 self.size,
                 1.0 / pacer.period().as_secs_f64()
             ),
-            None => format!("bench frames {} unpaced", self.size),
+            Pacing::AheadOf(_) => format!(
+                "bench frames {} as fast as the far side decodes them",
+                self.size
+            ),
         }
     }
 }
@@ -149,7 +221,7 @@ mod tests {
     #[test]
     fn unpaced_frames_cycle_the_pregenerated_pictures() {
         let size = Size::new(160, 120).unwrap();
-        let mut source = BenchSource::new(size, None).unwrap();
+        let mut source = BenchSource::new(size, Pace::Unpaced).unwrap();
         let first = source.next_frame().unwrap();
         for _ in 1..DISTINCT_FRAMES {
             source.next_frame().unwrap();
@@ -168,10 +240,10 @@ mod tests {
     fn paced_frames_skip_rather_than_burst() {
         let size = Size::new(16, 16).unwrap();
         let period = Duration::from_millis(2);
-        let mut source = BenchSource::new(size, Some(period)).unwrap();
+        let mut source = BenchSource::new(size, Pace::Every(period)).unwrap();
         source.next_frame().unwrap();
         // As if the consumer had been away for ten periods.
-        source.pacer = Some(Pacer::starting_at(
+        source.pace = Pacing::Clock(Pacer::starting_at(
             period,
             Instant::now() - Duration::from_millis(20),
         ));
@@ -181,5 +253,50 @@ mod tests {
         let next = source.next_frame().unwrap();
         assert!(next.sequence > late.sequence);
         assert!(next.sequence < late.sequence + 10, "{}", next.sequence);
+    }
+
+    #[test]
+    fn the_throughput_source_waits_for_the_far_side() {
+        let size = Size::new(16, 16).unwrap();
+        let delivered = Arc::new(Delivered::default());
+        let mut source = BenchSource::new(size, Pace::AheadOf(delivered.clone())).unwrap();
+        for expected in 0..FRAMES_AHEAD {
+            let started = Instant::now();
+            assert_eq!(source.next_frame().unwrap().sequence, expected);
+            assert!(
+                started.elapsed() < DELIVERY_PATIENCE,
+                "no wait within the window"
+            );
+        }
+        // The window is full: the next frame waits for a decode.
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            let frame = source.next_frame().unwrap();
+            (frame.sequence, started.elapsed())
+        });
+        delivered.record(0);
+        let (sequence, _) = waiter.join().unwrap();
+        assert_eq!(sequence, FRAMES_AHEAD);
+    }
+
+    #[test]
+    fn a_lost_frame_does_not_stall_the_throughput_source() {
+        let size = Size::new(16, 16).unwrap();
+        let delivered = Arc::new(Delivered::default());
+        let mut source = BenchSource::new(size, Pace::AheadOf(delivered.clone())).unwrap();
+        for _ in 0..FRAMES_AHEAD {
+            source.next_frame().unwrap();
+        }
+        // Frame 0 never arrives; frame 1 does (a newer one replaced it).
+        delivered.record(1);
+        delivered.record(0);
+        let started = Instant::now();
+        assert_eq!(source.next_frame().unwrap().sequence, FRAMES_AHEAD);
+        assert_eq!(source.next_frame().unwrap().sequence, FRAMES_AHEAD + 1);
+        assert!(started.elapsed() < DELIVERY_PATIENCE);
+        // Nothing more decoded: the source waits, but not for ever.
+        let started = Instant::now();
+        source.next_frame().unwrap();
+        assert!(started.elapsed() >= DELIVERY_PATIENCE);
     }
 }

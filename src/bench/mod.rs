@@ -9,9 +9,12 @@
 //! Video flows one way: the sender sends, the receiver (camera off) decodes.
 //!
 //! For each size and codec:
-//! - a throughput run: the sender's source is unpaced and its media thread
-//!   waits for the writer ([`Outgoing::EveryFrame`]), so frames are encoded
-//!   only as fast as they can be sent; we count frames the receiver decoded.
+//! - a throughput run: the receiver's decoder tells the sender's source
+//!   which frame it decoded last ([`frames::Delivered`], a sink besides the
+//!   window), and the source runs at most [`frames::FRAMES_AHEAD`] frames
+//!   ahead of it, so frames are made only as fast as the whole path takes
+//!   them; we count frames the receiver decoded. The call itself is the one
+//!   every call runs: only the source and this sink differ.
 //! - a latency run: frames paced at 30 fps through the call's usual
 //!   newest-frame-only path; capture-to-decoded latency on the shared clock.
 //!   It lasts 10 s by default, so its p99 rests on 300 frames rather than
@@ -36,16 +39,16 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::call::handshake::local_hello;
-use crate::call::pipeline::{CallSummary, Outgoing, PipelineConfig};
+use crate::call::pipeline::{CallSummary, PipelineConfig};
 use crate::call::setup::{handshake_and_run, Plan};
-use crate::call::{CallError, PEER_TIMEOUT};
+use crate::call::{CallError, DecodedHook, PEER_TIMEOUT};
 use crate::identity::{Identity, PinnedPeer};
 use crate::media::{Fps, MediaError, Quality, Size};
 use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
 use crate::protocol::{Connection, PixelFormat, Role};
 use crate::ui::{DisplayState, UiCommand, UiHandle};
 use bare::BareError;
-use frames::{BenchSource, IdleSource};
+use frames::{BenchSource, Delivered, IdleSource, Pace};
 use report::{CaseResult, Comparison, Report, Round};
 use usage::RssTrend;
 
@@ -242,15 +245,8 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
         for &codec in &args.codecs {
             let name = report::codec_name(codec);
             eprintln!("vchat bench: {size} {name}: throughput");
-            let throughput = run_call(
-                &peers,
-                size,
-                codec,
-                args.quality,
-                limit,
-                Outgoing::EveryFrame,
-            )
-            .await?;
+            let throughput =
+                run_call(&peers, size, codec, args.quality, limit, Run::Throughput).await?;
             eprintln!("vchat bench: {size} {name}: latency at {LATENCY_FPS} fps");
             let latency = run_call(
                 &peers,
@@ -258,7 +254,7 @@ pub async fn run_all(args: &BenchArgs, limit: Limit) -> Result<Report, BenchErro
                 codec,
                 args.quality,
                 latency_limit,
-                Outgoing::Newest,
+                Run::Latency,
             )
             .await?;
             let comparison = match codec.raw_len(size.width(), size.height()) {
@@ -311,11 +307,11 @@ async fn compare(
     let mut rounds = Vec::with_capacity(COMPARISON_ROUNDS);
     for round in 0..COMPARISON_ROUNDS {
         let (vchat, bare) = if round % 2 == 0 {
-            let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
+            let vchat = run_call(peers, size, codec, quality, limit, Run::Throughput).await?;
             (vchat, bare::run(peers, payloads, frames).await?)
         } else {
             let bare = bare::run(peers, payloads, frames).await?;
-            let vchat = run_call(peers, size, codec, quality, limit, Outgoing::EveryFrame).await?;
+            let vchat = run_call(peers, size, codec, quality, limit, Run::Throughput).await?;
             (vchat, bare)
         };
         rounds.push(Round {
@@ -326,21 +322,36 @@ async fn compare(
     Ok(Comparison { rounds })
 }
 
+/// What a bench call measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Frames as fast as the receiver decodes them.
+    Throughput,
+    /// Frames paced at [`LATENCY_FPS`], as from a camera.
+    Latency,
+}
+
 /// One call: the receiver listens with its camera off, the sender dials and
-/// sends `codec` at `size` until `limit`; unpaced with `EveryFrame`, paced
-/// at [`LATENCY_FPS`] with `Newest`.
+/// sends `codec` at `size` until `limit`, paced as `run` says.
 pub async fn run_call(
     peers: &Arc<Peers>,
     size: Size,
     codec: PixelFormat,
     quality: Quality,
     limit: Limit,
-    outgoing: Outgoing,
+    run: Run,
 ) -> Result<CallRun, BenchError> {
-    let paced = outgoing == Outgoing::Newest;
     let fps = Fps::new(LATENCY_FPS)?;
-    let period = paced.then(|| Duration::from_secs(1) / LATENCY_FPS);
-    let source = BenchSource::new(size, period)?;
+    let (pace, on_decoded) = match run {
+        Run::Throughput => {
+            let delivered = Arc::new(Delivered::default());
+            let sink = delivered.clone();
+            let hook: DecodedHook = Arc::new(move |sequence| sink.record(sequence));
+            (Pace::AheadOf(delivered), Some(hook))
+        }
+        Run::Latency => (Pace::Every(Duration::from_secs(1) / LATENCY_FPS), None),
+    };
+    let source = BenchSource::new(size, pace)?;
     let idle = IdleSource::new()?;
     let config = |peer_name: &str, limit: Option<Limit>| PipelineConfig {
         quality,
@@ -372,7 +383,7 @@ pub async fn run_call(
         hello: local_hello("bench receiver"),
         wanted: PixelFormat::Jpeg,
         config: config("sender", None),
-        outgoing: Outgoing::Newest,
+        on_decoded,
     };
     let receiver = tokio::spawn(async move {
         let secure = listener.accept().await.ok_or(CallError::ListenerClosed)?;
@@ -403,7 +414,7 @@ pub async fn run_call(
             hello: local_hello("bench sender"),
             wanted: codec,
             config: config("receiver", Some(limit)),
-            outgoing,
+            on_decoded: None,
         };
         handshake_and_run(conn, plan, map_io, Box::new(source), ui, no_commands).await
     };

@@ -28,6 +28,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
+pub use receive::DecodedHook;
 pub use run::{call, demo, listen, CallOptions, Serve};
 
 use crate::identity::IdentityError;
@@ -58,6 +59,41 @@ pub fn print_summary(summary: &CallSummary, stats: Option<StatsFormat>) {
     };
     if print_line(&mut std::io::stdout(), &line).is_err() {
         let _ = print_line(&mut std::io::stderr(), &line);
+    }
+}
+
+/// Prints the summary of a call (or a wait for one) that failed: who it was
+/// with, how long it ran and why, on stdout like [`print_summary`] (as JSON
+/// with `--stats json`, `"ok": false`), so every exit leaves one.
+pub fn print_failure(
+    peer: &str,
+    error: &CallError,
+    elapsed: std::time::Duration,
+    stats: Option<StatsFormat>,
+) {
+    let line = failure_line(peer, error, elapsed, stats);
+    if print_line(&mut std::io::stdout(), &line).is_err() {
+        let _ = print_line(&mut std::io::stderr(), &line);
+    }
+}
+
+fn failure_line(
+    peer: &str,
+    error: &CallError,
+    elapsed: std::time::Duration,
+    stats: Option<StatsFormat>,
+) -> String {
+    let secs = elapsed.as_secs_f64();
+    match stats {
+        Some(StatsFormat::Json) => serde_json::json!({
+            "event": "summary",
+            "ok": false,
+            "peer": peer,
+            "end": error.to_string(),
+            "duration_s": (secs * 100.0).round() / 100.0,
+        })
+        .to_string(),
+        _ => format!("call with {peer} failed after {secs:.1} s: {error}"),
     }
 }
 
@@ -180,5 +216,31 @@ impl CallError {
             | CallError::Record(_)
             | CallError::ListenerClosed => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_failure_summary_names_the_peer_the_time_and_the_cause() {
+        let error = CallError::ListenerClosed;
+        let text = failure_line("bob", &error, Duration::from_millis(2340), None);
+        assert_eq!(text, format!("call with bob failed after 2.3 s: {error}"));
+        let json = failure_line(
+            "bob",
+            &error,
+            Duration::from_millis(2346),
+            Some(StatsFormat::Json),
+        );
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["event"], "summary");
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["peer"], "bob");
+        assert_eq!(json["end"], error.to_string());
+        assert_eq!(json["duration_s"], 2.35);
     }
 }

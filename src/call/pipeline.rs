@@ -37,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::handshake::{now, PeerIntro, SendPlan};
+use super::receive::DecodedHook;
 use super::state::{Action, CallMachine, Event, Outcome};
 use super::stats::{json_ms, text_ms, Counters, Snapshot, Totals};
 use super::{link, receive, send};
@@ -167,6 +168,7 @@ impl CallSummary {
         let ms = json_ms;
         serde_json::json!({
             "event": "summary",
+            "ok": true,
             "peer": self.peer,
             "end": self.end.to_string(),
             "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
@@ -331,22 +333,10 @@ impl Core {
     }
 }
 
-/// What the media thread does with a new frame while the writer has not
-/// taken the previous one yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Outgoing {
-    /// Replace it: a call's latency stays bounded, a slow link costs frames.
-    #[default]
-    Newest,
-    /// Wait for the writer: every encoded frame is sent and none is encoded
-    /// in vain. For `vchat bench` throughput runs, whose source is unpaced.
-    EveryFrame,
-}
-
 /// Runs a connected call until it ends. `connection` has completed the
 /// hello/accept handshake driven by `machine` (now live), which settled
 /// `send`; `source` is already open (so a missing camera was reported before
-/// connecting). `outgoing` says what happens to frames the writer has not taken.
+/// connecting). `on_decoded` hears of each peer frame decoded (see [`DecodedHook`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S>(
     connection: Connection<S>,
@@ -356,7 +346,7 @@ pub async fn run<S>(
     send: SendPlan,
     ui: UiHandle,
     commands: UnboundedReceiver<UiCommand>,
-    outgoing: Outgoing,
+    on_decoded: Option<DecodedHook>,
     relink: Option<Relink<S>>,
 ) -> Result<CallSummary, CallError>
 where
@@ -404,13 +394,17 @@ where
         shared.clone(),
         &config,
         send,
-        outgoing,
         ui.clone(),
         failure_tx.clone(),
         media_stopped_tx,
     )?;
-    let decoder =
-        receive::spawn_decoder_thread(shared.clone(), recorder, ui.clone(), failure_tx.clone())?;
+    let decoder = receive::spawn_decoder_thread(
+        shared.clone(),
+        recorder,
+        ui.clone(),
+        on_decoded,
+        failure_tx.clone(),
+    )?;
 
     let tasks = TaskTracker::new();
     let (writer_done_tx, writer_done) = mpsc::unbounded_channel();

@@ -18,14 +18,20 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::pipeline::{Shared, THREAD_POLL};
 use super::stats::{unix_micros, Counters};
 use super::CallError;
-use crate::media::{Decoder, Picture, PictureFormat, Y4mRecorder};
+use crate::media::{Decoder, OwnedEncodedPicture, Picture, PictureFormat, Y4mRecorder};
 use crate::ui::{RgbImage, UiHandle};
+
+/// Hears the sender's frame number of each peer frame as it is decoded: a
+/// sink besides the window and the recording. `vchat bench` uses it to let
+/// its unpaced source run only as far ahead as the far side keeps up.
+pub type DecodedHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Decodes the newest received frame for the window and the recorder.
 pub(super) fn spawn_decoder_thread(
     shared: Arc<Shared>,
     mut recorder: Option<Y4mRecorder>,
     ui: UiHandle,
+    on_decoded: Option<DecodedHook>,
     failures: UnboundedSender<CallError>,
 ) -> Result<JoinHandle<Option<(PathBuf, u64)>>, CallError> {
     std::thread::Builder::new()
@@ -55,27 +61,19 @@ pub(super) fn spawn_decoder_thread(
                         continue;
                     }
                     last_seq = Some(video.seq);
+                    let picture = OwnedEncodedPicture {
+                        format: video.format,
+                        width: video.width,
+                        height: video.height,
+                        payload: video.payload,
+                    };
                     // Raw RGB24 is shown from the received bytes, uncopied.
                     decoder
-                        .decode_bytes_into(
-                            video.format,
-                            video.width,
-                            video.height,
-                            &video.payload,
-                            PictureFormat::Rgb24,
-                            &mut shown,
-                        )
+                        .decode_bytes_into(&picture, PictureFormat::Rgb24, &mut shown)
                         .map_err(CallError::PeerSentBadVideo)?;
                     if let Some(recorder) = recorder.as_mut() {
                         decoder
-                            .decode_into(
-                                video.format,
-                                video.width,
-                                video.height,
-                                &video.payload,
-                                PictureFormat::I420,
-                                &mut for_record,
-                            )
+                            .decode_into(picture.borrowed(), PictureFormat::I420, &mut for_record)
                             .map_err(CallError::PeerSentBadVideo)?;
                         recorder
                             .write_at(&for_record, video.capture_time_us)
@@ -86,6 +84,9 @@ pub(super) fn spawn_decoder_thread(
                     shared.counters.record_latency(latency);
                     shared.counters.record_decoded(video.capture_time_us, now);
                     Counters::add(&shared.counters.frames_shown, 1);
+                    if let Some(hook) = &on_decoded {
+                        hook(video.seq);
+                    }
                     if ui.has_window() {
                         let picture =
                             std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::sync::Semaphore;
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::handshake::local_hello;
 use super::pipeline::Relink;
-use super::pipeline::{CallSummary, Outgoing, PipelineConfig};
+use super::pipeline::{CallSummary, PipelineConfig};
 use super::setup::{
     handshake_and_run, handshake_and_run_relinking, shake_hands_again, Plan, Reconnect,
 };
@@ -113,7 +113,7 @@ impl CallOptions {
             hello: local_hello(display_name),
             wanted: self.codec,
             config: self.pipeline(peer_name)?,
-            outgoing: Outgoing::Newest,
+            on_decoded: None,
         })
     }
 
@@ -206,6 +206,7 @@ pub fn listen(
                     return Ok(not_connected(reason, calls_served));
                 }
             };
+            let call_started = Instant::now();
             let remote = secure.remote;
             let peer = secure.peer.clone();
             show_peer(&ui, &peer);
@@ -289,7 +290,10 @@ pub fn listen(
             }
             match result {
                 Ok(summary) => on_call_end(&summary),
-                Err(e) => eprintln!("vchat: the call with {} failed: {e}", peer.name),
+                Err(e) => {
+                    eprintln!("vchat: the call with {} failed: {e}", peer.name);
+                    super::print_failure(&peer.name, &e, call_started.elapsed(), options.stats);
+                }
             }
         }
     })

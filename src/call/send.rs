@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
 use super::handshake::SendPlan;
-use super::pipeline::{Outgoing, PipelineConfig, Shared, THREAD_POLL};
+use super::pipeline::{PipelineConfig, Shared};
 use super::stats::{unix_micros, Counters};
 use super::CallError;
 use crate::media::{CapturedFrame, Encoder, FrameContent, FrameSource, PictureFormat, Quality};
@@ -35,7 +35,6 @@ pub(super) fn spawn_media_thread(
     shared: Arc<Shared>,
     config: &PipelineConfig,
     send: SendPlan,
-    outgoing: Outgoing,
     ui: UiHandle,
     failures: UnboundedSender<CallError>,
     stopped: oneshot::Sender<()>,
@@ -81,13 +80,6 @@ pub(super) fn spawn_media_thread(
                         payload: encoded.payload,
                     };
                     seq += 1;
-                    if outgoing == Outgoing::EveryFrame {
-                        while !shared.outgoing.wait_taken(THREAD_POLL) {
-                            if shared.token.is_cancelled() {
-                                return Ok(());
-                            }
-                        }
-                    }
                     if !shared.outgoing.put(video) {
                         break;
                     }

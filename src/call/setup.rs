@@ -14,7 +14,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
 use super::handshake::{self, PeerIntro, SendPlan};
-use super::pipeline::{self, CallSummary, Outgoing, PipelineConfig, Relink};
+use super::pipeline::{self, CallSummary, PipelineConfig, Relink};
+use super::receive::DecodedHook;
 use super::state::{CallMachine, MachineConfig};
 use super::CallError;
 use crate::media::FrameSource;
@@ -33,8 +34,9 @@ pub struct Plan {
     pub wanted: PixelFormat,
     /// How the pipeline runs.
     pub config: PipelineConfig,
-    /// What happens to frames the writer has not taken yet.
-    pub outgoing: Outgoing,
+    /// Told of each peer frame decoded, besides the window and recording
+    /// (`vchat bench` paces its source by it); none in a person's call.
+    pub on_decoded: Option<DecodedHook>,
 }
 
 /// Runs the handshake on `conn` (in the role it was made with), then the
@@ -120,7 +122,7 @@ where
         send,
         ui,
         commands,
-        plan.outgoing,
+        plan.on_decoded,
         relink,
     )
     .await

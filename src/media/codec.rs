@@ -36,6 +36,18 @@ pub struct EncodedPicture<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> EncodedPicture<'a> {
+    /// A `format` payload announced as `width` x `height`.
+    pub fn new(format: PixelFormat, width: u32, height: u32, payload: &'a [u8]) -> Self {
+        EncodedPicture {
+            format,
+            width,
+            height,
+            payload,
+        }
+    }
+}
+
 /// An encoded picture that owns its payload, ready to go into a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedEncodedPicture {
@@ -43,6 +55,13 @@ pub struct OwnedEncodedPicture {
     pub width: u32,
     pub height: u32,
     pub payload: Bytes,
+}
+
+impl OwnedEncodedPicture {
+    /// The same picture, borrowing the payload.
+    pub fn borrowed(&self) -> EncodedPicture<'_> {
+        EncodedPicture::new(self.format, self.width, self.height, &self.payload)
+    }
 }
 
 /// Turns captured frames into payloads of a chosen [`PixelFormat`].
@@ -303,18 +322,20 @@ impl Decoder {
         }
     }
 
-    /// Decodes a `format` payload announced as `width` x `height` into `out`
-    /// in the `target` layout (RGB24 for display, I420 for recording),
-    /// reusing `out`'s allocation.
+    /// Decodes a payload into `out` in the `target` layout (RGB24 for
+    /// display, I420 for recording), reusing `out`'s allocation.
     pub fn decode_into(
         &mut self,
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-        payload: &[u8],
+        picture: EncodedPicture<'_>,
         target: PictureFormat,
         out: &mut Picture,
     ) -> Result<(), MediaError> {
+        let EncodedPicture {
+            format,
+            width,
+            height,
+            payload,
+        } = picture;
         check_announced_size(width, height)?;
         match format {
             PixelFormat::Rgb24 | PixelFormat::I420 => {
@@ -371,34 +392,29 @@ impl Decoder {
     /// instead of copying them (megabytes per frame at raw HD sizes).
     pub fn decode_bytes_into(
         &mut self,
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-        payload: &Bytes,
+        picture: &OwnedEncodedPicture,
         target: PictureFormat,
         out: &mut Picture,
     ) -> Result<(), MediaError> {
+        let (format, width, height) = (picture.format, picture.width, picture.height);
         if format != target.pixel_format() {
-            return self.decode_into(format, width, height, payload, target, out);
+            return self.decode_into(picture.borrowed(), target, out);
         }
         check_announced_size(width, height)?;
-        check_raw_payload(format, width, height, payload.len())?;
-        *out = Picture::from_shared(width, height, target, payload.clone())?;
+        check_raw_payload(format, width, height, picture.payload.len())?;
+        *out = Picture::from_shared(width, height, target, picture.payload.clone())?;
         Ok(())
     }
 
     /// [`Decoder::decode_into`] into a new picture.
     pub fn decode(
         &mut self,
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-        payload: &[u8],
+        picture: EncodedPicture<'_>,
         target: PictureFormat,
     ) -> Result<Picture, MediaError> {
-        let mut picture = Picture::empty(target);
-        self.decode_into(format, width, height, payload, target, &mut picture)?;
-        Ok(picture)
+        let mut decoded = Picture::empty(target);
+        self.decode_into(picture, target, &mut decoded)?;
+        Ok(decoded)
     }
 }
 
@@ -460,10 +476,7 @@ mod tests {
         assert_eq!(encoded.payload, picture.data());
         let decoded = Decoder::new()
             .decode(
-                PixelFormat::Rgb24,
-                64,
-                48,
-                encoded.payload,
+                EncodedPicture::new(PixelFormat::Rgb24, 64, 48, encoded.payload),
                 PictureFormat::Rgb24,
             )
             .unwrap();
@@ -483,42 +496,24 @@ mod tests {
         let mut shown = Picture::empty(PictureFormat::Rgb24);
         let mut decoder = Decoder::new();
         decoder
-            .decode_bytes_into(
-                PixelFormat::Rgb24,
-                64,
-                48,
-                &owned.payload,
-                PictureFormat::Rgb24,
-                &mut shown,
-            )
+            .decode_bytes_into(&owned, PictureFormat::Rgb24, &mut shown)
             .unwrap();
         assert_eq!(shown.data().as_ptr(), pixels, "shared, not copied");
         assert_eq!(shown, picture);
         // A wrong length is still refused, and other layouts still convert.
-        let short = owned.payload.slice(1..);
+        let short = OwnedEncodedPicture {
+            payload: owned.payload.slice(1..),
+            ..owned.clone()
+        };
         assert!(decoder
-            .decode_bytes_into(
-                PixelFormat::Rgb24,
-                64,
-                48,
-                &short,
-                PictureFormat::Rgb24,
-                &mut shown
-            )
+            .decode_bytes_into(&short, PictureFormat::Rgb24, &mut shown)
             .is_err());
         let i420 = encoder
             .encode_to_bytes(frame_of(picture), PixelFormat::I420, Quality::default())
             .unwrap();
         assert_eq!(i420.payload.len(), 64 * 48 * 3 / 2);
         decoder
-            .decode_bytes_into(
-                PixelFormat::I420,
-                64,
-                48,
-                &i420.payload,
-                PictureFormat::Rgb24,
-                &mut shown,
-            )
+            .decode_bytes_into(&i420, PictureFormat::Rgb24, &mut shown)
             .unwrap();
         assert_eq!(shown.data().len(), 64 * 48 * 3);
     }
@@ -551,7 +546,10 @@ mod tests {
             PixelFormat::I420.raw_len(64, 48).unwrap()
         );
         let decoded = Decoder::new()
-            .decode(PixelFormat::I420, 64, 48, raw.payload, PictureFormat::Rgb24)
+            .decode(
+                EncodedPicture::new(PixelFormat::I420, 64, 48, raw.payload),
+                PictureFormat::Rgb24,
+            )
             .unwrap();
         assert_eq!(read_frame_number(&decoded), Some(3));
     }
@@ -566,7 +564,10 @@ mod tests {
     #[test]
     fn wrong_raw_length_is_rejected() {
         let error = Decoder::new()
-            .decode(PixelFormat::Rgb24, 4, 4, &[0; 47], PictureFormat::Rgb24)
+            .decode(
+                EncodedPicture::new(PixelFormat::Rgb24, 4, 4, &[0; 47]),
+                PictureFormat::Rgb24,
+            )
             .unwrap_err();
         assert!(
             error
@@ -575,7 +576,10 @@ mod tests {
             "{error}"
         );
         let error = Decoder::new()
-            .decode(PixelFormat::I420, 3, 3, &[0; 18], PictureFormat::I420)
+            .decode(
+                EncodedPicture::new(PixelFormat::I420, 3, 3, &[0; 18]),
+                PictureFormat::I420,
+            )
             .unwrap_err();
         assert!(matches!(
             error,
@@ -586,7 +590,10 @@ mod tests {
             }
         ));
         let error = Decoder::new()
-            .decode(PixelFormat::Rgb24, 5000, 4, &[], PictureFormat::Rgb24)
+            .decode(
+                EncodedPicture::new(PixelFormat::Rgb24, 5000, 4, &[]),
+                PictureFormat::Rgb24,
+            )
             .unwrap_err();
         assert!(
             matches!(error, MediaError::UnsupportedFrameSize { .. }),
@@ -602,7 +609,10 @@ mod tests {
             b"not a jpeg at all",
             &[0xFF, 0xD8, 0xFF, 0xC0, 0, 0],
         ] {
-            let error = decoder.decode(PixelFormat::Jpeg, 64, 48, garbage, PictureFormat::Rgb24);
+            let error = decoder.decode(
+                EncodedPicture::new(PixelFormat::Jpeg, 64, 48, garbage),
+                PictureFormat::Rgb24,
+            );
             assert!(
                 matches!(error, Err(MediaError::CorruptJpeg { .. })),
                 "{error:?}"
@@ -619,12 +629,18 @@ mod tests {
             .payload
             .to_vec();
         let truncated = &jpeg[..jpeg.len() / 2];
-        let error = decoder.decode(PixelFormat::Jpeg, 64, 48, truncated, PictureFormat::Rgb24);
+        let error = decoder.decode(
+            EncodedPicture::new(PixelFormat::Jpeg, 64, 48, truncated),
+            PictureFormat::Rgb24,
+        );
         assert!(
             matches!(error, Err(MediaError::CorruptJpeg { .. })),
             "{error:?}"
         );
-        let error = decoder.decode(PixelFormat::Jpeg, 32, 48, &jpeg, PictureFormat::Rgb24);
+        let error = decoder.decode(
+            EncodedPicture::new(PixelFormat::Jpeg, 32, 48, &jpeg),
+            PictureFormat::Rgb24,
+        );
         assert!(
             matches!(
                 error,

@@ -21,8 +21,6 @@ pub struct Latest<T> {
     ready: Condvar,
     /// Wakes an async consumer (a task).
     notify: Notify,
-    /// Wakes a producer waiting in [`Latest::wait_taken`].
-    taken: Condvar,
     dropped: AtomicU64,
 }
 
@@ -48,7 +46,6 @@ impl<T> Latest<T> {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             notify: Notify::new(),
-            taken: Condvar::new(),
             dropped: AtomicU64::new(0),
         }
     }
@@ -75,21 +72,7 @@ impl<T> Latest<T> {
 
     /// Takes the value if there is one, without waiting.
     pub fn try_take(&self) -> Option<T> {
-        let value = self.lock().value.take();
-        self.taken.notify_all();
-        value
-    }
-
-    /// Waits (blocking the thread, at most `poll`) until the slot is empty
-    /// or closed; true if it is empty. A producer that must not drop values
-    /// (the benchmark's "every frame" mode) calls this before [`Latest::put`].
-    pub fn wait_taken(&self, poll: Duration) -> bool {
-        let state = self.lock();
-        let (state, _) = self
-            .taken
-            .wait_timeout_while(state, poll, |s| s.value.is_some() && !s.closed)
-            .unwrap_or_else(PoisonError::into_inner);
-        state.value.is_none() && !state.closed
+        self.lock().value.take()
     }
 
     /// Waits (blocking the thread) for a value; `None` once closed and empty.
@@ -98,8 +81,6 @@ impl<T> Latest<T> {
         let mut state = self.lock();
         loop {
             if let Some(value) = state.value.take() {
-                drop(state);
-                self.taken.notify_all();
                 return Some(Some(value));
             }
             if state.closed {
@@ -123,8 +104,6 @@ impl<T> Latest<T> {
             {
                 let mut state = self.lock();
                 if let Some(value) = state.value.take() {
-                    drop(state);
-                    self.taken.notify_all();
                     return Some(value);
                 }
                 if state.closed {
@@ -139,7 +118,6 @@ impl<T> Latest<T> {
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
-        self.taken.notify_all();
         self.notify.notify_waiters();
         self.notify.notify_one();
     }
@@ -165,23 +143,6 @@ mod tests {
         assert_eq!(slot.try_take(), Some(4));
         assert_eq!(slot.try_take(), None);
         assert_eq!(slot.dropped(), 4);
-    }
-
-    #[test]
-    fn a_producer_can_wait_until_the_value_is_taken() {
-        let slot = Arc::new(Latest::new());
-        assert!(slot.wait_taken(Duration::from_millis(1)), "empty at first");
-        slot.put(1);
-        assert!(!slot.wait_taken(Duration::from_millis(1)), "still full");
-        let consumer = {
-            let slot = slot.clone();
-            std::thread::spawn(move || slot.take_blocking(Duration::from_secs(60)))
-        };
-        assert!(slot.wait_taken(Duration::from_secs(60)));
-        assert_eq!(consumer.join().unwrap(), Some(Some(1)));
-        assert_eq!(slot.dropped(), 0);
-        slot.close();
-        assert!(!slot.wait_taken(Duration::from_secs(60)), "closed");
     }
 
     #[test]
