@@ -66,7 +66,7 @@ fn vchat_side_with(
             peer_timeout,
             peer_name: "peer".into(),
         },
-        on_decoded: None,
+        on_video_taken: None,
     };
     let source = Box::new(TestPatternSource::new(
         Size::new(width, height).unwrap(),

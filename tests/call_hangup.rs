@@ -62,7 +62,7 @@ async fn hanging_up_with_a_stalled_camera_returns_at_once() {
             peer_timeout: PEER_TIMEOUT,
             peer_name: "peer".into(),
         },
-        on_decoded: None,
+        on_video_taken: None,
     };
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (connected_tx, connected) = tokio::sync::oneshot::channel();

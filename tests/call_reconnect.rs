@@ -3,15 +3,15 @@
 //! mid-call, without a `bye`; the caller redials through the relay, the
 //! listener takes the same peer back, frames flow again within 3 s, and the
 //! listener's recording never goes back to a frame from before the cut.
+//! While the link is down another pinned peer is told `busy`; a link that
+//! stays down ends the call on both sides when `--reconnect SECS` runs out.
 
 mod common;
 
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::relay::Relay;
 use common::{paired_identities, spawn_caller, spawn_listener};
 use vchat::media::{read_frame_number, Decoder, EncodedPicture, Picture, PictureFormat, Y4mReader};
 use vchat::protocol::PixelFormat;
@@ -24,66 +24,6 @@ const BACK_WITHIN: Duration = Duration::from_secs(3);
 
 /// How often the test looks at the recording while it waits for it.
 const POLL: Duration = Duration::from_millis(10);
-
-/// Accepts connections and relays each to `target`, both ways, until cut.
-struct Relay {
-    addr: SocketAddr,
-    /// Both sockets of every relayed connection, for [`Relay::cut`].
-    sockets: Arc<Mutex<Vec<TcpStream>>>,
-    /// Connections relayed so far.
-    relayed: Arc<AtomicUsize>,
-}
-
-impl Relay {
-    fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sockets = Arc::new(Mutex::new(Vec::new()));
-        let relayed = Arc::new(AtomicUsize::new(0));
-        let (all, count) = (sockets.clone(), relayed.clone());
-        // Runs for the rest of the test process: a blocked accept has no
-        // other way out, and it holds nothing the test waits for.
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let mut all = all.lock().unwrap();
-                all.push(client.try_clone().unwrap());
-                all.push(server.try_clone().unwrap());
-                drop(all);
-                copy_in_thread(client.try_clone().unwrap(), server.try_clone().unwrap());
-                copy_in_thread(server, client);
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        Relay {
-            addr,
-            sockets,
-            relayed,
-        }
-    }
-
-    /// Ends every connection relayed so far, both ways, as a network that
-    /// fails would: no `bye`, no close_notify, just the end of the stream.
-    fn cut(&self) {
-        for socket in self.sockets.lock().unwrap().drain(..) {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn relayed(&self) -> usize {
-        self.relayed.load(Ordering::SeqCst)
-    }
-}
-
-fn copy_in_thread(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
-        let _ = to.shutdown(Shutdown::Write);
-    });
-}
 
 /// The test pattern's frame numbers in a recording that may still be
 /// written to: a frame cut short at the end is not counted.
@@ -168,4 +108,122 @@ fn a_cut_link_is_redialled_and_frames_flow_again_without_a_frame_twice() {
         numbers.iter().filter(|&&n| n > before).count() >= 30,
         "about 2 s of frames after the reconnect: {numbers:?}"
     );
+}
+
+/// A third identity, Carol, and `a`'s directory and hers trusting each
+/// other ("c" for `a`, "a" for her).
+fn third_peer(a: &Path) -> tempfile::TempDir {
+    let c = tempfile::tempdir().unwrap();
+    common::run_ok(c.path(), &["keygen", "--name", "Carol"]);
+    let c_cert = c.path().join("cert.pem");
+    let a_cert = a.join("cert.pem");
+    common::run_ok(a, &["trust", c_cert.to_str().unwrap(), "--name", "c"]);
+    common::run_ok(
+        c.path(),
+        &["trust", a_cert.to_str().unwrap(), "--name", "a"],
+    );
+    c
+}
+
+#[test]
+fn another_peer_is_told_busy_while_the_call_waits_for_its_own_peer() {
+    let (a, b) = paired_identities();
+    let c = third_peer(a.path());
+    let video = ["--headless", "--source", "test", "--size", "160x120"];
+    let mut listener_args = vec!["--peer", "c"];
+    listener_args.extend_from_slice(&video);
+    let (mut listener, addr) = spawn_listener(a.path(), &listener_args, &[]);
+    let relay = Relay::start(addr.parse().unwrap());
+    let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &video, &[]);
+    listener.wait_for("connected to b", CALL_LIMIT);
+    caller.wait_for("connected to a", CALL_LIMIT);
+
+    relay.cut_and_hold();
+    listener.wait_for("the link dropped; reconnecting", CALL_LIMIT);
+    // Carol gets through (not via the relay) while the call waits for Bob.
+    let mut carol_args = vec!["--reconnect", "0"];
+    carol_args.extend_from_slice(&video);
+    let carol = spawn_caller(c.path(), &addr, &carol_args, &[]).finish(CALL_LIMIT);
+    assert_eq!(carol.status.code(), Some(1), "{}", carol.all_output());
+    assert!(
+        carol.stderr.iter().any(|l| l.contains("busy")),
+        "{}",
+        carol.all_output()
+    );
+
+    // Bob's redial comes through once the link is back: the call resumes.
+    relay.release();
+    listener.wait_for("the call is back", CALL_LIMIT);
+    caller.wait_for("the call is back", CALL_LIMIT);
+    caller.signal("INT");
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(
+        listener
+            .stdout
+            .iter()
+            .any(|l| l.contains("b hung up") || l.contains("call with b ended")),
+        "{}",
+        listener.all_output()
+    );
+    assert_eq!(relay.relayed(), 2, "one call, one reconnect");
+}
+
+#[test]
+fn a_link_that_stays_down_ends_the_call_when_the_reconnect_window_closes() {
+    let (a, b) = paired_identities();
+    let args = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--reconnect",
+        "2",
+    ];
+    let (mut listener, addr) = spawn_listener(a.path(), &args, &[]);
+    let relay = Relay::start(addr.parse().unwrap());
+    let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &args, &[]);
+    // Both sides live: a cut during the handshake is a failed call, not a drop.
+    listener.wait_for("connected to b", CALL_LIMIT);
+    caller.wait_for("connected to a", CALL_LIMIT);
+    relay.cut_and_hold();
+
+    let why = "did not come back within 2 s";
+    for (side, finished) in [
+        ("caller", caller.finish(CALL_LIMIT)),
+        ("listener", listener.finish(CALL_LIMIT)),
+    ] {
+        assert_eq!(
+            finished.status.code(),
+            Some(1),
+            "{side}: {}",
+            finished.all_output()
+        );
+        assert!(
+            finished.stderr.iter().any(|l| l.contains(why)),
+            "{side}: {}",
+            finished.all_output()
+        );
+        // The summary on stdout says it failed, and why.
+        assert!(
+            finished
+                .stdout
+                .iter()
+                .any(|l| l.contains(" failed after ") && l.contains(why)),
+            "{side}: {}",
+            finished.all_output()
+        );
+        // Causes in plain words, no library manual links.
+        assert!(
+            !finished.all_output().contains("http"),
+            "{side}: {}",
+            finished.all_output()
+        );
+    }
+    // The caller redialled with backoff (250 ms, 500 ms, 1 s) meanwhile.
+    assert!(relay.refused() >= 2, "{} redials", relay.refused());
+    assert_eq!(relay.relayed(), 1);
 }

@@ -191,7 +191,7 @@ async fn run_case(
             peer_timeout: Duration::from_millis(300),
             peer_name: "peer".into(),
         },
-        on_decoded: None,
+        on_video_taken: None,
     };
     let source = Box::new(TestPatternSource::new(
         Size::new(32, 24).unwrap(),

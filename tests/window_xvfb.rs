@@ -3,7 +3,8 @@
 //! video is a solid blue Y4M file, so a screenshot shows whether the peer's
 //! pattern fills the main area and the self view sits in its corner. And a
 //! listener's window: what it says while it waits, and that it keeps the
-//! reason on screen after the call until a key is pressed.
+//! reason on screen after the call until a key is pressed. And both windows
+//! while a relay holds the link down: "reconnecting...", then the call again.
 //!
 //! Needs Xvfb, xwd, xdotool and ImageMagick's convert (`scripts/setup.sh`
 //! installs them); without them the test fails and says so.
@@ -15,13 +16,16 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::relay::Relay;
 use common::{paired_identities, spawn_caller, spawn_listener};
 use vchat::media::{
     read_frame_number, CapturedFrame, Encoder, Fps, FrameContent, Picture, PictureFormat, Quality,
     Y4mRecorder,
 };
 use vchat::protocol::PixelFormat;
-use vchat::ui::compose::{fit, pip_rect, Compositor, Pane, Rect, Scene, View, BACKGROUND, TEXT};
+use vchat::ui::compose::{
+    fit, layout, pip_rect, Compositor, Notice, Pane, Rect, Scene, View, BACKGROUND, TEXT,
+};
 
 /// An Xvfb server on a free display, stopped when dropped.
 struct Xvfb {
@@ -739,4 +743,131 @@ fn a_failed_call_keeps_its_reason_on_screen_even_in_a_narrow_window() {
         caller.all_output()
     );
     drop(xvfb);
+}
+
+/// Whether `shot` shows `text` as the notice in the middle of the window,
+/// pixel for pixel as the compositor lays it out and draws its letters
+/// (the panel behind them shades whatever picture is there, so only the
+/// letters are compared).
+fn shows_notice(shot: &(u32, u32, Vec<u8>), text: &str) -> bool {
+    let (w, h) = (shot.0, shot.1);
+    let scene = Scene {
+        main: Pane {
+            view: View::Placeholder(""),
+            label: None,
+        },
+        pip: None,
+        overlay: &[],
+        hint: None,
+        notice: Some(Notice { text, footer: None }),
+    };
+    let Some(block) = layout(w, h, &scene).notice.first().cloned() else {
+        return false;
+    };
+    let mut expected = vec![0u32; (w * h) as usize];
+    Compositor::default().render(&mut expected, w, h, &scene);
+    let r = block.rect;
+    let mut letters = 0;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let is_letter = expected[(y * w + x) as usize] == TEXT;
+            if is_letter != (pixel(shot, x, y) == TEXT_RGB) {
+                return false;
+            }
+            letters += usize::from(is_letter);
+        }
+    }
+    letters > 50
+}
+
+/// Screenshots the window titled `title` until `done` holds for one,
+/// failing the test after a hang guard (the last screenshot saved in
+/// `dir`); returns that screenshot.
+fn screenshot_until(
+    display: &str,
+    title: &str,
+    what: &str,
+    dir: &Path,
+    done: impl Fn(&(u32, u32, Vec<u8>)) -> bool,
+) -> (u32, u32, Vec<u8>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shot = screenshot(display, title);
+        if done(&shot) {
+            return shot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{title:?} does not show {what}; see {:?}",
+            save_png(&shot, dir, "mismatch")
+        );
+    }
+}
+
+#[test]
+fn both_windows_say_reconnecting_while_the_link_is_down_then_show_the_call_again() {
+    // A display each: without a window manager, two windows on one display
+    // sit on top of each other and the lower one cannot be screenshot.
+    let listener_x = Xvfb::start("1280x720");
+    let caller_x = Xvfb::start("1280x720");
+    let shots = tempfile::tempdir().unwrap();
+    let (a, b) = paired_identities();
+    let listener_env = [
+        ("DISPLAY", listener_x.display.as_str()),
+        ("WAYLAND_DISPLAY", ""),
+    ];
+    let caller_env = [
+        ("DISPLAY", caller_x.display.as_str()),
+        ("WAYLAND_DISPLAY", ""),
+    ];
+    let video = ["--source", "test", "--size", "320x240", "--codec", "raw"];
+    let (mut listener, addr) = spawn_listener(a.path(), &video, &listener_env);
+    let relay = Relay::start(addr.parse().unwrap());
+    let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &video, &caller_env);
+    listener.wait_for("connected to b", Duration::from_secs(30));
+    caller.wait_for("connected to a", Duration::from_secs(30));
+    let windows = [
+        (&listener_x.display, "vchat", "listener"),
+        (&caller_x.display, "vchat - a", "caller"),
+    ];
+
+    relay.cut_and_hold();
+    let reconnecting = "reconnecting...";
+    for (display, title, name) in windows {
+        let shot = screenshot_until(display, title, reconnecting, shots.path(), |shot| {
+            shows_notice(shot, reconnecting)
+        });
+        save_png(&shot, shots.path(), &format!("{name}-reconnecting"));
+    }
+
+    // Back: the notice goes and the peer's picture fills the main area
+    // again, undimmed (its left half, clear of the overlay, the hint and
+    // the self view, is mostly the pattern's bright bars).
+    relay.release();
+    let peer_picture_shown = |shot: &(u32, u32, Vec<u8>)| {
+        let (w, h) = (shot.0, shot.1);
+        let area = (h / 8..3 * h / 4).flat_map(|y| (0..w / 2).map(move |x| (x, y)));
+        let (mut bright, mut all) = (0, 0);
+        for (x, y) in area {
+            let p = pixel(shot, x, y);
+            bright += usize::from(p != TEXT_RGB && p.iter().any(|&c| c > 0x7F));
+            all += 1;
+        }
+        bright * 4 > all
+    };
+    for (display, title, name) in windows {
+        let shot = screenshot_until(display, title, "the call again", shots.path(), |shot| {
+            !shows_notice(shot, reconnecting) && peer_picture_shown(shot)
+        });
+        save_png(&shot, shots.path(), &format!("{name}-back"));
+    }
+
+    caller.signal("INT");
+    let caller = caller.finish(Duration::from_secs(30));
+    assert!(caller.status.success(), "{}", caller.all_output());
+    let (_, listener) = wait_for_end_screen(&listener_x.display, "vchat", listener);
+    let listener = press_any_key_to_exit(&listener_x.display, "vchat", listener);
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert_eq!(relay.relayed(), 2, "one call, one reconnect");
+    drop((listener_x, caller_x));
 }

@@ -44,29 +44,23 @@ pub fn wire_payloads(
 /// media thread notices a hang-up only between frames.
 const IDLE_PERIOD: Duration = Duration::from_millis(20);
 
-/// How many frames the throughput source may run ahead of the newest one
-/// the far side decoded: enough to keep encoder, link and decoder all busy
-/// at once, few enough that the call's newest-frame slots rarely replace one
-/// (which would be a frame encoded in vain).
-pub const FRAMES_AHEAD: u64 = 2;
+/// How long the throughput source waits for the link before making a frame
+/// anyway: the link takes nothing while it is down or the call is ending.
+const LINK_PATIENCE: Duration = Duration::from_millis(200);
 
-/// How long the throughput source waits for the far side before making a
-/// frame anyway: the sink is told only of frames that arrive, so this keeps
-/// a run going should one be lost (a newer one normally follows at once).
-const DELIVERY_PATIENCE: Duration = Duration::from_millis(200);
-
-/// The bench's sink on the receiving peer: the newest frame number it
-/// decoded, which the sending peer's source waits on. This closes the loop
-/// of a throughput run through the call itself, so frames are made only as
-/// fast as the whole path (encode, TLS, decode) takes them.
+/// The sending link's progress, which the throughput source waits on: the
+/// newest of our frame numbers the link took to send. Fed by the call's
+/// [`crate::call::VideoTakenHook`], it closes the loop of a throughput run
+/// through the call itself: the next frame is made while the link writes
+/// the one before, so none waits long and none is made in vain.
 #[derive(Debug, Default)]
-pub struct Delivered {
+pub struct LinkTook {
     newest: Mutex<Option<u64>>,
     changed: Condvar,
 }
 
-impl Delivered {
-    /// The receiving peer decoded the sender's frame `sequence`.
+impl LinkTook {
+    /// The link took our frame `sequence` to send.
     pub fn record(&self, sequence: u64) {
         let mut newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
         *newest = Some(newest.map_or(sequence, |n| n.max(sequence)));
@@ -74,14 +68,14 @@ impl Delivered {
         self.changed.notify_all();
     }
 
-    /// Waits until frame `sequence` would be at most [`FRAMES_AHEAD`] past
-    /// the newest decoded one, or [`DELIVERY_PATIENCE`] has passed.
-    fn wait_to_send(&self, sequence: u64) {
+    /// Waits until the link has taken every frame before `sequence` (the
+    /// newest-frame slot is empty), or [`LINK_PATIENCE`] has passed.
+    fn wait_to_make(&self, sequence: u64) {
         let newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
             .changed
-            .wait_timeout_while(newest, DELIVERY_PATIENCE, |newest| {
-                sequence >= newest.map_or(0, |n| n + 1) + FRAMES_AHEAD
+            .wait_timeout_while(newest, LINK_PATIENCE, |newest| {
+                sequence > newest.map_or(0, |n| n + 1)
             })
             .unwrap_or_else(PoisonError::into_inner);
     }
@@ -95,9 +89,8 @@ pub enum Pace {
     /// One frame per period, like a camera (latency runs); late slots are
     /// skipped rather than burst.
     Every(Duration),
-    /// As soon as the far side has decoded all but [`FRAMES_AHEAD`] of the
-    /// frames handed out (throughput runs).
-    AheadOf(Arc<Delivered>),
+    /// As soon as the link has taken the frame before (throughput runs).
+    AsTheLinkTakes(Arc<LinkTook>),
 }
 
 /// Pre-generated test-pattern frames, handed out as [`Pace`] says.
@@ -113,7 +106,7 @@ pub struct BenchSource {
 enum Pacing {
     Unpaced,
     Clock(Pacer),
-    AheadOf(Arc<Delivered>),
+    AsTheLinkTakes(Arc<LinkTook>),
 }
 
 impl BenchSource {
@@ -128,7 +121,7 @@ impl BenchSource {
         let pace = match pace {
             Pace::Unpaced => Pacing::Unpaced,
             Pace::Every(period) => Pacing::Clock(Pacer::new(period)),
-            Pace::AheadOf(delivered) => Pacing::AheadOf(delivered),
+            Pace::AsTheLinkTakes(link) => Pacing::AsTheLinkTakes(link),
         };
         Ok(BenchSource {
             size,
@@ -144,7 +137,7 @@ impl FrameSource for BenchSource {
         match &mut self.pace {
             Pacing::Unpaced => {}
             Pacing::Clock(pacer) => self.sequence += pacer.wait(),
-            Pacing::AheadOf(delivered) => delivered.wait_to_send(self.sequence),
+            Pacing::AsTheLinkTakes(link) => link.wait_to_make(self.sequence),
         }
         let index = (self.sequence % DISTINCT_FRAMES) as usize;
         let picture =
@@ -171,10 +164,9 @@ impl FrameSource for BenchSource {
                 self.size,
                 1.0 / pacer.period().as_secs_f64()
             ),
-            Pacing::AheadOf(_) => format!(
-                "bench frames {} as fast as the far side decodes them",
-                self.size
-            ),
+            Pacing::AsTheLinkTakes(_) => {
+                format!("bench frames {} as fast as the link takes them", self.size)
+            }
         }
     }
 }
@@ -256,47 +248,32 @@ mod tests {
     }
 
     #[test]
-    fn the_throughput_source_waits_for_the_far_side() {
+    fn the_throughput_source_waits_until_the_link_took_the_frame_before() {
         let size = Size::new(16, 16).unwrap();
-        let delivered = Arc::new(Delivered::default());
-        let mut source = BenchSource::new(size, Pace::AheadOf(delivered.clone())).unwrap();
-        for expected in 0..FRAMES_AHEAD {
-            let started = Instant::now();
-            assert_eq!(source.next_frame().unwrap().sequence, expected);
-            assert!(
-                started.elapsed() < DELIVERY_PATIENCE,
-                "no wait within the window"
-            );
-        }
-        // The window is full: the next frame waits for a decode.
-        let waiter = std::thread::spawn(move || {
-            let started = Instant::now();
-            let frame = source.next_frame().unwrap();
-            (frame.sequence, started.elapsed())
-        });
-        delivered.record(0);
-        let (sequence, _) = waiter.join().unwrap();
-        assert_eq!(sequence, FRAMES_AHEAD);
+        let link = Arc::new(LinkTook::default());
+        let mut source = BenchSource::new(size, Pace::AsTheLinkTakes(link.clone())).unwrap();
+        assert_eq!(source.next_frame().unwrap().sequence, 0);
+        // Frame 0 not taken yet: frame 1 waits for it.
+        let waiter = std::thread::spawn(move || source.next_frame().unwrap().sequence);
+        link.record(0);
+        assert_eq!(waiter.join().unwrap(), 1);
     }
 
     #[test]
-    fn a_lost_frame_does_not_stall_the_throughput_source() {
+    fn a_frame_the_link_never_takes_does_not_stall_the_throughput_source() {
         let size = Size::new(16, 16).unwrap();
-        let delivered = Arc::new(Delivered::default());
-        let mut source = BenchSource::new(size, Pace::AheadOf(delivered.clone())).unwrap();
-        for _ in 0..FRAMES_AHEAD {
-            source.next_frame().unwrap();
-        }
-        // Frame 0 never arrives; frame 1 does (a newer one replaced it).
-        delivered.record(1);
-        delivered.record(0);
-        let started = Instant::now();
-        assert_eq!(source.next_frame().unwrap().sequence, FRAMES_AHEAD);
-        assert_eq!(source.next_frame().unwrap().sequence, FRAMES_AHEAD + 1);
-        assert!(started.elapsed() < DELIVERY_PATIENCE);
-        // Nothing more decoded: the source waits, but not for ever.
-        let started = Instant::now();
+        let link = Arc::new(LinkTook::default());
+        let mut source = BenchSource::new(size, Pace::AsTheLinkTakes(link.clone())).unwrap();
         source.next_frame().unwrap();
-        assert!(started.elapsed() >= DELIVERY_PATIENCE);
+        source.next_frame().unwrap();
+        // Frame 0 was replaced in the slot by 1, which the link took.
+        link.record(1);
+        let started = Instant::now();
+        assert_eq!(source.next_frame().unwrap().sequence, 2);
+        assert!(started.elapsed() < LINK_PATIENCE, "no wait: 1 was taken");
+        // Nothing more taken: the source waits, but not for ever.
+        let started = Instant::now();
+        assert_eq!(source.next_frame().unwrap().sequence, 3);
+        assert!(started.elapsed() >= LINK_PATIENCE);
     }
 }

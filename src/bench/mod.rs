@@ -9,12 +9,13 @@
 //! Video flows one way: the sender sends, the receiver (camera off) decodes.
 //!
 //! For each size and codec:
-//! - a throughput run: the receiver's decoder tells the sender's source
-//!   which frame it decoded last ([`frames::Delivered`], a sink besides the
-//!   window), and the source runs at most [`frames::FRAMES_AHEAD`] frames
-//!   ahead of it, so frames are made only as fast as the whole path takes
-//!   them; we count frames the receiver decoded. The call itself is the one
-//!   every call runs: only the source and this sink differ.
+//! - a throughput run: the sender's source is paced by its link, as a
+//!   camera is by its clock: it makes the next frame once the link has
+//!   taken the one before ([`frames::LinkTook`], fed by the call's
+//!   [`crate::call::VideoTakenHook`]), so frames are made only as fast as
+//!   they can be sent and none in vain; we count frames the receiver
+//!   decoded. The call is the one every call runs: newest-frame slots, no
+//!   bench mode in the pipeline; only the source differs.
 //! - a latency run: frames paced at 30 fps through the call's usual
 //!   newest-frame-only path; capture-to-decoded latency on the shared clock.
 //!   It lasts 10 s by default, so its p99 rests on 300 frames rather than
@@ -41,14 +42,14 @@ use tokio::sync::mpsc;
 use crate::call::handshake::local_hello;
 use crate::call::pipeline::{CallSummary, PipelineConfig};
 use crate::call::setup::{handshake_and_run, Plan};
-use crate::call::{CallError, DecodedHook, PEER_TIMEOUT};
+use crate::call::{CallError, VideoTakenHook, PEER_TIMEOUT};
 use crate::identity::{Identity, PinnedPeer};
 use crate::media::{Fps, MediaError, Quality, Size};
 use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
 use crate::protocol::{Connection, PixelFormat, Role};
 use crate::ui::{DisplayState, UiCommand, UiHandle};
 use bare::BareError;
-use frames::{BenchSource, Delivered, IdleSource, Pace};
+use frames::{BenchSource, IdleSource, LinkTook, Pace};
 use report::{CaseResult, Comparison, Report, Round};
 use usage::RssTrend;
 
@@ -342,12 +343,12 @@ pub async fn run_call(
     run: Run,
 ) -> Result<CallRun, BenchError> {
     let fps = Fps::new(LATENCY_FPS)?;
-    let (pace, on_decoded) = match run {
+    let (pace, on_video_taken) = match run {
         Run::Throughput => {
-            let delivered = Arc::new(Delivered::default());
-            let sink = delivered.clone();
-            let hook: DecodedHook = Arc::new(move |sequence| sink.record(sequence));
-            (Pace::AheadOf(delivered), Some(hook))
+            let link = Arc::new(LinkTook::default());
+            let took = link.clone();
+            let hook: VideoTakenHook = Arc::new(move |sequence| took.record(sequence));
+            (Pace::AsTheLinkTakes(link), Some(hook))
         }
         Run::Latency => (Pace::Every(Duration::from_secs(1) / LATENCY_FPS), None),
     };
@@ -383,7 +384,7 @@ pub async fn run_call(
         hello: local_hello("bench receiver"),
         wanted: PixelFormat::Jpeg,
         config: config("sender", None),
-        on_decoded,
+        on_video_taken: None,
     };
     let receiver = tokio::spawn(async move {
         let secure = listener.accept().await.ok_or(CallError::ListenerClosed)?;
@@ -414,7 +415,7 @@ pub async fn run_call(
             hello: local_hello("bench sender"),
             wanted: codec,
             config: config("receiver", Some(limit)),
-            on_decoded: None,
+            on_video_taken,
         };
         handshake_and_run(conn, plan, map_io, Box::new(source), ui, no_commands).await
     };

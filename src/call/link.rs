@@ -24,6 +24,11 @@ use super::stats::Counters;
 use super::CallError;
 use crate::protocol::{Message, MessageReader, MessageWriter, ProtocolError};
 
+/// Told the number of each of our frames as the link takes it to send: how
+/// `vchat bench` paces an unpaced source by the link (one frame waits while
+/// the one before it is written), where a camera is paced by its clock.
+pub type VideoTakenHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// How many times per peer timeout the reader looks whether bytes arrived:
 /// a peer is gone only after a whole timeout without a single byte.
 const LIVENESS_CHECKS_PER_TIMEOUT: u32 = 5;
@@ -59,7 +64,12 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 // An audio queue goes here, before video: late voice is
                 // worse than a late picture.
                 video = shared.outgoing.take() => match video {
-                    Some(v) => Message::Video(v),
+                    Some(v) => {
+                        if let Some(hook) = &shared.on_video_taken {
+                            hook(v.seq);
+                        }
+                        Message::Video(v)
+                    }
                     None => return Ok(()),
                 },
             };

@@ -27,8 +27,8 @@ pub mod stats;
 use std::fmt;
 use std::time::Duration;
 
+pub use link::VideoTakenHook;
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
-pub use receive::DecodedHook;
 pub use run::{call, demo, listen, CallOptions, Serve};
 
 use crate::identity::IdentityError;

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::handshake::{now, PeerIntro, SendPlan};
-use super::receive::DecodedHook;
+use super::link::VideoTakenHook;
 use super::state::{Action, CallMachine, Event, Outcome};
 use super::stats::{json_ms, text_ms, Counters, Snapshot, Totals};
 use super::{link, receive, send};
@@ -190,6 +190,8 @@ impl CallSummary {
 pub(super) struct Shared {
     pub(super) counters: Counters,
     pub(super) outgoing: Latest<Video>,
+    /// Told of each frame the writer takes from `outgoing`.
+    pub(super) on_video_taken: Option<VideoTakenHook>,
     /// The nonce of the newest ping not answered yet. One slot, not a queue:
     /// a peer that pings faster than it reads gets fewer pongs, and cannot
     /// make us hold more than one.
@@ -336,7 +338,8 @@ impl Core {
 /// Runs a connected call until it ends. `connection` has completed the
 /// hello/accept handshake driven by `machine` (now live), which settled
 /// `send`; `source` is already open (so a missing camera was reported before
-/// connecting). `on_decoded` hears of each peer frame decoded (see [`DecodedHook`]).
+/// connecting). `on_video_taken` hears of each of our frames the link takes
+/// (see [`VideoTakenHook`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S>(
     connection: Connection<S>,
@@ -346,7 +349,7 @@ pub async fn run<S>(
     send: SendPlan,
     ui: UiHandle,
     commands: UnboundedReceiver<UiCommand>,
-    on_decoded: Option<DecodedHook>,
+    on_video_taken: Option<VideoTakenHook>,
     relink: Option<Relink<S>>,
 ) -> Result<CallSummary, CallError>
 where
@@ -355,6 +358,7 @@ where
     let shared = Arc::new(Shared {
         counters: Counters::default(),
         outgoing: Latest::new(),
+        on_video_taken,
         pong: Latest::new(),
         output_closed: Notify::new(),
         close_quietly: Notify::new(),
@@ -398,13 +402,8 @@ where
         failure_tx.clone(),
         media_stopped_tx,
     )?;
-    let decoder = receive::spawn_decoder_thread(
-        shared.clone(),
-        recorder,
-        ui.clone(),
-        on_decoded,
-        failure_tx.clone(),
-    )?;
+    let decoder =
+        receive::spawn_decoder_thread(shared.clone(), recorder, ui.clone(), failure_tx.clone())?;
 
     let tasks = TaskTracker::new();
     let (writer_done_tx, writer_done) = mpsc::unbounded_channel();

@@ -21,17 +21,11 @@ use super::CallError;
 use crate::media::{Decoder, OwnedEncodedPicture, Picture, PictureFormat, Y4mRecorder};
 use crate::ui::{RgbImage, UiHandle};
 
-/// Hears the sender's frame number of each peer frame as it is decoded: a
-/// sink besides the window and the recording. `vchat bench` uses it to let
-/// its unpaced source run only as far ahead as the far side keeps up.
-pub type DecodedHook = Arc<dyn Fn(u64) + Send + Sync>;
-
 /// Decodes the newest received frame for the window and the recorder.
 pub(super) fn spawn_decoder_thread(
     shared: Arc<Shared>,
     mut recorder: Option<Y4mRecorder>,
     ui: UiHandle,
-    on_decoded: Option<DecodedHook>,
     failures: UnboundedSender<CallError>,
 ) -> Result<JoinHandle<Option<(PathBuf, u64)>>, CallError> {
     std::thread::Builder::new()
@@ -84,9 +78,6 @@ pub(super) fn spawn_decoder_thread(
                     shared.counters.record_latency(latency);
                     shared.counters.record_decoded(video.capture_time_us, now);
                     Counters::add(&shared.counters.frames_shown, 1);
-                    if let Some(hook) = &on_decoded {
-                        hook(video.seq);
-                    }
                     if ui.has_window() {
                         let picture =
                             std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));

@@ -113,7 +113,7 @@ impl CallOptions {
             hello: local_hello(display_name),
             wanted: self.codec,
             config: self.pipeline(peer_name)?,
-            on_decoded: None,
+            on_video_taken: None,
         })
     }
 

@@ -14,8 +14,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
 use super::handshake::{self, PeerIntro, SendPlan};
+use super::link::VideoTakenHook;
 use super::pipeline::{self, CallSummary, PipelineConfig, Relink};
-use super::receive::DecodedHook;
 use super::state::{CallMachine, MachineConfig};
 use super::CallError;
 use crate::media::FrameSource;
@@ -34,9 +34,9 @@ pub struct Plan {
     pub wanted: PixelFormat,
     /// How the pipeline runs.
     pub config: PipelineConfig,
-    /// Told of each peer frame decoded, besides the window and recording
-    /// (`vchat bench` paces its source by it); none in a person's call.
-    pub on_decoded: Option<DecodedHook>,
+    /// Told of each of our frames as the link takes it to send (`vchat
+    /// bench` paces its unpaced source by it); none in a person's call.
+    pub on_video_taken: Option<VideoTakenHook>,
 }
 
 /// Runs the handshake on `conn` (in the role it was made with), then the
@@ -122,7 +122,7 @@ where
         send,
         ui,
         commands,
-        plan.on_decoded,
+        plan.on_video_taken,
         relink,
     )
     .await

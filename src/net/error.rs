@@ -9,6 +9,7 @@ use rustls::{AlertDescription, CertificateError};
 
 use super::danger::NotPinned;
 use crate::identity::Fingerprint;
+use crate::protocol::io_in_words;
 
 /// What went wrong while connecting, listening or handshaking.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,10 @@ pub enum NetError {
     #[error("{addr} answered, but not with TLS: the port belongs to another program (a web server, an older vchat, ...), not a vchat listener; check the address and port")]
     NotTls { addr: SocketAddr },
 
-    #[error("TLS with {addr} failed: {source}")]
+    #[error("the connection with {addr} ended abruptly, without TLS's closing message: the peer's vchat stopped, or something on the network between you cut the connection")]
+    Cut { addr: SocketAddr },
+
+    #[error("TLS with {addr} failed: {}", io_in_words(.source))]
     Tls { addr: SocketAddr, source: io::Error },
 
     #[error("invalid TLS configuration: {0}")]
@@ -97,6 +101,11 @@ pub fn classify(addr: SocketAddr, err: io::Error) -> NetError {
         }
         _ => {}
     }
+    // rustls reports a stream that ended without close_notify (the peer
+    // crashed, or the network cut it) as an UnexpectedEof with a link.
+    if err.kind() == io::ErrorKind::UnexpectedEof {
+        return NetError::Cut { addr };
+    }
     NetError::Tls { addr, source: err }
 }
 
@@ -112,4 +121,25 @@ fn is_certificate_alert(alert: AlertDescription) -> bool {
             | AlertDescription::AccessDenied
             | AlertDescription::DecryptError
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_stream_is_told_in_plain_words() {
+        let addr: SocketAddr = "192.0.2.7:7878".parse().unwrap();
+        let eof = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let said = classify(addr, eof).to_string();
+        assert!(
+            said.starts_with("the connection with 192.0.2.7:7878 ended abruptly"),
+            "{said}"
+        );
+        assert!(!said.contains("http"), "{said}");
+    }
 }

@@ -17,7 +17,7 @@ use super::{Bye, ByeReason, PixelFormat};
 pub enum ProtocolError {
     /// Reading from or writing to the stream failed (this includes TLS
     /// alerts, e.g. the listener rejecting our certificate).
-    #[error("connection failed: {0}")]
+    #[error("connection failed: {}", io_in_words(.0))]
     Io(#[from] io::Error),
 
     /// The stream ended in the middle of a message.
@@ -184,6 +184,26 @@ pub enum ProtocolError {
     },
 }
 
+/// An I/O error from the TLS stream in plain words: rustls reports a stream
+/// that ended without close_notify with a link to its manual, which tells a
+/// person nothing; other messages lose any such link too.
+pub fn io_in_words(error: &io::Error) -> String {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        return "the connection ended abruptly, without TLS's closing message".to_owned();
+    }
+    without_links(&error.to_string())
+}
+
+/// `message` without the documentation links some libraries append
+/// (rustls ends some messages with ": https://docs.rs/...").
+pub fn without_links(message: &str) -> String {
+    message
+        .split(": ")
+        .filter(|part| !part.starts_with("http://") && !part.starts_with("https://"))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 impl ProtocolError {
     /// Whether the connection itself is gone, so no Bye can be delivered.
     pub fn is_connection_lost(&self) -> bool {
@@ -218,4 +238,29 @@ pub fn bye_text(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_without_library_links() {
+        // What rustls returns when a TLS stream ends without close_notify.
+        let eof = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let said = ProtocolError::Io(eof).to_string();
+        assert!(!said.contains("http"), "{said}");
+        assert!(said.contains("ended abruptly"), "{said}");
+        let other = io::Error::other("bad thing: see https://example.org/x: really");
+        assert_eq!(
+            io_in_words(&other),
+            "bad thing: see https://example.org/x: really"
+        );
+        let linked = io::Error::other("bad thing: https://example.org/x");
+        assert_eq!(io_in_words(&linked), "bad thing");
+    }
 }

@@ -85,7 +85,7 @@ pub use codec::{
     Decoded, EncodedFrame,
 };
 pub use connection::{Connection, MessageReader, MessageWriter};
-pub use error::{bye_text, ProtocolError};
+pub use error::{bye_text, io_in_words, ProtocolError};
 pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use message::{fit_size, Accept, Bye, ByeReason, Hello, Message, Receive, Video};
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};

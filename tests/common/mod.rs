@@ -2,6 +2,8 @@
 //! making throwaway identities, and opening pinned channels on ephemeral ports.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod relay;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
