@@ -101,3 +101,26 @@ fn an_idle_listener_interrupted_prints_a_summary_and_an_end_event() {
     assert_eq!(event["ok"], true);
     assert_eq!(event["reason"], "interrupted");
 }
+
+#[test]
+fn ctrl_c_while_dialling_gives_up_at_once_with_a_summary() {
+    let (_a, b) = paired_identities();
+    // A port that accepts and then says nothing: the dial would wait for
+    // its knock and TLS timeouts.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let args = ["--headless", "--source", "test", "--stats", "json"];
+    let mut caller = spawn_caller(b.path(), &addr, &args, &[]);
+    caller.wait_for("calling a at", LIMIT);
+    caller.signal("INT");
+    let caller = caller.finish(LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    let summary: serde_json::Value =
+        serde_json::from_str(&caller.stdout[caller.stdout.len() - 2]).expect("JSON summary");
+    assert_eq!(summary["event"], "summary", "{}", caller.all_output());
+    assert_eq!(summary["end"], "interrupted");
+    assert!(summary["duration_s"].as_f64().unwrap() < 5.0, "{summary}");
+    let event = end_event(&caller.stdout);
+    assert_eq!(event["ok"], true);
+    assert_eq!(event["reason"], "interrupted");
+}

@@ -393,6 +393,9 @@ fn listener_relink(
     })
 }
 
+/// Dials `addr` and runs the call. Until the call is connected, Ctrl-C or
+/// closing the window gives up at once, with a summary ("interrupted",
+/// "hung up"), instead of waiting out the dial's timeouts.
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_run(
     addr: &str,
@@ -402,10 +405,20 @@ async fn connect_and_run(
     source: Box<dyn FrameSource>,
     options: &CallOptions,
     ui: UiHandle,
-    commands: UnboundedReceiver<UiCommand>,
+    mut commands: UnboundedReceiver<UiCommand>,
     reconnect: Option<Reconnect<tokio_rustls::TlsStream<tokio::net::TcpStream>>>,
 ) -> Result<CallSummary, CallError> {
-    let secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT).await?;
+    let started = Instant::now();
+    let mut interrupts = Interrupts::start()?;
+    // After Ctrl-C is ours: a script may interrupt from this line on.
+    info!("calling {} at {addr}", peer.name);
+    let secure = tokio::select! {
+        secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT) => secure?,
+        reason = ended_before_connecting(&mut commands, &mut interrupts) => {
+            info!("gave up calling {addr}: {reason}");
+            return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
+        }
+    };
     let remote = secure.remote;
     let conn = Connection::new(secure.stream, Role::Caller);
     let plan = options.plan(name, &peer.name)?;
