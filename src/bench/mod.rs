@@ -74,24 +74,20 @@ pub const ROUND_SECONDS: f64 = 0.5;
 /// A comparison round sends at least this many frames.
 const MIN_ROUND_FRAMES: u64 = 5;
 
+/// The sizes measured by default: VGA, 720p and 1080p, a camera's usual three.
+const DEFAULT_SIZES: &str = "640x480,1280x720,1920x1080";
+
+/// The codecs measured by default: raw shows the path's own cost, JPEG the codec's.
+const DEFAULT_CODECS: &str = "raw,jpeg";
+
 /// `vchat bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Frame sizes to measure, comma-separated WxH.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "640x480,1280x720,1920x1080",
-        value_name = "WxH,.."
-    )]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_SIZES, value_name = "WxH,..")]
     pub sizes: Vec<Size>,
     /// Codecs to measure, comma-separated: raw (RGB24), i420, jpeg.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "raw,jpeg",
-        value_name = "CODEC,.."
-    )]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_CODECS, value_name = "CODEC,..")]
     pub codecs: Vec<PixelFormat>,
     /// Stop each run after N frames sent (throughput) or captured at 30 fps (latency).
     #[arg(long, value_name = "N")]

@@ -232,8 +232,8 @@ impl Report {
                     ),
                     None => "-".into(),
                 },
-                opt(ms(case.latency.receiver.latency_p50), 2),
-                opt(ms(case.latency.receiver.latency_p99), 2),
+                opt(ms(case.latency.receiver.latency.p50), 2),
+                opt(ms(case.latency.receiver.latency.p99), 2),
                 opt(bare.map(|(mb, _)| mb), 1),
                 opt(bare.map(|(_, fps)| fps), 1),
                 case.ratio()
@@ -329,9 +329,9 @@ fn case_json(case: &CaseResult) -> Value {
             "frames_sent": l.sender.totals.frames_sent,
             "frames_decoded": l.receiver.totals.frames_shown,
             "dropped": l.sender.totals.dropped_out + l.receiver.totals.dropped_in,
-            "p50_ms": ms(l.receiver.latency_p50),
-            "p99_ms": ms(l.receiver.latency_p99),
-            "samples": l.receiver.latency_samples,
+            "p50_ms": ms(l.receiver.latency.p50),
+            "p99_ms": ms(l.receiver.latency.p99),
+            "samples": l.receiver.latency.samples,
             "cpu_ms_per_frame": per_frame(l.cpu, l.receiver.totals.frames_shown).map(|v| round(v, 3)),
         },
         "bare": case.comparison.as_ref().and_then(Comparison::bare_rates).map(|(mb, fps)| json!({
@@ -353,7 +353,7 @@ fn case_json(case: &CaseResult) -> Value {
 mod tests {
     use super::*;
     use crate::call::pipeline::CallSummary;
-    use crate::call::stats::Totals;
+    use crate::call::stats::{LatencySummary, Totals};
     use crate::call::EndReason;
 
     fn summary(frames: u64, bytes: u64, secs: u64, p99_us: u64) -> CallSummary {
@@ -370,9 +370,11 @@ mod tests {
                 ..Totals::default()
             },
             rtt: None,
-            latency_p50: Some(Duration::from_micros(p99_us / 2)),
-            latency_p99: Some(Duration::from_micros(p99_us)),
-            latency_samples: frames,
+            latency: LatencySummary {
+                p50: Some(Duration::from_micros(p99_us / 2)),
+                p99: Some(Duration::from_micros(p99_us)),
+                samples: frames,
+            },
             video_span: None,
             recorded: None,
         }

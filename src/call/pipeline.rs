@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use super::handshake::{now, PeerIntro, SendPlan};
 use super::link::VideoTakenHook;
 use super::state::{Action, CallMachine, Event, Outcome};
-use super::stats::{json_ms, text_ms, Counters, Snapshot, Totals};
+use super::stats::{json_ms, text_ms, Counters, LatencySummary, Snapshot, Totals};
 use super::{link, receive, send};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder};
@@ -100,10 +100,7 @@ pub struct CallSummary {
     pub duration: Duration,
     pub totals: Totals,
     pub rtt: Option<Duration>,
-    pub latency_p50: Option<Duration>,
-    pub latency_p99: Option<Duration>,
-    /// Frames in the latency figures.
-    pub latency_samples: u64,
+    pub latency: LatencySummary,
     /// See [`Counters::video_span`]: `vchat bench` times throughput by it.
     pub video_span: Option<Duration>,
     pub recorded: Option<(PathBuf, u64)>,
@@ -118,9 +115,7 @@ impl CallSummary {
             duration,
             totals: Totals::default(),
             rtt: None,
-            latency_p50: None,
-            latency_p99: None,
-            latency_samples: 0,
+            latency: LatencySummary::default(),
             video_span: None,
             recorded: None,
         }
@@ -154,8 +149,8 @@ impl CallSummary {
             self.totals.dropped_out,
             self.totals.dropped_in,
             ms(self.rtt),
-            ms(self.latency_p50),
-            ms(self.latency_p99),
+            ms(self.latency.p50),
+            ms(self.latency.p99),
         );
         if let Some((path, frames)) = &self.recorded {
             line.push_str(&format!(", recorded {frames} frames to {}", path.display()));
@@ -166,23 +161,19 @@ impl CallSummary {
     /// The summary as one JSON object, for `--stats json`.
     pub fn to_json(&self) -> String {
         let ms = json_ms;
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "event": "summary",
             "ok": true,
             "peer": self.peer,
             "end": self.end.to_string(),
             "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
-            "frames_out": self.totals.frames_sent,
-            "frames_in": self.totals.frames_received,
-            "frames_shown": self.totals.frames_shown,
-            "dropped_out": self.totals.dropped_out,
-            "dropped_in": self.totals.dropped_in,
             "rtt_ms": ms(self.rtt),
-            "latency_p50_ms": ms(self.latency_p50),
-            "latency_p99_ms": ms(self.latency_p99),
+            "latency_p50_ms": ms(self.latency.p50),
+            "latency_p99_ms": ms(self.latency.p99),
             "recorded_frames": self.recorded.as_ref().map(|(_, n)| *n),
-        })
-        .to_string()
+        });
+        self.totals.add_to_json(&mut line);
+        line.to_string()
     }
 }
 
@@ -479,9 +470,11 @@ where
         duration: shared.started.elapsed(),
         totals: totals(&shared),
         rtt: shared.counters.rtt(),
-        latency_p50: latency.percentile(0.5),
-        latency_p99: latency.percentile(0.99),
-        latency_samples: latency.count(),
+        latency: LatencySummary {
+            p50: latency.percentile(0.5),
+            p99: latency.percentile(0.99),
+            samples: latency.count(),
+        },
         video_span: shared.counters.video_span(),
         recorded,
     };

@@ -172,6 +172,33 @@ pub struct Totals {
     pub dropped_in: u64,
 }
 
+impl Totals {
+    /// Adds the counts to a JSON object, under the names every `--stats
+    /// json` line (per second and the summary) uses for them.
+    pub fn add_to_json(&self, object: &mut serde_json::Value) {
+        if let Some(map) = object.as_object_mut() {
+            for (name, value) in [
+                ("frames_out", self.frames_sent),
+                ("frames_in", self.frames_received),
+                ("frames_shown", self.frames_shown),
+                ("dropped_out", self.dropped_out),
+                ("dropped_in", self.dropped_in),
+            ] {
+                map.insert(name.to_owned(), value.into());
+            }
+        }
+    }
+}
+
+/// Capture-to-decoded latency over a whole call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    /// Frames in the figures.
+    pub samples: u64,
+}
+
 /// One second (or any interval) of the call, as shown and printed.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -215,7 +242,7 @@ impl Snapshot {
     /// One JSON object (one line) for `--stats json`.
     pub fn to_json(&self, peer: &str) -> String {
         let ms = json_ms;
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "event": "stats",
             "elapsed_s": (self.elapsed * 100.0).round() / 100.0,
             "peer": peer,
@@ -223,16 +250,12 @@ impl Snapshot {
             "fps_in": (self.fps_in * 10.0).round() / 10.0,
             "mbit_out": (self.mbit_out * 100.0).round() / 100.0,
             "mbit_in": (self.mbit_in * 100.0).round() / 100.0,
-            "frames_out": self.totals.frames_sent,
-            "frames_in": self.totals.frames_received,
-            "frames_shown": self.totals.frames_shown,
-            "dropped_out": self.totals.dropped_out,
-            "dropped_in": self.totals.dropped_in,
             "rtt_ms": ms(self.rtt),
             "latency_p50_ms": ms(self.latency_p50),
             "latency_max_ms": ms(self.latency_max),
-        })
-        .to_string()
+        });
+        self.totals.add_to_json(&mut line);
+        line.to_string()
     }
 
     /// Lines for the window overlay.
