@@ -44,6 +44,10 @@
 //! hello/accept exchange, then `call::pipeline` runs the tasks and threads
 //! above around it. One `CancellationToken` and one `TaskTracker` per call
 //! stop them all; a thread stuck in a stalled camera is not waited for.
+//! `bench` differs only in its source: pre-generated frames, paced by a
+//! camera-like clock for latency runs, or by the link taking each frame
+//! (`call::VideoTakenHook`) for throughput runs; the pipeline has no mode
+//! of its own for it.
 //!
 //! `[newest frame]` is a one-slot hand-off ([`media::Latest`]): a stage
 //! that falls behind finds only the newest frame, so slowness costs dropped
