@@ -17,7 +17,7 @@ use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{CallSummary, PipelineConfig};
+use vchat::call::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
 use vchat::media::{Fps, Quality, Size, TestPatternSource};
@@ -65,6 +65,7 @@ fn vchat_side_with(
             stats: None,
             peer_timeout,
             peer_name: "peer".into(),
+            max_latency: DEFAULT_MAX_LATENCY,
         },
         on_video_taken: None,
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::PipelineConfig;
+use vchat::call::pipeline::{PipelineConfig, DEFAULT_MAX_LATENCY};
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
 use vchat::media::{CapturedFrame, Fps, FrameSource, MediaError, Quality};
@@ -61,6 +61,7 @@ async fn hanging_up_with_a_stalled_camera_returns_at_once() {
             stats: None,
             peer_timeout: PEER_TIMEOUT,
             peer_name: "peer".into(),
+            max_latency: DEFAULT_MAX_LATENCY,
         },
         on_video_taken: None,
     };

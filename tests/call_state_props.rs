@@ -22,7 +22,7 @@ use protocol_support::{encoded, hello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::PipelineConfig;
+use vchat::call::pipeline::{PipelineConfig, DEFAULT_MAX_LATENCY};
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::CallError;
 use vchat::media::{Fps, Quality, Size, TestPatternSource};
@@ -190,6 +190,7 @@ async fn run_case(
             // Short, so a peer that goes quiet ends the case quickly.
             peer_timeout: Duration::from_millis(300),
             peer_name: "peer".into(),
+            max_latency: DEFAULT_MAX_LATENCY,
         },
         on_video_taken: None,
     };

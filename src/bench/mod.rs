@@ -40,7 +40,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::call::handshake::local_hello;
-use crate::call::pipeline::{CallSummary, PipelineConfig};
+use crate::call::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
 use crate::call::setup::{handshake_and_run, Plan};
 use crate::call::{CallError, VideoTakenHook, PEER_TIMEOUT};
 use crate::identity::{Identity, PinnedPeer};
@@ -359,6 +359,7 @@ pub async fn run_call(
         stats: None,
         peer_timeout: PEER_TIMEOUT,
         peer_name: peer_name.to_owned(),
+        max_latency: DEFAULT_MAX_LATENCY,
     };
 
     let mut listener = Listener::bind(

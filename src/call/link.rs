@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -20,7 +20,7 @@ use tracing::debug;
 
 use super::pipeline::{Core, Shared, BYE_TIMEOUT};
 use super::state::Event;
-use super::stats::Counters;
+use super::stats::{unix_micros, Counters};
 use super::CallError;
 use crate::protocol::{Message, MessageReader, MessageWriter, ProtocolError};
 
@@ -68,6 +68,12 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         if let Some(hook) = &shared.on_video_taken {
                             hook(v.seq);
                         }
+                        // Waited too long for the socket: a newer frame
+                        // will come; this one would only arrive late.
+                        if older_than(v.capture_time_us, shared.max_latency) {
+                            Counters::add(&shared.counters.too_late, 1);
+                            continue;
+                        }
                         Message::Video(v)
                     }
                     None => return Ok(()),
@@ -101,6 +107,13 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     }
     .await;
     done(result);
+}
+
+/// Whether a frame captured at `capture_time_us` (Unix µs, our clock) is
+/// older than `budget` now.
+fn older_than(capture_time_us: u64, budget: Duration) -> bool {
+    let now = unix_micros(SystemTime::now());
+    Duration::from_micros(now.saturating_sub(capture_time_us)) > budget
 }
 
 /// A write that the peer does not take within `limit` means the peer stopped
@@ -197,5 +210,20 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             other => handle(Event::Received(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_late_only_past_the_budget() {
+        let now = unix_micros(SystemTime::now());
+        let budget = Duration::from_millis(400);
+        assert!(older_than(now - 500_000, budget));
+        assert!(!older_than(now - 100_000, budget));
+        // A capture time from a clock ahead of ours is not late.
+        assert!(!older_than(now + 1_000_000, budget));
     }
 }

@@ -79,6 +79,10 @@ pub type Relink<S> = Box<
         + Send,
 >;
 
+/// The default `--max-latency`: ITU-T G.114's limit for one-way delay in
+/// conversation. A frame of ours that has not left within it is dropped.
+pub const DEFAULT_MAX_LATENCY: Duration = Duration::from_millis(400);
+
 /// How the call runs, from the command line.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -90,6 +94,8 @@ pub struct PipelineConfig {
     pub stats: Option<StatsFormat>,
     pub peer_timeout: Duration,
     pub peer_name: String,
+    /// `--max-latency`: a frame of ours older than this is dropped, not sent.
+    pub max_latency: Duration,
 }
 
 /// How a call went.
@@ -152,6 +158,9 @@ impl CallSummary {
             ms(self.latency.p50),
             ms(self.latency.p99),
         );
+        if self.totals.too_late > 0 {
+            line.push_str(&format!(", {} too late to send", self.totals.too_late));
+        }
         if let Some((path, frames)) = &self.recorded {
             line.push_str(&format!(", recorded {frames} frames to {}", path.display()));
         }
@@ -183,6 +192,9 @@ pub(super) struct Shared {
     pub(super) outgoing: Latest<Video>,
     /// Told of each frame the writer takes from `outgoing`.
     pub(super) on_video_taken: Option<VideoTakenHook>,
+    /// Frames older than this since capture are dropped before encoding
+    /// or sending (`--max-latency`).
+    pub(super) max_latency: Duration,
     /// The nonce of the newest ping not answered yet. One slot, not a queue:
     /// a peer that pings faster than it reads gets fewer pongs, and cannot
     /// make us hold more than one.
@@ -350,6 +362,7 @@ where
         counters: Counters::default(),
         outgoing: Latest::new(),
         on_video_taken,
+        max_latency: config.max_latency,
         pong: Latest::new(),
         output_closed: Notify::new(),
         close_quietly: Notify::new(),
@@ -710,6 +723,7 @@ fn totals(shared: &Shared) -> Totals {
         frames_shown: Counters::get(&c.frames_shown),
         dropped_out: Counters::get(&c.dropped_at_capture) + shared.outgoing.dropped(),
         dropped_in: shared.incoming.dropped(),
+        too_late: Counters::get(&c.too_late),
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::handshake::local_hello;
 use super::pipeline::Relink;
-use super::pipeline::{CallSummary, PipelineConfig};
+use super::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
 use super::setup::{
     handshake_and_run, handshake_and_run_relinking, shake_hands_again, Plan, Reconnect,
 };
@@ -79,6 +79,24 @@ pub struct CallOptions {
     /// the call at once.
     #[arg(long, default_value = "30", value_name = "SECS")]
     pub reconnect: u64,
+    /// The most a frame of ours may age between capture and being sent:
+    /// older ones are dropped (and counted) instead of sent late. The
+    /// default, 400 ms, is ITU-T G.114's limit for one-way delay in
+    /// conversation; on top of it come the link's own delay and decoding.
+    #[arg(long, default_value_t = DEFAULT_MAX_LATENCY.as_millis() as u64, value_name = "MS", value_parser = parse_max_latency)]
+    pub max_latency: u64,
+}
+
+/// `--max-latency`: at least one frame time at the slowest camera rate that
+/// makes sense (100 ms), at most a minute.
+fn parse_max_latency(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(ms) if (100..=60_000).contains(&ms) => Ok(ms),
+        Ok(ms) => Err(format!(
+            "{ms} ms is outside 100-60000: below 100 ms a camera frame would be late before it is sent"
+        )),
+        Err(e) => Err(format!("{text:?} is not a number of milliseconds ({e})")),
+    }
 }
 
 impl CallOptions {
@@ -127,6 +145,7 @@ impl CallOptions {
             stats: self.stats,
             peer_timeout: PEER_TIMEOUT,
             peer_name: peer_name.to_owned(),
+            max_latency: Duration::from_millis(self.max_latency),
         })
     }
 
@@ -757,6 +776,21 @@ fn fit_display_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_latency_is_a_sane_number_of_milliseconds() {
+        assert_eq!(parse_max_latency("400"), Ok(400));
+        assert_eq!(
+            parse_max_latency(&DEFAULT_MAX_LATENCY.as_millis().to_string()),
+            Ok(400)
+        );
+        let too_small = parse_max_latency("50").unwrap_err();
+        assert!(too_small.contains("100-60000"), "{too_small}");
+        assert!(parse_max_latency("60001").is_err());
+        assert!(parse_max_latency("0.5")
+            .unwrap_err()
+            .contains("milliseconds"));
+    }
 
     #[test]
     fn a_record_target_is_checked_before_the_call() {

@@ -59,6 +59,12 @@ pub(super) fn spawn_media_thread(
                     if !shared.camera_on.load(Ordering::Acquire) {
                         continue;
                     }
+                    // A source that hands out an old frame (a driver's
+                    // queue, a stalled file) must not make the call late.
+                    if frame.captured_at.elapsed() > shared.max_latency {
+                        Counters::add(&shared.counters.too_late, 1);
+                        continue;
+                    }
                     if ui.has_window() {
                         show_self(&mut self_view, &mut frame, quality, &ui);
                     }

@@ -84,6 +84,9 @@ pub struct Counters {
     pub frames_shown: AtomicU64,
     /// Frames the source skipped because the pipeline was busy (sequence gaps).
     pub dropped_at_capture: AtomicU64,
+    /// Frames of ours dropped because they were older than `--max-latency`
+    /// before being encoded or sent.
+    pub too_late: AtomicU64,
     /// Last round-trip time in µs; 0 until the first pong.
     pub rtt_us: AtomicU64,
     /// The first decoded frame's capture time (sender's clock) and when the
@@ -170,6 +173,8 @@ pub struct Totals {
     pub frames_shown: u64,
     pub dropped_out: u64,
     pub dropped_in: u64,
+    /// Frames of ours older than `--max-latency`, dropped unsent.
+    pub too_late: u64,
 }
 
 impl Totals {
@@ -183,6 +188,7 @@ impl Totals {
                 ("frames_shown", self.frames_shown),
                 ("dropped_out", self.dropped_out),
                 ("dropped_in", self.dropped_in),
+                ("too_late", self.too_late),
             ] {
                 map.insert(name.to_owned(), value.into());
             }

@@ -62,8 +62,8 @@ pub async fn dial(
                     source,
                 })?;
         let _ = connected.set(remote);
-        // Frames are latency-sensitive; never wait to coalesce small writes.
-        let _ = tcp.set_nodelay(true);
+        // No Nagle delay, and no standing queue in the kernel.
+        super::socket::tune_for_calls(&tcp);
         // The knock goes first, alone: the listener reads exactly these 48
         // bytes before it lets TLS see anything.
         tcp.write_all(&knock)

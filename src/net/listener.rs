@@ -386,7 +386,7 @@ async fn serve(
     remote: SocketAddr,
     accepted_at: Instant,
 ) {
-    let _ = tcp.set_nodelay(true);
+    super::socket::tune_for_calls(&tcp);
     let knock_deadline = accepted_at + shared.options.knock_timeout;
     let mut knock = [0u8; KNOCK_LEN];
     let verdict = match tokio::time::timeout_at(knock_deadline, tcp.read_exact(&mut knock)).await {

@@ -21,6 +21,7 @@ mod error;
 mod happy_eyeballs;
 pub mod knock;
 mod listener;
+pub mod socket;
 pub mod tls;
 
 use std::net::SocketAddr;

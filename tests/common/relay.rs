@@ -1,11 +1,19 @@
 //! A TCP relay between a caller and a listener, on real sockets, that a test
 //! can cut (every relayed connection ends at once, as when a network fails:
 //! no `bye`, no close_notify) and hold (new connections are closed on
-//! arrival, as when the peer is unreachable), to drive reconnects.
+//! arrival, as when the peer is unreachable), to drive reconnects. Or a
+//! narrow link: caller-to-listener bytes paced to a rate, with a small
+//! receive buffer, so the backlog forms on the caller's side as it does
+//! behind a slow uplink.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The throttled relay's receive buffer (the kernel doubles it): what the
+/// narrow link itself holds, like a router's queue of a few hundred ms.
+const NARROW_RCVBUF: usize = 32 * 1024;
 
 /// Accepts connections and relays each to `target`, both ways, until cut.
 pub struct Relay {
@@ -21,7 +29,23 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_with(TcpListener::bind("127.0.0.1:0").unwrap(), target, None)
+    }
+
+    /// A narrow link: bytes from the caller reach the listener at
+    /// `bytes_per_second` at most; the other way is not limited.
+    pub fn start_throttled(target: SocketAddr, bytes_per_second: u64) -> Relay {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(NARROW_RCVBUF).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(16).unwrap();
+        Self::start_with(socket.into(), target, Some(bytes_per_second))
+    }
+
+    fn start_with(listener: TcpListener, target: SocketAddr, rate: Option<u64>) -> Relay {
         let addr = listener.local_addr().unwrap();
         let relay = Relay {
             addr,
@@ -49,8 +73,12 @@ impl Relay {
                 all.push(client.try_clone().unwrap());
                 all.push(server.try_clone().unwrap());
                 drop(all);
-                copy_in_thread(client.try_clone().unwrap(), server.try_clone().unwrap());
-                copy_in_thread(server, client);
+                copy_in_thread(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    rate,
+                );
+                copy_in_thread(server, client, None);
                 relayed.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -86,9 +114,33 @@ impl Relay {
     }
 }
 
-fn copy_in_thread(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` until either ends; with a rate, in small pieces
+/// each sent no earlier than the rate allows (sleeping here paces a link,
+/// it synchronises nothing).
+fn copy_in_thread(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) {
+    use std::io::{Read, Write};
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        match rate {
+            None => {
+                let _ = std::io::copy(&mut from, &mut to);
+            }
+            Some(bytes_per_second) => {
+                let started = Instant::now();
+                let mut sent = 0u64;
+                let mut piece = [0u8; 1500];
+                while let Ok(n @ 1..) = from.read(&mut piece) {
+                    sent += n as u64;
+                    let due =
+                        started + Duration::from_secs_f64(sent as f64 / bytes_per_second as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    if to.write_all(&piece[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
         let _ = to.shutdown(Shutdown::Write);
     });
 }
