@@ -10,10 +10,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Latency histogram resolution: 50 µs buckets up to 2 s (40 000 counters,
-/// 320 KB); a frame later than 2 s lands in the last bucket.
-const BUCKET_US: u64 = 50;
-const BUCKETS: usize = 40_000;
+/// Latency histogram resolution: 50 µs buckets up to 2 s, where a call
+/// should be, then 10 ms buckets up to 62 s, so a late call reads as late
+/// as it is (a standing queue on a narrow link reaches seconds); 46 000
+/// counters, 368 KB. Later frames land in the last bucket and the maximum
+/// is kept exactly.
+const FINE_BUCKET_US: u64 = 50;
+const FINE_BUCKETS: usize = 40_000;
+const FINE_RANGE_US: u64 = FINE_BUCKET_US * FINE_BUCKETS as u64;
+const COARSE_BUCKET_US: u64 = 10_000;
+const COARSE_BUCKETS: usize = 6_000;
+const BUCKETS: usize = FINE_BUCKETS + COARSE_BUCKETS;
+
+/// The bucket a latency of `us` falls in.
+fn bucket_of(us: u64) -> usize {
+    if us < FINE_RANGE_US {
+        (us / FINE_BUCKET_US) as usize
+    } else {
+        let coarse = ((us - FINE_RANGE_US) / COARSE_BUCKET_US) as usize;
+        FINE_BUCKETS + coarse.min(COARSE_BUCKETS - 1)
+    }
+}
+
+/// The upper edge of bucket `i`, in µs.
+fn upper_edge_us(i: usize) -> u64 {
+    if i < FINE_BUCKETS {
+        (i as u64 + 1) * FINE_BUCKET_US
+    } else {
+        FINE_RANGE_US + ((i - FINE_BUCKETS) as u64 + 1) * COARSE_BUCKET_US
+    }
+}
 
 /// Counts of latencies in fixed buckets, for percentiles without storing samples.
 #[derive(Debug, Clone)]
@@ -37,8 +63,7 @@ impl Histogram {
     /// Records one latency.
     pub fn record(&mut self, latency: Duration) {
         let us = latency.as_micros().min(u64::MAX as u128) as u64;
-        let bucket = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
-        self.counts[bucket] += 1;
+        self.counts[bucket_of(us)] += 1;
         self.total += 1;
         self.max_us = self.max_us.max(us);
     }
@@ -54,7 +79,7 @@ impl Histogram {
         for (i, &count) in self.counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                let upper = (i as u64 + 1) * BUCKET_US;
+                let upper = upper_edge_us(i);
                 return Some(Duration::from_micros(upper.min(self.max_us.max(1))));
             }
         }
@@ -321,8 +346,39 @@ mod tests {
         let p99 = h.percentile(0.99).unwrap();
         assert!(p99 >= Duration::from_millis(99) && p99 <= Duration::from_micros(99_050));
         assert_eq!(h.percentile(1.0).unwrap(), Duration::from_millis(100));
-        h.record(Duration::from_secs(10)); // beyond the range: kept in the last bucket
+        h.record(Duration::from_secs(100)); // beyond the range: kept in the last bucket
         assert_eq!(h.count(), 101);
+        assert_eq!(h.percentile(1.0).unwrap(), Duration::from_secs(62));
+    }
+
+    #[test]
+    fn seconds_of_latency_read_as_seconds() {
+        // A standing queue: most frames 5-12 s late. This histogram used
+        // to stop at 2 s and say 2000 ms for all of them.
+        let mut h = Histogram::default();
+        for tenth in 50..=120 {
+            h.record(Duration::from_millis(tenth * 100));
+        }
+        let p50 = h.percentile(0.5).unwrap();
+        assert!(
+            p50 >= Duration::from_millis(8_500) && p50 <= Duration::from_millis(8_510),
+            "{p50:?}"
+        );
+        let p99 = h.percentile(0.99).unwrap();
+        assert!(
+            p99 >= Duration::from_millis(11_900) && p99 <= Duration::from_millis(12_000),
+            "{p99:?}"
+        );
+        assert_eq!(h.percentile(1.0).unwrap(), Duration::from_secs(12));
+        // Just below and above the fine range's edge.
+        let mut edge = Histogram::default();
+        edge.record(Duration::from_micros(1_999_990));
+        edge.record(Duration::from_micros(2_000_010));
+        assert_eq!(edge.percentile(0.5).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            edge.percentile(1.0).unwrap(),
+            Duration::from_micros(2_000_010)
+        );
     }
 
     #[test]
