@@ -124,3 +124,39 @@ fn ctrl_c_while_dialling_gives_up_at_once_with_a_summary() {
     assert_eq!(event["ok"], true);
     assert_eq!(event["reason"], "interrupted");
 }
+
+#[test]
+fn ctrl_c_during_the_handshake_hangs_up_at_once_with_a_summary() {
+    use vchat::identity::{peers, Identity};
+    use vchat::protocol::{ByeReason, Connection, Message, Role};
+
+    let (a, b) = paired_identities();
+    let args = ["--headless", "--source", "test", "--stats", "json"];
+    let (mut listener, addr) = spawn_serving_listener(a.path(), &args, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Bob's side, in this test: the knock and pinned TLS, then no hello, so
+    // the listener stays in the handshake (until its hello timeout).
+    let identity = Identity::load(b.path()).unwrap();
+    let pin = peers::resolve(b.path(), "a").unwrap();
+    let secure = runtime
+        .block_on(vchat::net::dial(&addr, &identity, &pin, LIMIT))
+        .unwrap();
+    listener.wait_for("call from b", LIMIT);
+    listener.signal("INT");
+    // The listener hangs up on us at once rather than at its hello timeout.
+    let bye = runtime.block_on(async {
+        let mut conn = Connection::new(secure.stream, Role::Caller);
+        loop {
+            match conn.read_message().await {
+                Ok(Some(Message::Bye(bye))) => return bye,
+                Ok(Some(_)) => continue,
+                other => panic!("no bye: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(bye.reason, ByeReason::Hangup, "{bye:?}");
+    let finished = listener.finish(LIMIT);
+    assert!(finished.status.success(), "{}", finished.all_output());
+    let event = end_event(&finished.stdout);
+    assert_eq!(event["reason"], "interrupted", "{}", finished.all_output());
+}

@@ -634,9 +634,9 @@ async fn supervise(
                 core.handle(Event::Stop(EndReason::DurationReached));
             }
             () = shared.output_closed.notified() => core.handle(Event::Stop(EndReason::OutputClosed)),
-            _ = tokio::signal::ctrl_c() => core.handle(Event::Stop(EndReason::Interrupted)),
             command = commands.recv(), if window_open => match command {
                 Some(UiCommand::HangUp) => core.handle(Event::Stop(EndReason::HungUp)),
+                Some(UiCommand::Interrupt) => core.handle(Event::Stop(EndReason::Interrupted)),
                 Some(UiCommand::SetCamera(on)) => {
                     shared.camera_on.store(on, std::sync::atomic::Ordering::Release);
                     info!("camera {}", if on { "on" } else { "off" });

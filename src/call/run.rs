@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
@@ -200,7 +200,6 @@ pub fn listen(
         let mut listener =
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         let addr = listener.local_addr();
-        let mut interrupts = Interrupts::start()?;
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         // The addresses a peer can dial, never 0.0.0.0 or [::].
         let addresses: Vec<String> = crate::net::usable_addresses(addr)
@@ -221,7 +220,7 @@ pub fn listen(
             info!("waiting for {}", waiting_for.join(" or "));
             let secure = tokio::select! {
                 secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
-                reason = ended_before_connecting(&mut commands, &mut interrupts) => {
+                reason = ended_before_connecting(&mut commands) => {
                     return Ok(not_connected(reason, calls_served));
                 }
             };
@@ -428,12 +427,12 @@ async fn connect_and_run(
     reconnect: Option<Reconnect<tokio_rustls::TlsStream<tokio::net::TcpStream>>>,
 ) -> Result<CallSummary, CallError> {
     let started = Instant::now();
-    let mut interrupts = Interrupts::start()?;
-    // After Ctrl-C is ours: a script may interrupt from this line on.
+    // Ctrl-C is already ours (see `run_with_ui`): a script may interrupt
+    // from this line on.
     info!("calling {} at {addr}", peer.name);
     let secure = tokio::select! {
         secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT) => secure?,
-        reason = ended_before_connecting(&mut commands, &mut interrupts) => {
+        reason = ended_before_connecting(&mut commands) => {
             info!("gave up calling {addr}: {reason}");
             return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
         }
@@ -564,13 +563,13 @@ where
         .thread_name("vchat-net")
         .build()
         .map_err(|e| CallError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    forward_interrupts(&runtime, commands_tx.clone())?;
     let Some(window) = window else {
-        let (_no_window, commands) = mpsc::unbounded_channel();
         let ui = UiHandle::headless(DisplayState::new("", ""));
         return runtime.block_on(body(ui, commands));
     };
     let handle = window.handle();
-    let (commands_tx, commands) = mpsc::unbounded_channel();
     let call = std::thread::Builder::new()
         .name("vchat-call".into())
         .spawn(move || {
@@ -598,47 +597,51 @@ fn open_window(headless: bool, state: DisplayState) -> Result<Option<WindowLoop>
     Ok(Some(WindowLoop::new(state)?))
 }
 
-/// Ctrl-C, heard from the moment this is made: a listener makes it before
-/// it says it listens, so a Ctrl-C right after that line is not lost (or,
-/// before any handler exists, fatal without a summary).
-struct Interrupts {
+/// Forwards Ctrl-C into the call's command channel as
+/// [`UiCommand::Interrupt`], for as long as the runtime runs. The handler
+/// is installed before this returns, so from then on a Ctrl-C is never the
+/// signal's default (death without a summary) and never lost: whichever
+/// phase reads the commands next (waiting, dialling, the handshake, the
+/// call) ends with "interrupted".
+fn forward_interrupts(
+    runtime: &tokio::runtime::Runtime,
+    commands: UnboundedSender<UiCommand>,
+) -> Result<(), CallError> {
+    let _context = runtime.enter();
     #[cfg(unix)]
-    signal: tokio::signal::unix::Signal,
-}
-
-impl Interrupts {
-    fn start() -> Result<Self, CallError> {
-        Ok(Interrupts {
-            #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|e| CallError::Internal(format!("cannot listen for Ctrl-C: {e}")))?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        self.signal.recv().await;
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Resolves when the user gives up waiting for a peer (window closed or Ctrl-C).
-async fn ended_before_connecting(
-    commands: &mut UnboundedReceiver<UiCommand>,
-    interrupts: &mut Interrupts,
-) -> EndReason {
-    tokio::select! {
-        () = interrupts.recv() => EndReason::Interrupted,
-        reason = async {
-            loop {
-                match commands.recv().await {
-                    Some(UiCommand::HangUp) => return EndReason::HungUp,
-                    Some(UiCommand::SetCamera(_)) => continue,
-                    None => std::future::pending::<()>().await,
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupts = signal(SignalKind::interrupt())
+            .map_err(|e| CallError::Internal(format!("cannot listen for Ctrl-C: {e}")))?;
+        runtime.spawn(async move {
+            while interrupts.recv().await.is_some() {
+                if commands.send(UiCommand::Interrupt).is_err() {
+                    break;
                 }
             }
-        } => reason,
+        });
+    }
+    #[cfg(not(unix))]
+    runtime.spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if commands.send(UiCommand::Interrupt).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Resolves when the user gives up waiting for a peer: the window closed
+/// ("hung up") or Ctrl-C ("interrupted").
+async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+    loop {
+        match commands.recv().await {
+            Some(UiCommand::HangUp) => return EndReason::HungUp,
+            Some(UiCommand::Interrupt) => return EndReason::Interrupted,
+            Some(UiCommand::SetCamera(_)) => continue,
+            None => std::future::pending::<()>().await,
+        }
     }
 }
 

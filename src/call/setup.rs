@@ -17,9 +17,9 @@ use super::handshake::{self, PeerIntro, SendPlan};
 use super::link::VideoTakenHook;
 use super::pipeline::{self, CallSummary, PipelineConfig, Relink};
 use super::state::{CallMachine, MachineConfig};
-use super::CallError;
+use super::{CallError, EndReason};
 use crate::media::FrameSource;
-use crate::protocol::{Connection, Hello, PixelFormat, Role};
+use crate::protocol::{Bye, ByeReason, Connection, Hello, PixelFormat, Role};
 use crate::ui::{UiCommand, UiHandle};
 
 /// How long a goodbye after a failed handshake may take: the peer may have
@@ -71,12 +71,13 @@ pub async fn handshake_and_run_relinking<S>(
     map_io: impl Fn(std::io::Error) -> CallError,
     source: Box<dyn FrameSource>,
     ui: UiHandle,
-    commands: UnboundedReceiver<UiCommand>,
+    mut commands: UnboundedReceiver<UiCommand>,
     reconnect: Option<Reconnect<S>>,
 ) -> Result<CallSummary, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let role = conn.session().role();
     let (window, relink) = match reconnect {
         Some(r) if !r.window.is_zero() => (r.window, Some(r.relink)),
@@ -90,11 +91,22 @@ where
         },
         handshake::now(),
     );
-    let (intro, machine) = match handshake::shake_hands(&mut conn, machine, map_io).await {
-        Ok(intro) => intro,
-        Err(e) => {
-            goodbye(&mut conn, &e).await;
+    // Hanging up (window, Ctrl-C) is heard during the handshake too.
+    let shaken = tokio::select! {
+        shaken = handshake::shake_hands(&mut conn, machine, map_io) => Ok(shaken),
+        reason = stop_requested(&mut commands) => Err(reason),
+    };
+    let (intro, machine) = match shaken {
+        Ok(Ok(intro)) => intro,
+        Ok(Err(e)) => {
+            goodbye(&mut conn, e.bye()).await;
             return Err(e);
+        }
+        Err(reason) => {
+            info!("{reason} during the handshake");
+            goodbye(&mut conn, Some(Bye::new(ByeReason::Hangup, ""))).await;
+            let peer = plan.config.peer_name.clone();
+            return Ok(CallSummary::empty(peer, reason, started.elapsed()));
         }
     };
     let name = &plan.config.peer_name;
@@ -152,18 +164,32 @@ where
     match handshake::shake_hands(&mut conn, machine, map_io).await {
         Ok((intro, _)) => Ok((conn, intro)),
         Err(e) => {
-            goodbye(&mut conn, &e).await;
+            goodbye(&mut conn, e.bye()).await;
             Err(e)
         }
     }
 }
 
-/// Ends a connection whose handshake failed: a bye when the failure is
-/// one the peer should hear about, then close_notify, then whatever the peer
+/// Resolves when the person ends the call before it runs: the window's
+/// hang-up or Ctrl-C. A camera toggle this early is dropped (the call
+/// starts with the camera on).
+async fn stop_requested(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+    loop {
+        match commands.recv().await {
+            Some(UiCommand::HangUp) => return EndReason::HungUp,
+            Some(UiCommand::Interrupt) => return EndReason::Interrupted,
+            Some(UiCommand::SetCamera(_)) => continue,
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Ends a connection whose handshake did not finish: `bye` when there is
+/// one the peer should hear, then close_notify, then whatever the peer
 /// still sends is read and dropped until it closes; bounded in time.
-async fn goodbye<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>, error: &CallError) {
+async fn goodbye<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>, bye: Option<Bye>) {
     let ending = async {
-        match error.bye() {
+        match bye {
             Some(bye) => conn.close(bye).await?,
             None => conn.shutdown().await?,
         }

@@ -85,6 +85,11 @@ pub enum UiCommand {
     HangUp,
     /// v: turn our camera on or off.
     SetCamera(bool),
+    /// Ctrl-C at the terminal (not from the window: `call::run` forwards the
+    /// signal into the same channel, so there is one way to stop a call in
+    /// every phase, and a Ctrl-C is queued, never lost, while a phase that
+    /// does not listen yet is finishing).
+    Interrupt,
 }
 
 /// Events that wake the window's event loop.
