@@ -16,7 +16,8 @@ use super::handshake::local_hello;
 use super::pipeline::Relink;
 use super::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
 use super::setup::{
-    handshake_and_run, handshake_and_run_relinking, shake_hands_again, Plan, Reconnect,
+    handshake_and_run, handshake_and_run_relinking, shake_hands_again, stop_requested, Plan,
+    Reconnect,
 };
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
@@ -220,7 +221,7 @@ pub fn listen(
             info!("waiting for {}", waiting_for.join(" or "));
             let secure = tokio::select! {
                 secure = listener.accept() => secure.ok_or(CallError::ListenerClosed)?,
-                reason = ended_before_connecting(&mut commands) => {
+                reason = stop_requested(&mut commands) => {
                     return Ok(not_connected(reason, calls_served));
                 }
             };
@@ -432,7 +433,7 @@ async fn connect_and_run(
     info!("calling {} at {addr}", peer.name);
     let secure = tokio::select! {
         secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT) => secure?,
-        reason = ended_before_connecting(&mut commands) => {
+        reason = stop_requested(&mut commands) => {
             info!("gave up calling {addr}: {reason}");
             return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
         }
@@ -630,19 +631,6 @@ fn forward_interrupts(
         }
     });
     Ok(())
-}
-
-/// Resolves when the user gives up waiting for a peer: the window closed
-/// ("hung up") or Ctrl-C ("interrupted").
-async fn ended_before_connecting(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
-    loop {
-        match commands.recv().await {
-            Some(UiCommand::HangUp) => return EndReason::HungUp,
-            Some(UiCommand::Interrupt) => return EndReason::Interrupted,
-            Some(UiCommand::SetCamera(_)) => continue,
-            None => std::future::pending::<()>().await,
-        }
-    }
 }
 
 /// The summary of a listener that stopped while waiting, after `served` calls.

@@ -170,10 +170,11 @@ where
     }
 }
 
-/// Resolves when the person ends the call before it runs: the window's
-/// hang-up or Ctrl-C. A camera toggle this early is dropped (the call
+/// Resolves when the person ends the call before it runs (waiting for a
+/// peer, dialling, the handshake): the window's hang-up ("hung up") or
+/// Ctrl-C ("interrupted"). A camera toggle this early is dropped (the call
 /// starts with the camera on).
-async fn stop_requested(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
+pub(super) async fn stop_requested(commands: &mut UnboundedReceiver<UiCommand>) -> EndReason {
     loop {
         match commands.recv().await {
             Some(UiCommand::HangUp) => return EndReason::HungUp,
