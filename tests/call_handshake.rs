@@ -17,10 +17,10 @@ use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
+use vchat::call::pipeline::{CallSummary, PipelineConfig};
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
-use vchat::media::{Fps, Quality, Size, TestPatternSource};
+use vchat::media::{Fps, Size, TestPatternSource};
 use vchat::protocol::{
     Accept, Bye, ByeReason, Connection, Hello, Message, PixelFormat, Role, Video,
 };
@@ -57,15 +57,8 @@ fn vchat_side_with(
         hello: local_hello("Us"),
         wanted: PixelFormat::Rgb24,
         config: PipelineConfig {
-            quality: Quality::new(80).unwrap(),
-            fps: Fps::new(30).unwrap(),
-            record: None,
-            max_frames: None,
-            duration: None,
-            stats: None,
             peer_timeout,
-            peer_name: "peer".into(),
-            max_latency: DEFAULT_MAX_LATENCY,
+            ..PipelineConfig::for_peer("peer")
         },
         on_video_taken: None,
     };

@@ -8,16 +8,15 @@
 //! machine is shared and noisy); the measured figure is printed for
 //! BENCHMARKS.md.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{PipelineConfig, DEFAULT_MAX_LATENCY};
-use vchat::call::setup::{handshake_and_run, Plan};
-use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
-use vchat::media::{CapturedFrame, Fps, FrameSource, MediaError, Quality};
-use vchat::protocol::{Accept, Connection, Message, PixelFormat, Role};
-use vchat::ui::{DisplayState, UiCommand, UiHandle};
+use vchat::call::pipeline::PipelineConfig;
+use vchat::call::EndReason;
+use vchat::media::{CapturedFrame, FrameSource, MediaError};
+use vchat::protocol::{Accept, Message};
+use vchat::ui::UiCommand;
 
 /// Far above the 200 ms aimed at, so a busy machine does not fail the test,
 /// far below the ~7 s a stalled camera used to cost.
@@ -48,38 +47,15 @@ async fn hanging_up_with_a_stalled_camera_returns_at_once() {
         .with_test_writer()
         .with_env_filter("debug")
         .try_init();
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let plan = Plan {
-        hello: local_hello("Us"),
-        wanted: PixelFormat::Jpeg,
-        config: PipelineConfig {
-            quality: Quality::new(80).unwrap(),
-            fps: Fps::new(30).unwrap(),
-            record: None,
-            max_frames: None,
-            duration: None,
-            stats: None,
-            peer_timeout: PEER_TIMEOUT,
-            peer_name: "peer".into(),
-            max_latency: DEFAULT_MAX_LATENCY,
-        },
-        on_video_taken: None,
-    };
-    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let common::in_memory::InMemoryCall {
+        call,
+        commands: commands_tx,
+        peer: mut conn,
+    } = common::in_memory::start(PipelineConfig::for_peer("peer"), Box::new(StalledSource)).await;
     let (connected_tx, connected) = tokio::sync::oneshot::channel();
-    let call = tokio::spawn(async move {
-        let ui = UiHandle::headless(DisplayState::new("peer", ""));
-        let conn = Connection::new(ours, Role::Listener);
-        let map_io = |e: std::io::Error| CallError::ConnectionLost(e.to_string());
-        handshake_and_run(conn, plan, map_io, Box::new(StalledSource), ui, commands).await
-    });
 
     // The peer: the caller's handshake, then it reads until vchat's bye and closes.
     let peer = tokio::spawn(async move {
-        let mut conn = Connection::new(theirs, Role::Caller);
-        conn.write_message(&Message::Hello(local_hello("Them")))
-            .await
-            .unwrap();
         assert!(matches!(
             conn.read_message().await.unwrap(),
             Some(Message::Hello(_))

@@ -6,18 +6,13 @@
 //! in-memory pipe; a scripted peer answers the handshake and counts the
 //! video messages until vchat's bye.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use vchat::call::handshake::local_hello;
 use vchat::call::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
-use vchat::call::setup::{handshake_and_run, Plan};
-use vchat::call::{CallError, PEER_TIMEOUT};
-use vchat::media::{
-    test_pattern, CapturedFrame, Fps, FrameContent, FrameSource, MediaError, Quality,
-};
-use vchat::protocol::{Connection, Message, PixelFormat, Role};
-use vchat::ui::{DisplayState, UiHandle};
+use vchat::media::{test_pattern, CapturedFrame, FrameContent, FrameSource, MediaError};
+use vchat::protocol::Message;
 
 /// A hang guard for the whole call.
 const GUARD: Duration = Duration::from_secs(30);
@@ -48,36 +43,17 @@ impl FrameSource for AgedSource {
 /// A half-second call whose source hands out frames `age` old; returns the
 /// video messages the peer received and vchat's summary.
 async fn call_with_frames_aged(age: Duration) -> (u64, CallSummary) {
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let plan = Plan {
-        hello: local_hello("Us"),
-        wanted: PixelFormat::Jpeg,
-        config: PipelineConfig {
-            quality: Quality::new(80).unwrap(),
-            fps: Fps::new(30).unwrap(),
-            record: None,
-            max_frames: None,
-            duration: Some(Duration::from_millis(500)),
-            stats: None,
-            peer_timeout: PEER_TIMEOUT,
-            peer_name: "peer".into(),
-            max_latency: DEFAULT_MAX_LATENCY,
-        },
-        on_video_taken: None,
+    let config = PipelineConfig {
+        duration: Some(Duration::from_millis(500)),
+        ..PipelineConfig::for_peer("peer")
     };
-    let (_commands_tx, commands) = mpsc::unbounded_channel();
     let source = AgedSource { age, sequence: 0 };
-    let call = tokio::spawn(async move {
-        let ui = UiHandle::headless(DisplayState::new("peer", ""));
-        let conn = Connection::new(ours, Role::Listener);
-        let map_io = |e: std::io::Error| CallError::ConnectionLost(e.to_string());
-        handshake_and_run(conn, plan, map_io, Box::new(source), ui, commands).await
-    });
+    let common::in_memory::InMemoryCall {
+        call,
+        commands: _commands,
+        peer: mut conn,
+    } = common::in_memory::start(config, Box::new(source)).await;
     let peer = tokio::spawn(async move {
-        let mut conn = Connection::new(theirs, Role::Caller);
-        conn.write_message(&Message::Hello(local_hello("Them")))
-            .await
-            .unwrap();
         let mut videos = 0u64;
         loop {
             match conn.read_message().await.unwrap() {

@@ -22,7 +22,7 @@ use protocol_support::{encoded, hello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use vchat::call::handshake::local_hello;
-use vchat::call::pipeline::{PipelineConfig, DEFAULT_MAX_LATENCY};
+use vchat::call::pipeline::PipelineConfig;
 use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::CallError;
 use vchat::media::{Fps, Quality, Size, TestPatternSource};
@@ -182,15 +182,9 @@ async fn run_case(
         wanted: PixelFormat::Jpeg,
         config: PipelineConfig {
             quality: Quality::new(50).unwrap(),
-            fps: Fps::new(30).unwrap(),
-            record: None,
-            max_frames: None,
-            duration: None,
-            stats: None,
             // Short, so a peer that goes quiet ends the case quickly.
             peer_timeout: Duration::from_millis(300),
-            peer_name: "peer".into(),
-            max_latency: DEFAULT_MAX_LATENCY,
+            ..PipelineConfig::for_peer("peer")
         },
         on_video_taken: None,
     };

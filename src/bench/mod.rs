@@ -40,9 +40,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::call::handshake::local_hello;
-use crate::call::pipeline::{CallSummary, PipelineConfig, DEFAULT_MAX_LATENCY};
+use crate::call::pipeline::{CallSummary, PipelineConfig};
 use crate::call::setup::{handshake_and_run, Plan};
-use crate::call::{CallError, VideoTakenHook, PEER_TIMEOUT};
+use crate::call::{CallError, VideoTakenHook};
 use crate::identity::{Identity, PinnedPeer};
 use crate::media::{Fps, MediaError, Quality, Size};
 use crate::net::{classify, dial, Listener, ListenerOptions, PinSet, HANDSHAKE_TIMEOUT};
@@ -353,13 +353,9 @@ pub async fn run_call(
     let config = |peer_name: &str, limit: Option<Limit>| PipelineConfig {
         quality,
         fps,
-        record: None,
         max_frames: limit.and_then(|l| l.frames),
         duration: limit.and_then(|l| l.duration),
-        stats: None,
-        peer_timeout: PEER_TIMEOUT,
-        peer_name: peer_name.to_owned(),
-        max_latency: DEFAULT_MAX_LATENCY,
+        ..PipelineConfig::for_peer(peer_name)
     };
 
     let mut listener = Listener::bind(

@@ -98,6 +98,26 @@ pub struct PipelineConfig {
     pub max_latency: Duration,
 }
 
+impl PipelineConfig {
+    /// A call with `peer_name` as `vchat` runs one without options: JPEG
+    /// quality 80 at 30 fps, no recording, no limits, no stats, the
+    /// protocol's peer timeout and the default latency budget. Tests and the
+    /// bench change what they need with struct update syntax.
+    pub fn for_peer(peer_name: &str) -> Self {
+        PipelineConfig {
+            quality: Quality::default(),
+            fps: Fps::default(),
+            record: None,
+            max_frames: None,
+            duration: None,
+            stats: None,
+            peer_timeout: PEER_TIMEOUT,
+            peer_name: peer_name.to_owned(),
+            max_latency: DEFAULT_MAX_LATENCY,
+        }
+    }
+}
+
 /// How a call went.
 #[derive(Debug, Clone)]
 pub struct CallSummary {

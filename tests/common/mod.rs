@@ -2,6 +2,7 @@
 //! making throwaway identities, and opening pinned channels on ephemeral ports.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod in_memory;
 pub mod relay;
 
 use std::path::Path;
