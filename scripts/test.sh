@@ -9,9 +9,9 @@ bash scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --locked
+cargo test --workspace --locked
 if [ -f fuzz/Cargo.toml ]; then
   echo "== fuzz targets build"
   # Not --locked: fuzz/ is its own workspace whose lock must follow every

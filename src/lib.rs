@@ -15,7 +15,7 @@
 //!   codec (length-prefixed CBOR messages) plus a `Connection` that owns the
 //!   stream.
 //! - [`media`]: where pictures come from and how they travel: camera, test
-//!   pattern and Y4M file sources, raw and JPEG codecs, Y4M recording.
+//!   pattern and Y4M file sources, raw, JPEG and H.264 codecs, Y4M recording.
 //! - [`ui`]: the window: the peer large, yourself small, an overlay, keys.
 //! - [`call`]: joins the parts: `listen` (call after call), `call` and
 //!   `demo`; the call's rules as an I/O-free state machine; the link, media
@@ -51,7 +51,13 @@
 //!
 //! `[newest frame]` is a one-slot hand-off ([`media::Latest`]): a stage
 //! that falls behind finds only the newest frame, so slowness costs dropped
-//! frames, never growing delay.
+//! frames, never growing delay. H.264 frames depend on the ones before, so
+//! for them the slots never drop: the media thread skips a picture before
+//! encoding while the writer still holds the last frame, and the reader
+//! waits for the decoder to take a frame before it reads the next (TCP then
+//! slows the sender). A decoder that lost frames anyway (a reconnect) waits
+//! for a keyframe and asks for one (`keyframe` message); every new link
+//! starts with one.
 //!
 //! Video bytes are neither copied nor allocated per frame by vchat itself: a
 //! raw frame moves from the source into its message as shared `Bytes`; the

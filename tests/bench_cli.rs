@@ -25,7 +25,7 @@ fn bench_json(args: &[&str]) -> Value {
 fn bench_json_has_every_case_with_sane_figures() {
     let report = bench_json(&["--sizes", "160x120", "--frames", "30"]);
     let cases = report["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 2, "raw and jpeg by default: {report}");
+    assert_eq!(cases.len(), 3, "raw, jpeg and h264 by default: {report}");
     for case in cases {
         assert_eq!(case["size"], "160x120");
         let t = &case["throughput"];

@@ -274,11 +274,11 @@ fn payloads_that_do_not_match_their_dimensions_are_refused() {
     }
     let err = reject(value_frame(&message_value(
         "video",
-        video_body(2, 2, "h264", vec![0; 12]),
+        video_body(2, 2, "vp8", vec![0; 12]),
     )));
     assert_eq!(
         err.to_string(),
-        "video.format is invalid: unknown pixel format \"h264\""
+        "video.format is invalid: unknown pixel format \"vp8\""
     );
 }
 

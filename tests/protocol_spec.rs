@@ -130,6 +130,11 @@ fn render_limits() -> String {
             MAX_PINGS_PER_SECOND.to_string(),
             "most pings a side takes within one second; a sender sends at most this many per PEER_TIMEOUT",
         ),
+        (
+            "KEYFRAME_REQUEST_INTERVAL",
+            secs(KEYFRAME_REQUEST_INTERVAL),
+            "seconds; shortest gap between two keyframe requests a side sends, and between two keyframes it makes on request",
+        ),
     ] {
         out.push_str(&format!("| `{name}` | {value} | {meaning} |\n"));
     }

@@ -35,7 +35,11 @@ pub fn wire_payloads(
     (0..DISTINCT_FRAMES)
         .map(|_| {
             let frame = source.next_frame()?;
-            Ok(encoder.encode_to_bytes(frame, codec, quality)?.payload)
+            let encoded = encoder.encode_to_bytes(frame, codec, quality)?;
+            let encoded = encoded.ok_or_else(|| MediaError::H264Encode {
+                reason: "the encoder skipped a bench frame".into(),
+            })?;
+            Ok(encoded.payload)
         })
         .collect()
 }

@@ -45,13 +45,21 @@ pub struct PeerIntro {
     pub camera_on: bool,
 }
 
+/// The smallest `max_width` and `max_height` of a peer we send H.264 to: a
+/// picture scaled down to fit must keep at least one macroblock
+/// ([`crate::media::MIN_H264_SIDE`]) a side even at a 4:1 aspect ratio.
+pub const MIN_H264_RECEIVER: u32 = 64;
+
 /// What we send, as the peer's hello allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendPlan {
     /// The format asked for on the command line if the peer takes it, else
-    /// the first format the peer lists that we know; `None` when the peer
-    /// takes none of ours (its list may be empty: it only sends). Then we
-    /// send no video, and the call goes on one way.
+    /// (when a compressed one was asked for) the first compressed format the
+    /// peer lists, else the first format the peer lists that we know; `None`
+    /// when the peer takes none of ours (its list may be empty: it only
+    /// sends). Then we send no video, and the call goes on one way. H.264 is
+    /// used only when the peer takes pictures of at least
+    /// [`MIN_H264_RECEIVER`] pixels a side.
     pub format: Option<PixelFormat>,
     /// The largest picture the peer takes (its hello's limits, capped at the
     /// protocol's); larger pictures are scaled down to fit, keeping their shape.
@@ -62,10 +70,19 @@ pub struct SendPlan {
 impl SendPlan {
     /// The plan for a peer that takes `receive`, when we would like to send `wanted`.
     pub fn for_peer(wanted: PixelFormat, receive: &Receive) -> SendPlan {
-        let format = if receive.codecs.contains(&wanted) {
+        let usable = |format: &PixelFormat| {
+            *format != PixelFormat::H264
+                || (receive.max_width >= MIN_H264_RECEIVER
+                    && receive.max_height >= MIN_H264_RECEIVER)
+        };
+        let listed = || receive.codecs.iter().copied().filter(usable);
+        let format = if listed().any(|format| format == wanted) {
             Some(wanted)
         } else {
-            receive.codecs.first().copied()
+            let compressed = listed().find(|format| format.is_compressed());
+            compressed
+                .filter(|_| wanted.is_compressed())
+                .or_else(|| listed().next())
         };
         SendPlan {
             format,
@@ -98,8 +115,12 @@ pub async fn shake_hands<S: AsyncRead + AsyncWrite + Unpin>(
                     })
                 }
                 // Only a live call has a camera to show, a round trip to
-                // measure or a link worth redialling.
-                Action::PeerCamera(_) | Action::RoundTrip(_) | Action::Reconnect { .. } => {}
+                // measure, video to make a keyframe of or a link worth
+                // redialling.
+                Action::PeerCamera(_)
+                | Action::RoundTrip(_)
+                | Action::MakeKeyframe
+                | Action::Reconnect { .. } => {}
             }
         }
         let Some(deadline) = machine.next_deadline() else {
@@ -147,6 +168,22 @@ mod tests {
         assert_eq!(plan(&peer), Some(PixelFormat::I420));
         peer.codecs.clear();
         assert_eq!(plan(&peer), None);
+    }
+
+    #[test]
+    fn a_peer_without_h264_gets_another_compressed_format() {
+        let mut peer = local_hello("x").receive;
+        let plan = |peer: &Receive, wanted| SendPlan::for_peer(wanted, peer).format;
+        assert_eq!(plan(&peer, PixelFormat::H264), Some(PixelFormat::H264));
+        // A version 2 vchat lists raw first; we still send JPEG.
+        peer.codecs = vec![PixelFormat::Rgb24, PixelFormat::I420, PixelFormat::Jpeg];
+        assert_eq!(plan(&peer, PixelFormat::H264), Some(PixelFormat::Jpeg));
+        // Asked for raw, the peer's first listed raw-or-not format.
+        peer.codecs = vec![PixelFormat::H264, PixelFormat::I420];
+        assert_eq!(plan(&peer, PixelFormat::Rgb24), Some(PixelFormat::H264));
+        // Too small a receiver for H.264 macroblocks.
+        peer.max_height = 32;
+        assert_eq!(plan(&peer, PixelFormat::H264), Some(PixelFormat::I420));
     }
 
     #[test]

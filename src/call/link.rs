@@ -72,6 +72,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         // will come; this one would only arrive late.
                         if older_than(v.capture_time_us, shared.max_latency) {
                             Counters::add(&shared.counters.too_late, 1);
+                            // The peer's decoder will miss this one: the
+                            // frames after it need a keyframe to stand on.
+                            if v.format.is_inter_coded() {
+                                shared.keyframe_wanted.store(true, Ordering::Release);
+                            }
                             continue;
                         }
                         Message::Video(v)
@@ -201,6 +206,12 @@ async fn read_messages<R: AsyncRead + Unpin>(
             Message::Video(video) => {
                 Counters::add(&shared.counters.frames_received, 1);
                 Counters::add(&shared.counters.bytes_received, video.payload.len() as u64);
+                // An inter-coded frame must not replace one the decoder has
+                // not taken (the frames after it would be garbage until the
+                // next keyframe): wait, and let TCP slow the sender instead.
+                if video.format.is_inter_coded() {
+                    shared.incoming.wait_empty().await;
+                }
                 shared.incoming.put((video, std::time::Instant::now()));
                 handle(Event::Heard);
             }

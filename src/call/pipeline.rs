@@ -96,6 +96,8 @@ pub struct PipelineConfig {
     pub peer_name: String,
     /// `--max-latency`: a frame of ours older than this is dropped, not sent.
     pub max_latency: Duration,
+    /// `--max-bitrate`: the most our video may use, in bits per second.
+    pub max_bitrate: Option<u32>,
 }
 
 impl PipelineConfig {
@@ -114,6 +116,7 @@ impl PipelineConfig {
             peer_timeout: PEER_TIMEOUT,
             peer_name: peer_name.to_owned(),
             max_latency: DEFAULT_MAX_LATENCY,
+            max_bitrate: None,
         }
     }
 }
@@ -226,6 +229,9 @@ pub(super) struct Shared {
     pub(super) close_quietly: Notify,
     pub(super) incoming: Latest<(Video, Instant)>,
     pub(super) camera_on: AtomicBool,
+    /// The peer needs a keyframe (it asked, or a new link started): the
+    /// media thread makes its next H.264 frame one.
+    pub(super) keyframe_wanted: AtomicBool,
     /// The call's one stop signal: cancelled when the call ends, observed
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
@@ -320,7 +326,12 @@ impl Core {
             // a resumed one by `relink_loop`, which saw to the window.
             Action::Connected { .. } => {
                 info!("the call is back");
+                // The peer's decoder may have lost frames with the old link.
+                self.shared.keyframe_wanted.store(true, Ordering::Release);
                 self.ui.update(|s| s.state = CallState::Connected);
+            }
+            Action::MakeKeyframe => {
+                self.shared.keyframe_wanted.store(true, Ordering::Release);
             }
             Action::Reconnect { attempt, after } => {
                 // The media threads and counters carry on; only the link
@@ -388,6 +399,7 @@ where
         close_quietly: Notify::new(),
         incoming: Latest::new(),
         camera_on: AtomicBool::new(true),
+        keyframe_wanted: AtomicBool::new(false),
         token: CancellationToken::new(),
         frames_reached: Notify::new(),
         started: Instant::now(),
@@ -426,8 +438,17 @@ where
         failure_tx.clone(),
         media_stopped_tx,
     )?;
-    let decoder =
-        receive::spawn_decoder_thread(shared.clone(), recorder, ui.clone(), failure_tx.clone())?;
+    let want_keyframe = {
+        let core = core.clone();
+        move || core.handle(Event::WantKeyframe)
+    };
+    let decoder = receive::spawn_decoder_thread(
+        shared.clone(),
+        recorder,
+        ui.clone(),
+        failure_tx.clone(),
+        want_keyframe,
+    )?;
 
     let tasks = TaskTracker::new();
     let (writer_done_tx, writer_done) = mpsc::unbounded_channel();
@@ -744,6 +765,9 @@ fn totals(shared: &Shared) -> Totals {
         dropped_out: Counters::get(&c.dropped_at_capture) + shared.outgoing.dropped(),
         dropped_in: shared.incoming.dropped(),
         too_late: Counters::get(&c.too_late),
+        link_busy: Counters::get(&c.link_busy),
+        keyframes_sent: Counters::get(&c.keyframes_sent),
+        awaiting_keyframe: Counters::get(&c.awaiting_keyframe),
     }
 }
 

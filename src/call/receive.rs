@@ -4,7 +4,10 @@
 //! Why a thread: decoding is CPU work that must not stall the reader (which
 //! also carries pings and bye). It takes only the newest frame from the
 //! incoming slot, so a slow decoder costs frames, not delay, and it reuses
-//! its buffers frame after frame. It checks the call's cancellation token
+//! its buffers frame after frame. H.264 frames are not dropped there (the
+//! reader waits for the slot); when frames were lost anyway (the sender's
+//! numbering has a gap: a link dropped, or the sender gave up on one) the
+//! decoder waits for a keyframe and asks the peer for one. It checks the call's cancellation token
 //! whenever the slot is empty, and finishes the recording before it ends.
 
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::pipeline::{Shared, THREAD_POLL};
 use super::stats::{unix_micros, Counters};
 use super::CallError;
-use crate::media::{Decoder, OwnedEncodedPicture, Picture, PictureFormat, Y4mRecorder};
+use crate::media::{Decoder, MediaError, OwnedEncodedPicture, Picture, PictureFormat, Y4mRecorder};
 use crate::ui::{RgbImage, UiHandle};
 
 /// Decodes the newest received frame for the window and the recorder.
@@ -27,6 +30,7 @@ pub(super) fn spawn_decoder_thread(
     mut recorder: Option<Y4mRecorder>,
     ui: UiHandle,
     failures: UnboundedSender<CallError>,
+    want_keyframe: impl Fn() + Send + 'static,
 ) -> Result<JoinHandle<Option<(PathBuf, u64)>>, CallError> {
     std::thread::Builder::new()
         .name("vchat-decode".into())
@@ -54,6 +58,9 @@ pub(super) fn spawn_decoder_thread(
                     if last_seq.is_some_and(|last| video.seq <= last) {
                         continue;
                     }
+                    if last_seq.is_some_and(|last| video.seq != last + 1) {
+                        decoder.lost_frames();
+                    }
                     last_seq = Some(video.seq);
                     let picture = OwnedEncodedPicture {
                         format: video.format,
@@ -62,13 +69,17 @@ pub(super) fn spawn_decoder_thread(
                         payload: video.payload,
                     };
                     // Raw RGB24 is shown from the received bytes, uncopied.
-                    decoder
-                        .decode_bytes_into(&picture, PictureFormat::Rgb24, &mut shown)
-                        .map_err(CallError::PeerSentBadVideo)?;
+                    let record_into = recorder.as_ref().map(|_| &mut for_record);
+                    match decoder.decode_for_show_and_record(&picture, &mut shown, record_into) {
+                        Ok(()) => {}
+                        Err(MediaError::AwaitingKeyframe) => {
+                            Counters::add(&shared.counters.awaiting_keyframe, 1);
+                            want_keyframe();
+                            continue;
+                        }
+                        Err(e) => return Err(CallError::PeerSentBadVideo(e)),
+                    }
                     if let Some(recorder) = recorder.as_mut() {
-                        decoder
-                            .decode_into(picture.borrowed(), PictureFormat::I420, &mut for_record)
-                            .map_err(CallError::PeerSentBadVideo)?;
                         recorder
                             .write_at(&for_record, video.capture_time_us)
                             .map_err(CallError::Media)?;

@@ -42,8 +42,10 @@ pub struct CallOptions {
     /// Frames per second to capture.
     #[arg(long, default_value = "30", value_name = "N")]
     pub fps: Fps,
-    /// What to send: jpeg, raw (RGB24) or i420 (raw 4:2:0, half of raw's bytes).
-    #[arg(long, default_value = "jpeg", value_name = "CODEC")]
+    /// What to send: h264 (a video codec: a tenth of JPEG's bytes or less),
+    /// jpeg, raw (RGB24) or i420 (raw 4:2:0, half of raw's bytes). A peer
+    /// that does not take it gets another compressed format it takes.
+    #[arg(long, default_value = "h264", value_name = "CODEC")]
     pub codec: PixelFormat,
     /// JPEG quality, 1-100.
     #[arg(long, default_value = "80", value_name = "Q")]
@@ -86,6 +88,22 @@ pub struct CallOptions {
     /// conversation; on top of it come the link's own delay and decoding.
     #[arg(long, default_value_t = DEFAULT_MAX_LATENCY.as_millis() as u64, value_name = "MS", value_parser = parse_max_latency)]
     pub max_latency: u64,
+    /// The most our video may use, in kbit/s (for metered links): H.264
+    /// never aims above it. Raw and JPEG have no bitrate to steer.
+    #[arg(long, value_name = "KBIT/S", value_parser = parse_max_bitrate)]
+    pub max_bitrate: Option<u32>,
+}
+
+/// `--max-bitrate`: from 50 kbit/s (a small picture still moves) to 100
+/// Mbit/s, in bits per second.
+fn parse_max_bitrate(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(kbits) if (50..=100_000).contains(&kbits) => Ok(kbits * 1000),
+        Ok(kbits) => Err(format!(
+            "{kbits} kbit/s is outside 50-100000: below 50 kbit/s no picture moves"
+        )),
+        Err(e) => Err(format!("{text:?} is not a whole number of kbit/s ({e})")),
+    }
 }
 
 /// `--max-latency`: at least one frame time at the slowest camera rate that
@@ -147,6 +165,7 @@ impl CallOptions {
             peer_timeout: PEER_TIMEOUT,
             peer_name: peer_name.to_owned(),
             max_latency: Duration::from_millis(self.max_latency),
+            max_bitrate: self.max_bitrate,
         })
     }
 

@@ -4,13 +4,15 @@
 //! timeout) and encoding is CPU work. The source paces the thread; each
 //! encoded frame goes into the outgoing [`Latest`] slot, where a frame the
 //! link has not taken yet is replaced by the next one, so a slow link costs
-//! frames, never delay. The thread checks the call's cancellation token
+//! frames, never delay. An inter-coded frame (H.264) is never replaced, since
+//! the frames after it refer to it: while the link still holds the previous
+//! one, the next picture is skipped before it is encoded. The thread checks the call's cancellation token
 //! between frames; a source that never returns is left behind (see
 //! `pipeline::MEDIA_STOP_GRACE`) rather than holding up the hang-up.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
@@ -20,7 +22,10 @@ use super::handshake::SendPlan;
 use super::pipeline::{PipelineConfig, Shared};
 use super::stats::{unix_micros, Counters};
 use super::CallError;
-use crate::media::{CapturedFrame, Encoder, FrameContent, FrameSource, PictureFormat, Quality};
+use crate::media::{
+    CapturedFrame, Encoder, FrameContent, FrameSource, H264Frame, PictureFormat, Quality,
+};
+use crate::protocol::limits::KEYFRAME_REQUEST_INTERVAL;
 use crate::protocol::{PixelFormat, Video};
 use crate::ui::{RgbImage, UiHandle};
 
@@ -40,11 +45,20 @@ pub(super) fn spawn_media_thread(
     stopped: oneshot::Sender<()>,
 ) -> Result<(), CallError> {
     let quality = config.quality;
+    let fps = config.fps.get();
+    let max_bitrate = config.max_bitrate;
     std::thread::Builder::new()
         .name("vchat-media".into())
         .spawn(move || {
             let mut encoder = Encoder::new();
             encoder.set_max_size(send.max_width, send.max_height);
+            encoder.h264().set_frame_rate(fps);
+            if let Some(max) = max_bitrate {
+                let start = encoder.h264().bitrate().min(max);
+                encoder.h264().set_bitrate(start);
+            }
+            // Keyframes asked for are made at most this often.
+            let mut last_asked_keyframe: Option<Instant> = None;
             let mut self_view = Encoder::new();
             let mut last_source_seq: Option<u64> = None;
             let mut seq = 0u64;
@@ -72,11 +86,35 @@ pub(super) fn spawn_media_thread(
                     let Some(format) = send.format else {
                         continue;
                     };
+                    if format.is_inter_coded() {
+                        // Skipped before encoding, never after: the link
+                        // still holds the frame before.
+                        if !shared.outgoing.is_empty() {
+                            Counters::add(&shared.counters.link_busy, 1);
+                            continue;
+                        }
+                        let now = Instant::now();
+                        let spaced = last_asked_keyframe
+                            .is_none_or(|last| now >= last + KEYFRAME_REQUEST_INTERVAL);
+                        if spaced && shared.keyframe_wanted.swap(false, Ordering::AcqRel) {
+                            encoder.h264().request_keyframe();
+                            last_asked_keyframe = Some(now);
+                        }
+                    }
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.
                     let encoded = encoder
                         .encode_to_bytes(frame, format, quality)
                         .map_err(CallError::Media)?;
+                    if format == PixelFormat::H264
+                        && encoder.last_h264_frame() == Some(H264Frame::Keyframe)
+                    {
+                        Counters::add(&shared.counters.keyframes_sent, 1);
+                    }
+                    // The encoder's own rate control made nothing of it.
+                    let Some(encoded) = encoded else {
+                        continue;
+                    };
                     let video = Video {
                         seq,
                         capture_time_us,

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use super::handshake::PeerIntro;
 use super::{CallError, EndReason};
-use crate::protocol::limits::{HELLO_TIMEOUT, PEER_TIMEOUT, PING_INTERVAL};
+use crate::protocol::limits::{
+    HELLO_TIMEOUT, KEYFRAME_REQUEST_INTERVAL, MIN_PROTOCOL_VERSION, PEER_TIMEOUT, PING_INTERVAL,
+};
 use crate::protocol::{Accept, Bye, ByeReason, Hello, Message, PingMeter, Role};
 
 /// The first wait before redialling a dropped link, doubled after each failed
@@ -80,6 +82,8 @@ pub enum Event {
     /// A new connection to the same peer replaces the lost one (redialled
     /// by the caller, accepted by the listener): the handshake starts again.
     Relinked,
+    /// Our decoder cannot go on without a keyframe from the peer.
+    WantKeyframe,
     /// A new connection to the same peer has already shaken hands (by its
     /// driver, before any of our video could reach it): the call is live
     /// again with what the peer's new hello said.
@@ -97,6 +101,8 @@ pub enum Action {
     PeerCamera(bool),
     /// A pong came back: the round-trip time.
     RoundTrip(Duration),
+    /// The peer's decoder needs a keyframe: make the next H.264 frame one.
+    MakeKeyframe,
     /// The link dropped: the caller redials after `after` (attempt counts
     /// from 1), the listener waits for the same peer. Media pauses.
     Reconnect { attempt: u32, after: Duration },
@@ -148,6 +154,10 @@ pub struct CallMachine {
     peer_camera_on: bool,
     /// True once the call has been live: a later handshake resumes it.
     was_live: bool,
+    /// The protocol version the call speaks (the lower of the two hellos').
+    version: u32,
+    /// When we last asked the peer for a keyframe.
+    last_keyframe_request: Option<Instant>,
 }
 
 impl CallMachine {
@@ -165,6 +175,8 @@ impl CallMachine {
             peer_hello: None,
             peer_camera_on: true,
             was_live: false,
+            version: MIN_PROTOCOL_VERSION,
+            last_keyframe_request: None,
         };
         machine.start_handshake(now);
         machine
@@ -221,6 +233,7 @@ impl CallMachine {
                 self.end(bye, Outcome::Failed(error));
             }
             Event::LinkLost(why) => self.on_link_lost(now, CallError::ConnectionLost(why)),
+            Event::WantKeyframe => self.ask_for_keyframe(now),
             Event::Relinked => {
                 if matches!(self.phase, Phase::Reconnecting { .. }) {
                     self.start_handshake(now);
@@ -279,6 +292,8 @@ impl CallMachine {
             }
             (Phase::AwaitingAccept, Message::Pong { .. }) => {}
             (Phase::AwaitingAccept, Message::Camera { on }) => self.peer_camera_on = on,
+            // Before accept no video flows: nothing to make a keyframe of.
+            (Phase::AwaitingAccept, Message::Keyframe) => {}
             (Phase::AwaitingAccept, other) => self.unexpected("accept", &other),
             (Phase::Live, Message::Pong { nonce }) => {
                 // The nonce comes back from the peer: a made-up one must not
@@ -290,6 +305,7 @@ impl CallMachine {
                 }
             }
             (Phase::Live, Message::Camera { on }) => self.actions.push_back(Action::PeerCamera(on)),
+            (Phase::Live, Message::Keyframe) => self.actions.push_back(Action::MakeKeyframe),
             // The session (protocol/validate.rs) refuses a second hello or
             // accept before they get here; video goes around us; bye was
             // taken above.
@@ -314,10 +330,29 @@ impl CallMachine {
         }
     }
 
+    /// Asks the peer for a keyframe, unless the call's version has no
+    /// such message or we asked within `KEYFRAME_REQUEST_INTERVAL`
+    /// (PROTOCOL.md 5.7).
+    fn ask_for_keyframe(&mut self, now: Instant) {
+        if self.phase != Phase::Live || self.version < 3 {
+            return;
+        }
+        if self
+            .last_keyframe_request
+            .is_some_and(|last| now < last + KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        self.last_keyframe_request = Some(now);
+        self.send(Message::Keyframe);
+    }
+
     fn connected(&mut self, now: Instant) {
         let Some(hello) = self.peer_hello.clone() else {
             return self.unexpected("hello", &Message::Accept(Accept { version: 0 }));
         };
+        self.version = self.config.hello.version.min(hello.version);
+        self.last_keyframe_request = None;
         self.phase = Phase::Live;
         self.next_ping = now;
         let resumed = std::mem::replace(&mut self.was_live, true);
@@ -446,6 +481,7 @@ mod tests {
                 Action::Connected { resumed, .. } => format!("connected resumed={resumed}"),
                 Action::PeerCamera(on) => format!("camera {on}"),
                 Action::RoundTrip(_) => "rtt".into(),
+                Action::MakeKeyframe => "make keyframe".into(),
                 Action::Reconnect { attempt, .. } => format!("reconnect {attempt}"),
                 Action::End { bye, outcome } => format!(
                     "end bye={} {}",
@@ -495,6 +531,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(m.phase(), &Phase::Live);
+    }
+
+    #[test]
+    fn keyframe_requests_go_both_ways_spaced_and_only_in_version_3() {
+        let (mut m, now) = live_caller(Duration::ZERO);
+        m.handle(now, Event::Received(Message::Keyframe));
+        assert_eq!(kinds(&drain(&mut m)), ["make keyframe"]);
+        // Our decoder asks: once, then not again within the interval.
+        m.handle(now, Event::WantKeyframe);
+        m.handle(now + KEYFRAME_REQUEST_INTERVAL / 2, Event::WantKeyframe);
+        assert_eq!(kinds(&drain(&mut m)), ["send keyframe"]);
+        m.handle(now + KEYFRAME_REQUEST_INTERVAL, Event::WantKeyframe);
+        assert_eq!(kinds(&drain(&mut m)), ["send keyframe"]);
+        // A version 2 peer does not know the message: never sent to it.
+        let (mut old, now) = machine(Role::Listener, Duration::ZERO);
+        let mut hello = local_hello("Old");
+        hello.version = 2;
+        old.handle(now, Event::Received(Message::Hello(hello)));
+        drain(&mut old);
+        old.handle(now, Event::WantKeyframe);
+        assert!(drain(&mut old).is_empty());
+        // Nor before the call is live.
+        let (mut early, now) = machine(Role::Caller, Duration::ZERO);
+        drain(&mut early);
+        early.handle(now, Event::WantKeyframe);
+        assert!(drain(&mut early).is_empty());
     }
 
     #[test]

@@ -112,6 +112,14 @@ pub struct Counters {
     /// Frames of ours dropped because they were older than `--max-latency`
     /// before being encoded or sent.
     pub too_late: AtomicU64,
+    /// Frames of ours not encoded because the link had not yet taken the
+    /// one before (inter-coded formats skip before encoding, never after).
+    pub link_busy: AtomicU64,
+    /// Keyframes we sent (the first, periodic ones, and those asked for).
+    pub keyframes_sent: AtomicU64,
+    /// Frames received that could not be decoded because the decoder was
+    /// waiting for a keyframe.
+    pub awaiting_keyframe: AtomicU64,
     /// Last round-trip time in µs; 0 until the first pong.
     pub rtt_us: AtomicU64,
     /// The first decoded frame's capture time (sender's clock) and when the
@@ -200,6 +208,11 @@ pub struct Totals {
     pub dropped_in: u64,
     /// Frames of ours older than `--max-latency`, dropped unsent.
     pub too_late: u64,
+    /// Frames of ours skipped before encoding because the link was busy.
+    pub link_busy: u64,
+    pub keyframes_sent: u64,
+    /// Received frames skipped while the decoder waited for a keyframe.
+    pub awaiting_keyframe: u64,
 }
 
 impl Totals {
@@ -214,6 +227,9 @@ impl Totals {
                 ("dropped_out", self.dropped_out),
                 ("dropped_in", self.dropped_in),
                 ("too_late", self.too_late),
+                ("link_busy", self.link_busy),
+                ("keyframes_out", self.keyframes_sent),
+                ("awaiting_keyframe", self.awaiting_keyframe),
             ] {
                 map.insert(name.to_owned(), value.into());
             }

@@ -1,4 +1,4 @@
-//! Frames to payloads and back: the raw (RGB24, I420) and JPEG codecs.
+//! Frames to payloads and back: the raw (RGB24, I420), JPEG and H.264 codecs.
 //!
 //! [`Encoder`] and [`Decoder`] keep their scratch buffers between frames so a
 //! call's steady state allocates nothing per frame (apart from what the JPEG
@@ -18,6 +18,7 @@ use zune_jpeg::JpegDecoder;
 
 use super::convert::{self, ChromaSubsampling, ColourRange};
 use super::error::MediaError;
+use super::h264::{H264Decoder, H264Encoder, H264Frame};
 use super::options::Quality;
 use super::picture::{
     i420_plane_lens, CapturedFrame, FrameContent, JpegImage, Picture, PictureFormat,
@@ -78,6 +79,14 @@ pub struct Encoder {
     /// A picture scaled down to `max_size`.
     scaled: Picture,
     scaler: convert::Scaler,
+    /// H.264's state: the pictures before shape the next one's bytes.
+    h264: H264Encoder,
+    /// The H.264 access unit being produced.
+    h264_out: Vec<u8>,
+    /// What the last H.264 picture became.
+    last_h264: Option<H264Frame>,
+    /// The capture instant H.264 timestamps count from.
+    epoch: Option<std::time::Instant>,
 }
 
 impl Default for Encoder {
@@ -95,7 +104,21 @@ impl Encoder {
             max_size: (u32::MAX, u32::MAX),
             scaled: Picture::empty(PictureFormat::Rgb24),
             scaler: convert::Scaler::new(),
+            h264: H264Encoder::new(),
+            h264_out: Vec::new(),
+            last_h264: None,
+            epoch: None,
         }
+    }
+
+    /// The H.264 encoder, to steer its bitrate and ask for keyframes.
+    pub fn h264(&mut self) -> &mut H264Encoder {
+        &mut self.h264
+    }
+
+    /// What the last picture encoded as H.264 became (`None` before the first).
+    pub fn last_h264_frame(&self) -> Option<H264Frame> {
+        self.last_h264
     }
 
     /// From now on, pictures larger than `width` x `height` are scaled down
@@ -108,6 +131,8 @@ impl Encoder {
     ///
     /// Rgb24/I420 payloads are the picture bytes in the layout documented on
     /// [`PixelFormat`]; a frame already in that layout is borrowed, not copied.
+    /// An H.264 payload is empty when the encoder skipped the picture (see
+    /// [`Encoder::last_h264_frame`]): nothing is to be sent then.
     pub fn encode<'a>(
         &'a mut self,
         frame: &'a CapturedFrame,
@@ -121,6 +146,10 @@ impl Encoder {
             max_size: (max_width, max_height),
             scaled,
             scaler,
+            h264,
+            h264_out,
+            last_h264,
+            epoch,
         } = self;
         let fits =
             |width, height| fit_size(width, height, *max_width, *max_height) == (width, height);
@@ -149,8 +178,22 @@ impl Encoder {
             scaler.scale_into(picture, width, height, scaled)?;
             &*scaled
         };
-        let (width, height) = (picture.width(), picture.height());
+        let (mut width, mut height) = (picture.width(), picture.height());
         let payload: &[u8] = match format {
+            PixelFormat::H264 => {
+                let i420 = if picture.format() == PictureFormat::I420 {
+                    picture
+                } else {
+                    convert::convert_into(picture, PictureFormat::I420, converted)?;
+                    &*converted
+                };
+                let start = *epoch.get_or_insert(frame.captured_at);
+                let time = frame.captured_at.saturating_duration_since(start);
+                let (kind, encoded_width, encoded_height) = h264.encode(i420, time, h264_out)?;
+                *last_h264 = Some(kind);
+                (width, height) = (encoded_width, encoded_height);
+                h264_out
+            }
             PixelFormat::Rgb24 | PixelFormat::I420 => {
                 let layout = match format {
                     PixelFormat::Rgb24 => PictureFormat::Rgb24,
@@ -184,7 +227,8 @@ impl Encoder {
 }
 
 impl Encoder {
-    /// As [`Encoder::encode`], with the payload as `Bytes` for a message.
+    /// As [`Encoder::encode`], with the payload as `Bytes` for a message;
+    /// `None` when the encoder skipped the picture (H.264's rate control).
     ///
     /// When the payload is the frame's own buffer (a raw frame already in
     /// the asked layout, a camera's JPEG passed through) the buffer is moved,
@@ -196,8 +240,11 @@ impl Encoder {
         frame: CapturedFrame,
         format: PixelFormat,
         quality: Quality,
-    ) -> Result<OwnedEncodedPicture, MediaError> {
+    ) -> Result<Option<OwnedEncodedPicture>, MediaError> {
         let encoded = self.encode(&frame, format, quality)?;
+        if encoded.payload.is_empty() {
+            return Ok(None);
+        }
         let (width, height) = (encoded.width, encoded.height);
         let own = match &frame.content {
             FrameContent::Picture(picture) => picture.data(),
@@ -205,23 +252,23 @@ impl Encoder {
         };
         let borrowed = std::ptr::eq(own, encoded.payload);
         if !borrowed {
-            return Ok(OwnedEncodedPicture {
+            return Ok(Some(OwnedEncodedPicture {
                 format,
                 width,
                 height,
                 payload: Bytes::copy_from_slice(encoded.payload),
-            });
+            }));
         }
         let payload = match frame.content {
             FrameContent::Picture(picture) => picture.into_shared(),
             FrameContent::Jpeg(jpeg) => Bytes::from(jpeg.data),
         };
-        Ok(OwnedEncodedPicture {
+        Ok(Some(OwnedEncodedPicture {
             format,
             width,
             height,
             payload,
-        })
+        }))
     }
 }
 
@@ -307,6 +354,10 @@ pub(crate) fn camera_jpeg(data: Vec<u8>) -> Result<JpegImage, MediaError> {
 pub struct Decoder {
     /// A JPEG's RGB pixels when another layout was asked for.
     rgb: Picture,
+    /// H.264's state: each frame is decoded on top of the ones before.
+    h264: H264Decoder,
+    /// An H.264 picture before it becomes RGB.
+    yuv: Picture,
 }
 
 impl Default for Decoder {
@@ -319,7 +370,46 @@ impl Decoder {
     pub fn new() -> Self {
         Decoder {
             rgb: Picture::empty(PictureFormat::Rgb24),
+            h264: H264Decoder::new(),
+            yuv: Picture::empty(PictureFormat::I420),
         }
+    }
+
+    /// Frames were lost before the next one: an inter-coded stream (H.264)
+    /// waits for its next keyframe.
+    pub fn lost_frames(&mut self) {
+        self.h264.lost_frames();
+    }
+
+    /// Whether the H.264 stream waits for a keyframe (one should be asked for).
+    pub fn awaiting_keyframe(&self) -> bool {
+        self.h264.awaiting_keyframe()
+    }
+
+    /// Decodes a received payload once into RGB24 for the window and, when
+    /// `recorded` is given, into I420 for the recording. H.264 must be
+    /// decoded exactly once per frame (the decoder's state moves on), so
+    /// this, not two `decode_into` calls, is how a frame is both shown and
+    /// recorded.
+    pub fn decode_for_show_and_record(
+        &mut self,
+        picture: &OwnedEncodedPicture,
+        shown: &mut Picture,
+        recorded: Option<&mut Picture>,
+    ) -> Result<(), MediaError> {
+        if picture.format != PixelFormat::H264 {
+            self.decode_bytes_into(picture, PictureFormat::Rgb24, shown)?;
+            if let Some(recorded) = recorded {
+                self.decode_into(picture.borrowed(), PictureFormat::I420, recorded)?;
+            }
+            return Ok(());
+        }
+        let (width, height) = (picture.width, picture.height);
+        check_announced_size(width, height)?;
+        let yuv = recorded.unwrap_or(&mut self.yuv);
+        self.h264
+            .decode_into(&picture.payload, width, height, yuv)?;
+        convert::convert_into(yuv, PictureFormat::Rgb24, shown)
     }
 
     /// Decodes a payload into `out` in the `target` layout (RGB24 for
@@ -364,6 +454,15 @@ impl Decoder {
                     }
                 }
             }
+            PixelFormat::H264 => {
+                if target == PictureFormat::I420 {
+                    self.h264.decode_into(payload, width, height, out)
+                } else {
+                    self.h264
+                        .decode_into(payload, width, height, &mut self.yuv)?;
+                    convert::convert_into(&self.yuv, target, out)
+                }
+            }
             PixelFormat::Jpeg => {
                 let rgb = if target == PictureFormat::Rgb24 {
                     &mut *out
@@ -372,7 +471,8 @@ impl Decoder {
                 };
                 decode_jpeg_into(payload, rgb)?;
                 if (rgb.width(), rgb.height()) != (width, height) {
-                    return Err(MediaError::JpegSizeMismatch {
+                    return Err(MediaError::SizeMismatch {
+                        format,
                         width,
                         height,
                         actual_width: rgb.width(),
@@ -491,6 +591,7 @@ mod tests {
         let mut encoder = Encoder::new();
         let owned = encoder
             .encode_to_bytes(frame_of(sent), PixelFormat::Rgb24, Quality::default())
+            .unwrap()
             .unwrap();
         assert_eq!(owned.payload.as_ptr(), pixels, "moved, not copied");
         let mut shown = Picture::empty(PictureFormat::Rgb24);
@@ -510,6 +611,7 @@ mod tests {
             .is_err());
         let i420 = encoder
             .encode_to_bytes(frame_of(picture), PixelFormat::I420, Quality::default())
+            .unwrap()
             .unwrap();
         assert_eq!(i420.payload.len(), 64 * 48 * 3 / 2);
         decoder
@@ -644,7 +746,7 @@ mod tests {
         assert!(
             matches!(
                 error,
-                Err(MediaError::JpegSizeMismatch {
+                Err(MediaError::SizeMismatch {
                     actual_width: 64,
                     ..
                 })

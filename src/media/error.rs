@@ -65,14 +65,31 @@ pub enum MediaError {
     #[error("cannot decode JPEG frame: {reason} (corrupt or truncated data)")]
     CorruptJpeg { reason: String },
 
-    /// A JPEG whose own dimensions differ from those announced beside it.
-    #[error("JPEG frame is {actual_width}x{actual_height} but was announced as {width}x{height}")]
-    JpegSizeMismatch {
+    /// A compressed picture whose own dimensions differ from those announced beside it.
+    #[error(
+        "{format} frame is {actual_width}x{actual_height} but was announced as {width}x{height}"
+    )]
+    SizeMismatch {
+        format: PixelFormat,
         width: u32,
         height: u32,
         actual_width: u32,
         actual_height: u32,
     },
+
+    /// An H.264 payload that breaks PROTOCOL.md 5.3.4 or that OpenH264 cannot decode.
+    #[error("cannot decode H.264 frame: {reason}")]
+    CorruptH264 { reason: String },
+
+    /// An H.264 frame that refers to frames this decoder never saw (it
+    /// started late, or frames were lost): not an error of the peer's, the
+    /// decoder waits for the next keyframe.
+    #[error("H.264 frame skipped: the decoder waits for a keyframe")]
+    AwaitingKeyframe,
+
+    /// The H.264 encoder refused a picture.
+    #[error("cannot encode H.264: {reason}")]
+    H264Encode { reason: String },
 
     /// The JPEG encoder refused a picture.
     #[error("cannot encode JPEG: {reason}")]

@@ -5,7 +5,8 @@
 //! instead of a queue. A producer never waits; if the consumer has not taken
 //! the previous value yet, that stale value is dropped (and counted) and the
 //! new one takes its place. The consumer can wait from a thread (blocking) or
-//! from a task (async).
+//! from a task (async). A producer whose values must not be dropped (an
+//! inter-coded video stream) can instead wait until the slot is empty.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -21,6 +22,8 @@ pub struct Latest<T> {
     ready: Condvar,
     /// Wakes an async consumer (a task).
     notify: Notify,
+    /// Wakes a producer waiting for the slot to empty.
+    emptied: Notify,
     dropped: AtomicU64,
 }
 
@@ -46,6 +49,7 @@ impl<T> Latest<T> {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             notify: Notify::new(),
+            emptied: Notify::new(),
             dropped: AtomicU64::new(0),
         }
     }
@@ -72,7 +76,34 @@ impl<T> Latest<T> {
 
     /// Takes the value if there is one, without waiting.
     pub fn try_take(&self) -> Option<T> {
-        self.lock().value.take()
+        let value = self.lock().value.take();
+        if value.is_some() {
+            self.emptied.notify_waiters();
+        }
+        value
+    }
+
+    /// Whether no value waits in the slot.
+    pub fn is_empty(&self) -> bool {
+        self.lock().value.is_none()
+    }
+
+    /// Waits (asynchronously) until no value waits in the slot, or it is
+    /// closed: a producer that must not replace a value waits here first.
+    pub async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered before the check, so a take in between still wakes us.
+            emptied.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.value.is_none() || state.closed {
+                    return;
+                }
+            }
+            emptied.await;
+        }
     }
 
     /// Waits (blocking the thread) for a value; `None` once closed and empty.
@@ -81,6 +112,8 @@ impl<T> Latest<T> {
         let mut state = self.lock();
         loop {
             if let Some(value) = state.value.take() {
+                drop(state);
+                self.emptied.notify_waiters();
                 return Some(Some(value));
             }
             if state.closed {
@@ -104,6 +137,8 @@ impl<T> Latest<T> {
             {
                 let mut state = self.lock();
                 if let Some(value) = state.value.take() {
+                    drop(state);
+                    self.emptied.notify_waiters();
                     return Some(value);
                 }
                 if state.closed {
@@ -117,6 +152,7 @@ impl<T> Latest<T> {
     /// Closes the slot: consumers see `None` once it is empty, producers are refused.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.emptied.notify_waiters();
         self.ready.notify_all();
         self.notify.notify_waiters();
         self.notify.notify_one();
@@ -166,6 +202,30 @@ mod tests {
         };
         slot.put(7);
         assert_eq!(waiter.join().unwrap(), Some(Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_producer_can_wait_for_the_slot_to_empty() {
+        let slot = Arc::new(Latest::<u32>::new());
+        slot.wait_empty().await;
+        slot.put(1);
+        let waiter = {
+            let slot = slot.clone();
+            tokio::spawn(async move { slot.wait_empty().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let taker = {
+            let slot = slot.clone();
+            std::thread::spawn(move || slot.take_blocking(Duration::from_secs(5)))
+        };
+        waiter.await.unwrap();
+        assert_eq!(taker.join().unwrap(), Some(Some(1)));
+        assert_eq!(slot.dropped(), 0);
+        // A closed slot never keeps a producer waiting.
+        slot.put(2);
+        slot.close();
+        slot.wait_empty().await;
     }
 
     #[tokio::test]

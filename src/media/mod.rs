@@ -13,7 +13,10 @@
 //! - `latest`: [`Latest`], the newest-only hand-off between a producer and a
 //!   consumer (camera thread -> source, and between the call's stages).
 //! - `codec`: [`Encoder`] and [`Decoder`] between frames and wire payloads
-//!   ([`PixelFormat`](crate::protocol::PixelFormat) rgb24, i420, jpeg).
+//!   ([`PixelFormat`](crate::protocol::PixelFormat) rgb24, i420, jpeg, h264).
+//! - `h264`: [`H264Encoder`] and [`H264Decoder`], the stateful codec: its
+//!   keyframes, and the checks a received stream passes before OpenH264
+//!   sees it.
 //! - `convert`: colour conversion and scaling, where the colour conventions live.
 //! - `y4m`: [`Y4mReader`] for `--source FILE.y4m` and [`Y4mRecorder`] for `--record`.
 //!
@@ -22,8 +25,8 @@
 //! ```text
 //!  capture thread                    sender                      receiver
 //!  FrameSource::next_frame ─newest─► Encoder::encode ─payload─► Decoder::decode_into ─► window (RGB24)
-//!  (camera / test / y4m)   frame     (raw / jpeg / MJPEG         (checks length / size)  └► Y4mRecorder
-//!                          only       pass-through)
+//!  (camera / test / y4m)   frame     (raw / jpeg / h264 /        (checks length / size;  └► Y4mRecorder
+//!                          only       MJPEG pass-through)         h264: SPS, keyframes)
 //! ```
 //!
 //! # Colour conventions
@@ -36,6 +39,7 @@ mod camera;
 mod codec;
 mod convert;
 mod error;
+mod h264;
 mod latest;
 mod open;
 mod options;
@@ -51,6 +55,10 @@ pub use camera::{
 };
 pub use codec::{Decoder, EncodedPicture, Encoder, OwnedEncodedPicture};
 pub use error::MediaError;
+pub use h264::{
+    check_access_unit, AccessUnit, H264Decoder, H264Encoder, H264Frame, KEYFRAME_INTERVAL,
+    MIN_H264_SIDE, START_BITRATE_BPS,
+};
 pub use latest::Latest;
 pub use open::{open_source, TestPatternSource, Y4mFileSource};
 pub use options::{Fps, Quality, Size, SourceSpec, MIN_FRAME_SIDE};

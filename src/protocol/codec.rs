@@ -109,6 +109,7 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_text(head, "nonce");
             put_uint(head, *nonce);
         }
+        Message::Keyframe => put_head(head, Header::Map(Some(0))),
         Message::Camera { on } => {
             put_head(head, Header::Map(Some(1)));
             put_text(head, "on");
@@ -244,6 +245,10 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
         "pong" => Decoded::Message(Message::Pong {
             nonce: decode_nonce(&mut r, "pong", "pong.nonce")?,
         }),
+        "keyframe" => {
+            fields(&mut r, "keyframe body", |_, _| Ok(false))?;
+            Decoded::Message(Message::Keyframe)
+        }
         "camera" => Decoded::Message(Message::Camera {
             on: decode_camera(&mut r)?,
         }),

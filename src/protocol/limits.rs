@@ -10,8 +10,9 @@ use std::time::Duration;
 use super::PixelFormat;
 
 /// The protocol version this build speaks (the newest one it knows).
-/// Version 2 changed the transport (the pre-TLS knock, no SNI, no ALPN).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 2 changed the transport (the pre-TLS knock, no SNI, no ALPN);
+/// version 3 added the `h264` format and the `keyframe` message.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest protocol version this build can still speak. A peer whose
 /// Hello names an older version is refused with a Bye `unsupported_version`.
@@ -96,6 +97,13 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// for bursts after a stall and for RTT probes, while a flood (thousands per
 /// second) is refused. Counted over any one-second window.
 pub const MAX_PINGS_PER_SECOND: u32 = 50;
+
+/// Shortest time between two `keyframe` requests a side sends, and between
+/// two keyframes a side makes because it was asked: a decoder that waits
+/// for a keyframe asks again if none came (the request or the keyframe was
+/// on a link that dropped), but a keyframe costs tens of kilobytes, so a
+/// stream of requests must not become a stream of keyframes.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The largest payload a raw frame of this format and size has, if the size is
 /// within the limits (used by tests and documentation).

@@ -29,6 +29,10 @@ pub enum Message {
         /// The `nonce` of the Ping being answered.
         nonce: u64,
     },
+    /// The sender's decoder cannot go on without a keyframe (it is new, or
+    /// frames were lost): the peer's next `h264` frame should be one.
+    /// Version 3.
+    Keyframe,
     /// The sender turned its camera on or off (no video follows while off).
     Camera {
         /// Whether the camera is now on.
@@ -47,6 +51,7 @@ impl Message {
             Message::Video(_) => "video",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
+            Message::Keyframe => "keyframe",
             Message::Camera { .. } => "camera",
             Message::Bye(_) => "bye",
         }

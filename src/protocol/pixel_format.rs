@@ -17,11 +17,22 @@ pub enum PixelFormat {
     I420,
     /// A baseline JPEG (JFIF) image.
     Jpeg,
+    /// One H.264 (Constrained Baseline) access unit in Annex B byte-stream
+    /// form. Unlike the others it is inter-coded: a frame may depend on the
+    /// ones before it, so a receiver decodes every frame in order and a
+    /// sender skips frames before encoding them, never after.
+    H264,
 }
 
 impl PixelFormat {
-    /// Every format, in the order a peer lists them by default.
-    pub const ALL: [PixelFormat; 3] = [PixelFormat::Rgb24, PixelFormat::I420, PixelFormat::Jpeg];
+    /// Every format, in the order a peer lists them by default: the
+    /// compressed ones first, since they are what fits a real link.
+    pub const ALL: [PixelFormat; 4] = [
+        PixelFormat::H264,
+        PixelFormat::Jpeg,
+        PixelFormat::I420,
+        PixelFormat::Rgb24,
+    ];
 
     /// The name used on the wire and on the command line.
     pub fn name(self) -> &'static str {
@@ -29,7 +40,20 @@ impl PixelFormat {
             PixelFormat::Rgb24 => "rgb24",
             PixelFormat::I420 => "i420",
             PixelFormat::Jpeg => "jpeg",
+            PixelFormat::H264 => "h264",
         }
+    }
+
+    /// Whether frames depend on earlier ones (so none may be lost between
+    /// the encoder and the decoder).
+    pub fn is_inter_coded(self) -> bool {
+        self == PixelFormat::H264
+    }
+
+    /// Whether the payload is compressed (its length is not a function of
+    /// the picture's size).
+    pub fn is_compressed(self) -> bool {
+        matches!(self, PixelFormat::Jpeg | PixelFormat::H264)
     }
 
     /// The format with this exact wire name (see [`PixelFormat::name`]), if
@@ -49,7 +73,7 @@ impl PixelFormat {
                 let chroma = w.div_ceil(2).checked_mul(h.div_ceil(2))?;
                 w.checked_mul(h)?.checked_add(chroma.checked_mul(2)?)
             }
-            PixelFormat::Jpeg => None,
+            PixelFormat::Jpeg | PixelFormat::H264 => None,
         }
     }
 }
@@ -62,7 +86,7 @@ impl fmt::Display for PixelFormat {
 
 /// A format name that vchat does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pixel format or codec {0:?}: expected raw (= rgb24), rgb24, i420 or jpeg")]
+#[error("unknown pixel format or codec {0:?}: expected h264, jpeg, i420, rgb24 or raw (= rgb24)")]
 pub struct UnknownPixelFormat(pub String);
 
 impl FromStr for PixelFormat {
@@ -73,6 +97,7 @@ impl FromStr for PixelFormat {
             "raw" | "rgb24" => Ok(PixelFormat::Rgb24),
             "i420" | "yuv420" => Ok(PixelFormat::I420),
             "jpeg" | "jpg" | "mjpeg" => Ok(PixelFormat::Jpeg),
+            "h264" | "avc" => Ok(PixelFormat::H264),
             _ => Err(UnknownPixelFormat(s.to_owned())),
         }
     }
@@ -89,6 +114,7 @@ mod tests {
         // Odd sizes round the chroma planes up.
         assert_eq!(PixelFormat::I420.raw_len(3, 3), Some(9 + 2 * 4));
         assert_eq!(PixelFormat::Jpeg.raw_len(640, 480), None);
+        assert_eq!(PixelFormat::H264.raw_len(640, 480), None);
     }
 
     #[test]
@@ -96,6 +122,7 @@ mod tests {
         for f in PixelFormat::ALL {
             assert_eq!(f.name().parse::<PixelFormat>(), Ok(f));
         }
-        assert!("h264".parse::<PixelFormat>().is_err());
+        assert_eq!("AVC".parse::<PixelFormat>(), Ok(PixelFormat::H264));
+        assert!("vp8".parse::<PixelFormat>().is_err());
     }
 }

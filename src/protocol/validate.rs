@@ -39,7 +39,10 @@ pub fn check_message(message: &Message) -> Result<(), ProtocolError> {
             check_dimension("video.height", video.height, MAX_HEIGHT)?;
             check_payload_len(video, video.payload.len())
         }
-        Message::Ping { .. } | Message::Pong { .. } | Message::Camera { .. } => Ok(()),
+        Message::Ping { .. }
+        | Message::Pong { .. }
+        | Message::Camera { .. }
+        | Message::Keyframe => Ok(()),
         Message::Bye(bye) => check_text("bye.text", &bye.text, MAX_BYE_TEXT_LEN),
     }
 }
@@ -270,7 +273,10 @@ impl Session {
                 }
                 check_seq(&mut self.last_received_seq, video.seq)
             }
-            Message::Ping { .. } | Message::Pong { .. } | Message::Camera { .. } => Ok(()),
+            Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::Camera { .. }
+            | Message::Keyframe => Ok(()),
             Message::Bye(_) => Ok(()), // handled above
         }
     }
@@ -365,7 +371,10 @@ impl Session {
                 }
                 check_seq(&mut self.last_sent_seq, video.seq).map_err(|e| refuse(e.to_string()))
             }
-            Message::Ping { .. } | Message::Pong { .. } | Message::Camera { .. } => Ok(()),
+            Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::Camera { .. }
+            | Message::Keyframe => Ok(()),
             Message::Bye(_) => Ok(()), // handled above
         }
     }

@@ -58,6 +58,7 @@ pub fn examples() -> Vec<Message> {
         Message::Ping { nonce: 1_234_567 },
         Message::Pong { nonce: 1_234_567 },
         Message::Camera { on: false },
+        Message::Keyframe,
         Message::Bye(Bye::new(ByeReason::Hangup, "Ada hung up")),
     ]
 }
