@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::pipeline::{Core, Shared, BYE_TIMEOUT};
+use super::rate::{LinkReading, SAMPLE_INTERVAL};
 use super::state::Event;
 use super::stats::{unix_micros, Counters};
 use super::CallError;
-use crate::protocol::{Message, MessageReader, MessageWriter, ProtocolError};
+use crate::protocol::{Connection, Message, MessageReader, MessageWriter, ProtocolError};
 
 /// Told the number of each of our frames as the link takes it to send: how
 /// `vchat bench` paces an unpaced source by the link (one frame waits while
@@ -221,6 +222,65 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             other => handle(Event::Received(other)),
         }
+    }
+}
+
+/// A second handle on the TCP socket under `connection`, for reading
+/// TCP_INFO while the link's tasks own the stream; `None` when the stream
+/// is not TLS over TCP (the in-memory streams of tests).
+///
+/// The handle is a duplicate descriptor: it must not outlive the link, or
+/// the socket would stay open after the link closed it. [`sample_loop`]
+/// drops it when the link's token is cancelled.
+pub(super) fn kernel_probe<S: 'static>(connection: &Connection<S>) -> Option<socket2::Socket> {
+    let stream: &dyn std::any::Any = connection.get_ref();
+    let tls = stream.downcast_ref::<tokio_rustls::TlsStream<tokio::net::TcpStream>>()?;
+    socket2::SockRef::from(tls.get_ref().0).try_clone().ok()
+}
+
+/// Every [`SAMPLE_INTERVAL`], reads what the kernel knows about the link
+/// into the call's stats (RTT, delivery rate) and its rate control (the
+/// encoder's target bitrate), until the link's token is cancelled.
+pub(super) async fn sample_loop(
+    probe: socket2::Socket,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
+    shared.rate().new_link();
+    let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Ok(info) = vchat_ffi::tcp_info(&probe) else {
+            return;
+        };
+        let counters = &shared.counters;
+        let reading = LinkReading {
+            at: Instant::now(),
+            rtt: info.rtt,
+            min_rtt: info.min_rtt,
+            delivery_rate: info.delivery_rate,
+            app_limited: info.delivery_rate_app_limited,
+            notsent_bytes: info.notsent_bytes.unwrap_or(0),
+            bytes_acked: info.bytes_acked,
+            pictures_skipped: Counters::get(&counters.link_busy),
+            pictures_encoded: Counters::get(&counters.frames_sent),
+            bytes_sent: Counters::get(&counters.bytes_sent),
+        };
+        let target = shared.rate().update(reading);
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        counters
+            .kernel_rtt_us
+            .store(micros(info.rtt).max(1), Ordering::Relaxed);
+        counters
+            .delivery_rate
+            .store(info.delivery_rate.unwrap_or(0), Ordering::Relaxed);
+        counters
+            .target_bitrate
+            .store(u64::from(target), Ordering::Relaxed);
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod handshake;
 mod link;
 pub mod pipeline;
+pub mod rate;
 mod receive;
 pub mod run;
 mod send;

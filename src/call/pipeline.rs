@@ -38,11 +38,12 @@ use tracing::{debug, info, warn};
 
 use super::handshake::{now, PeerIntro, SendPlan};
 use super::link::VideoTakenHook;
+use super::rate::{RateController, DEFAULT_MAX_BITRATE};
 use super::state::{Action, CallMachine, Event, Outcome};
 use super::stats::{json_ms, text_ms, Counters, LatencySummary, Snapshot, Totals};
 use super::{link, receive, send};
 use super::{CallError, EndReason, StatsFormat};
-use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder};
+use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder, START_BITRATE_BPS};
 use crate::protocol::{Bye, Connection, Message, Video};
 use crate::ui::{CallState, UiCommand, UiHandle};
 
@@ -232,11 +233,22 @@ pub(super) struct Shared {
     /// The peer needs a keyframe (it asked, or a new link started): the
     /// media thread makes its next H.264 frame one.
     pub(super) keyframe_wanted: AtomicBool,
+    /// The rate control, fed by the link's sampler; the media thread reads
+    /// its target from `counters.target_bitrate`.
+    rate: Mutex<RateController>,
     /// The call's one stop signal: cancelled when the call ends, observed
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
     pub(super) frames_reached: Notify,
     started: Instant,
+}
+
+impl Shared {
+    /// The rate control (never poisoned for good: a panic elsewhere leaves
+    /// its numbers usable).
+    pub(super) fn rate(&self) -> std::sync::MutexGuard<'_, RateController> {
+        self.rate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The call's state machine and the means to carry out its actions; shared
@@ -400,6 +412,10 @@ where
         incoming: Latest::new(),
         camera_on: AtomicBool::new(true),
         keyframe_wanted: AtomicBool::new(false),
+        rate: Mutex::new(RateController::new(
+            START_BITRATE_BPS,
+            config.max_bitrate.unwrap_or(DEFAULT_MAX_BITRATE),
+        )),
         token: CancellationToken::new(),
         frames_reached: Notify::new(),
         started: Instant::now(),
@@ -557,9 +573,14 @@ impl Links {
         let core = &self.core;
         let id = self.next;
         self.next += 1;
+        let token = core.shared.token.child_token();
+        // Read before the stream is split; the probe goes with this link.
+        if let Some(probe) = link::kernel_probe(&connection) {
+            self.tasks
+                .spawn(link::sample_loop(probe, core.shared.clone(), token.clone()));
+        }
         let (reader, writer) = connection.into_split();
         let (control_tx, control_rx) = mpsc::unbounded_channel::<Message>();
-        let token = core.shared.token.child_token();
         *core.control.lock().unwrap_or_else(PoisonError::into_inner) = control_tx;
         *core
             .link_token
@@ -767,6 +788,7 @@ fn totals(shared: &Shared) -> Totals {
         too_late: Counters::get(&c.too_late),
         link_busy: Counters::get(&c.link_busy),
         keyframes_sent: Counters::get(&c.keyframes_sent),
+        rate_skipped: Counters::get(&c.rate_skipped),
         awaiting_keyframe: Counters::get(&c.awaiting_keyframe),
     }
 }

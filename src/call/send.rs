@@ -100,6 +100,11 @@ pub(super) fn spawn_media_thread(
                             encoder.h264().request_keyframe();
                             last_asked_keyframe = Some(now);
                         }
+                        // The rate control's target, once it has one.
+                        let target = Counters::get(&shared.counters.target_bitrate);
+                        if let Ok(target @ 1..) = u32::try_from(target) {
+                            encoder.h264().set_bitrate(target);
+                        }
                     }
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.
@@ -113,6 +118,7 @@ pub(super) fn spawn_media_thread(
                     }
                     // The encoder's own rate control made nothing of it.
                     let Some(encoded) = encoded else {
+                        Counters::add(&shared.counters.rate_skipped, 1);
                         continue;
                     };
                     let video = Video {

@@ -117,11 +117,21 @@ pub struct Counters {
     pub link_busy: AtomicU64,
     /// Keyframes we sent (the first, periodic ones, and those asked for).
     pub keyframes_sent: AtomicU64,
+    /// Pictures the H.264 encoder skipped to hold its target bitrate.
+    pub rate_skipped: AtomicU64,
     /// Frames received that could not be decoded because the decoder was
     /// waiting for a keyframe.
     pub awaiting_keyframe: AtomicU64,
-    /// Last round-trip time in µs; 0 until the first pong.
+    /// Last round-trip time in µs from ping and pong; 0 until the first pong.
     pub rtt_us: AtomicU64,
+    /// The kernel's smoothed RTT of the link in µs (TCP_INFO); 0 when
+    /// unknown. Preferred to the ping's: a pong can queue behind video.
+    pub kernel_rtt_us: AtomicU64,
+    /// The kernel's latest delivery rate of the link, bytes per second.
+    pub delivery_rate: AtomicU64,
+    /// The rate control's target for our video, bits per second (0 before
+    /// the first reading).
+    pub target_bitrate: AtomicU64,
     /// The first decoded frame's capture time (sender's clock) and when the
     /// last frame was decoded (ours), in µs since the Unix epoch; 0 until
     /// then. See [`Counters::video_span`].
@@ -140,11 +150,21 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
-    /// The last round-trip time, once a pong has come back.
+    /// The link's round-trip time: the kernel's when it is known, else the
+    /// last ping's, once a pong has come back.
     pub fn rtt(&self) -> Option<Duration> {
-        match Self::get(&self.rtt_us) {
-            0 => None,
-            us => Some(Duration::from_micros(us)),
+        match (Self::get(&self.kernel_rtt_us), Self::get(&self.rtt_us)) {
+            (0, 0) => None,
+            (0, us) | (us, _) => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Where [`Counters::rtt`] comes from.
+    pub fn rtt_source(&self) -> &'static str {
+        match (Self::get(&self.kernel_rtt_us), Self::get(&self.rtt_us)) {
+            (0, 0) => "none",
+            (0, _) => "ping",
+            _ => "kernel",
         }
     }
 
@@ -211,6 +231,8 @@ pub struct Totals {
     /// Frames of ours skipped before encoding because the link was busy.
     pub link_busy: u64,
     pub keyframes_sent: u64,
+    /// Pictures the encoder skipped to hold its bitrate.
+    pub rate_skipped: u64,
     /// Received frames skipped while the decoder waited for a keyframe.
     pub awaiting_keyframe: u64,
 }
@@ -229,6 +251,7 @@ impl Totals {
                 ("too_late", self.too_late),
                 ("link_busy", self.link_busy),
                 ("keyframes_out", self.keyframes_sent),
+                ("rate_skipped", self.rate_skipped),
                 ("awaiting_keyframe", self.awaiting_keyframe),
             ] {
                 map.insert(name.to_owned(), value.into());
@@ -257,6 +280,14 @@ pub struct Snapshot {
     pub mbit_in: f64,
     pub totals: Totals,
     pub rtt: Option<Duration>,
+    /// "kernel" (TCP_INFO), "ping" or "none".
+    pub rtt_source: &'static str,
+    /// The rate control's target for our video, bits per second.
+    pub target_bitrate: Option<u64>,
+    /// The kernel's delivery rate of the link, bits per second.
+    pub delivery_rate: Option<u64>,
+    /// Mean size of the frames we sent this interval, bytes.
+    pub frame_bytes_out: Option<u64>,
     pub latency_p50: Option<Duration>,
     pub latency_max: Option<Duration>,
 }
@@ -281,6 +312,15 @@ impl Snapshot {
             mbit_in: rate(before.bytes_received, now.bytes_received) * 8.0 / 1e6,
             totals: now,
             rtt: counters.rtt(),
+            rtt_source: counters.rtt_source(),
+            target_bitrate: Some(Counters::get(&counters.target_bitrate)).filter(|&b| b > 0),
+            delivery_rate: Some(Counters::get(&counters.delivery_rate))
+                .filter(|&b| b > 0)
+                .map(|b| b * 8),
+            frame_bytes_out: (now.frames_sent > before.frames_sent).then(|| {
+                now.bytes_sent.saturating_sub(before.bytes_sent)
+                    / (now.frames_sent - before.frames_sent)
+            }),
             latency_p50,
             latency_max,
         }
@@ -298,8 +338,13 @@ impl Snapshot {
             "mbit_out": (self.mbit_out * 100.0).round() / 100.0,
             "mbit_in": (self.mbit_in * 100.0).round() / 100.0,
             "rtt_ms": ms(self.rtt),
+            "rtt_source": self.rtt_source,
+            "target_kbit": self.target_bitrate.map(|b| b / 1000),
+            "delivery_kbit": self.delivery_rate.map(|b| b / 1000),
+            "frame_bytes_out": self.frame_bytes_out,
             "latency_p50_ms": ms(self.latency_p50),
             "latency_max_ms": ms(self.latency_max),
+            "latency_clock": LATENCY_CLOCK,
         });
         self.totals.add_to_json(&mut line);
         line.to_string()
@@ -320,7 +365,32 @@ impl Snapshot {
                 self.totals.dropped_out,
                 self.totals.dropped_in
             ),
+            format!(
+                "target {}   link {}   frame {}   skipped: busy {} late {}",
+                kbit(self.target_bitrate),
+                kbit(self.delivery_rate),
+                self.frame_bytes_out
+                    .map_or_else(|| "-".into(), |b| format!("{:.1} KB", b as f64 / 1000.0)),
+                self.totals.link_busy,
+                self.totals.too_late
+            ),
         ]
+    }
+}
+
+/// What the latency figures measure, said beside them in `--stats json`:
+/// the sender stamps capture time with its wall clock and the receiver
+/// subtracts it from its own, so across two machines the figure includes
+/// their clock offset. On one machine (the demo, the tests, the bench and
+/// the network lab) it is exact.
+pub const LATENCY_CLOCK: &str = "sender capture to receiver decode, on two wall clocks";
+
+/// Bits per second for people: "1.45 Mbit/s", "850 kbit/s", or "-".
+fn kbit(bits: Option<u64>) -> String {
+    match bits {
+        Some(b) if b >= 1_000_000 => format!("{:.2} Mbit/s", b as f64 / 1e6),
+        Some(b) => format!("{} kbit/s", b / 1000),
+        None => "-".into(),
     }
 }
 

@@ -152,7 +152,7 @@ impl H264Encoder {
         let encoder = match &mut self.encoder {
             Some(encoder) if self.built_for == Some(shape) => {
                 if self.applied_bitrate != self.bitrate_bps {
-                    vchat_ffi::set_h264_bitrate(encoder, self.bitrate_bps)
+                    vchat_ffi::set_h264_bitrate(encoder, self.applied_bitrate, self.bitrate_bps)
                         .map_err(|reason| MediaError::H264Encode { reason })?;
                     self.applied_bitrate = self.bitrate_bps;
                 }
@@ -233,10 +233,11 @@ fn build_encoder(
         .rate_control_mode(RateControlMode::Bitrate)
         .bitrate(BitRate::from_bps(bitrate))
         .max_frame_rate(FrameRate::from_hz(frame_rate as f32))
-        // vchat skips pictures itself, before encoding, when the link
-        // is busy; the encoder's own skipping would only add gaps in
-        // motion at the same bitrate.
-        .skip_frames(false)
+        // OpenH264 holds its bitrate only if it may skip a picture (after
+        // a keyframe, say); a skipped picture is never coded, so the
+        // decoder sees no gap. vchat also skips before encoding when the
+        // link is busy.
+        .skip_frames(true)
         // A cut in the picture is not worth a 30 KB keyframe mid-call.
         .scene_change_detect(false)
         .complexity(Complexity::Low)
@@ -682,6 +683,37 @@ mod tests {
         assert_eq!(kind, H264Frame::Keyframe);
         decoder.decode_into(&key, 64, 48, &mut picture).unwrap();
         assert!(!decoder.awaiting_keyframe());
+    }
+
+    #[test]
+    fn the_bitrate_moves_up_and_down_without_a_keyframe() {
+        let mut encoder = H264Encoder::new();
+        let mut out = Vec::new();
+        let mut bytes_at = |encoder: &mut H264Encoder, bitrate: u32, from: u64| {
+            encoder.set_bitrate(bitrate);
+            let mut total = 0;
+            for n in from..from + 30 {
+                // Noise, which no bitrate codes perfectly.
+                let mut picture = i420_pattern(n, 320, 240);
+                let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for byte in picture.data_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *byte = byte.wrapping_add((state % 32) as u8);
+                }
+                let (kind, _, _) = encoder
+                    .encode(&picture, Duration::from_millis(n * 33), &mut out)
+                    .unwrap();
+                assert_eq!(kind == H264Frame::Keyframe, n == 0, "frame {n}");
+                total += out.len();
+            }
+            total
+        };
+        let low = bytes_at(&mut encoder, 100_000, 0);
+        let high = bytes_at(&mut encoder, 3_000_000, 30);
+        let low_again = bytes_at(&mut encoder, 100_000, 60);
+        assert!(high > 2 * low_again, "{low} {high} {low_again}");
     }
 
     #[test]

@@ -125,14 +125,16 @@ fn copy_in_thread(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) {
                 let _ = std::io::copy(&mut from, &mut to);
             }
             Some(bytes_per_second) => {
-                let started = Instant::now();
-                let mut sent = 0u64;
+                // A token bucket 20 ms deep: a quiet spell does not save up
+                // credit for a later burst above the rate, as no link does.
+                let burst = Duration::from_millis(20);
+                let mut free_at = Instant::now();
                 let mut piece = [0u8; 1500];
                 while let Ok(n @ 1..) = from.read(&mut piece) {
-                    sent += n as u64;
-                    let due =
-                        started + Duration::from_secs_f64(sent as f64 / bytes_per_second as f64);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    let now = Instant::now();
+                    free_at = free_at.max(now.checked_sub(burst).unwrap_or(now))
+                        + Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
+                    if let Some(wait) = free_at.checked_duration_since(now) {
                         std::thread::sleep(wait);
                     }
                     if to.write_all(&piece[..n]).is_err() {

@@ -116,23 +116,33 @@ fn parse_tcp_info(filled: &[u8]) -> TcpInfo {
     }
 }
 
-/// Sets the target (and maximum) bitrate of a running OpenH264 encoder, in
-/// bits per second, effective from the next picture and without a keyframe.
+/// Changes the target (and maximum) bitrate of a running OpenH264 encoder
+/// from `from` to `to` bits per second, effective from the next picture and
+/// without a keyframe.
 ///
 /// The encoder must have encoded at least one picture: OpenH264 initialises
 /// it then (before, the call is refused with an error, not undefined
 /// behaviour, but vchat does not rely on that).
 pub fn set_h264_bitrate(
     encoder: &mut openh264::encoder::Encoder,
-    bits_per_second: u32,
+    from: u32,
+    to: u32,
 ) -> Result<(), String> {
-    let bitrate = i32::try_from(bits_per_second).unwrap_or(i32::MAX);
-    for option in [
-        openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
-        openh264_sys2::ENCODER_OPTION_BITRATE,
-    ] {
+    use openh264_sys2::{
+        ENCODER_OPTION_BITRATE as TARGET, ENCODER_OPTION_MAX_BITRATE as MAX,
+        SPATIAL_LAYER_0 as LAYER, SPATIAL_LAYER_ALL as ALL,
+    };
+    // OpenH264 refuses a target above the layer's maximum at every step:
+    // going up, the maximum moves first; going down, the target does.
+    let steps = if to > from {
+        [(MAX, LAYER), (MAX, ALL), (TARGET, ALL)]
+    } else {
+        [(TARGET, ALL), (MAX, LAYER), (MAX, ALL)]
+    };
+    let bitrate = i32::try_from(to).unwrap_or(i32::MAX);
+    for (option, layer) in steps {
         let mut info = openh264_sys2::SBitrateInfo {
-            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iLayer: layer,
             iBitrate: bitrate,
         };
         // SAFETY: `raw_api` is unsafe because raw calls may break the
@@ -147,7 +157,7 @@ pub fn set_h264_bitrate(
         };
         if status != 0 {
             return Err(format!(
-                "OpenH264 refused bitrate {bits_per_second} (option {option}, status {status})"
+                "OpenH264 refused bitrate {to} (option {option}, status {status})"
             ));
         }
     }

@@ -1,0 +1,349 @@
+//! Rate control: how many bits per second our H.264 video may use, from
+//! what the kernel knows about the link.
+//!
+//! Why here and why so: a video call over TCP has no packet loss to react
+//! to, only queues. When we send faster than the path carries, bytes wait
+//! in the kernel and in the bottleneck's buffer, the RTT grows, and the
+//! writer cannot take the next frame (the media thread skips it). The
+//! [`RateController`] is I/O-free: the link's sampler feeds it a
+//! [`LinkReading`] (TCP_INFO plus our own counters) every
+//! [`SAMPLE_INTERVAL`], and it answers with the encoder's target bitrate.
+//!
+//! What it takes from each of the designs the issue names:
+//! - **GCC** (draft-ietf-rmcat-gcc): a delay-based detector (queueing delay
+//!   = smoothed RTT above the path's minimum), multiplicative decrease to
+//!   0.85 of the rate the path delivered, then a hold, multiplicative
+//!   increase (8 % per second) far from the last congested rate and a
+//!   slower additive climb near it, so it neither oscillates nor stays low.
+//! - **SCReAM** (RFC 8298): a queue-delay *target* rather than zero delay,
+//!   and the sender's own backlog (frames skipped because the link still
+//!   held the last one, bytes unsent in the kernel) as a congestion signal:
+//!   for a sender over TCP, that backlog is what grows first.
+//! - **BBR**: the path's bottleneck bandwidth as the largest delivery rate
+//!   the kernel measured while we were not application-limited; the target
+//!   never goes above 0.9 of it.
+
+use std::time::{Duration, Instant};
+
+/// How often the link's sampler reads TCP_INFO and updates the target.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The lowest target: below it a picture no longer moves usefully.
+pub const MIN_BITRATE: u32 = 100_000;
+
+/// The highest target when `--max-bitrate` does not say: good 1080p30.
+pub const DEFAULT_MAX_BITRATE: u32 = 4_000_000;
+
+/// Queueing delay (smoothed RTT minus the path's minimum) that counts as
+/// congestion: small against the 400 ms latency budget, large against the
+/// jitter of a quiet link.
+const QUEUE_DELAY_TARGET: Duration = Duration::from_millis(40);
+
+/// Share of pictures skipped because the link was busy, within one
+/// reading, above which the link is too slow for the current rate. Below
+/// it, skips are a keyframe passing (one large frame holds the link for a
+/// few frame times).
+const BUSY_SHARE: f64 = 0.3;
+
+/// How long a bottleneck estimate bounds the target: a couple of seconds
+/// of a link's life (BBR keeps its maximum for about 10 round trips).
+const BOTTLENECK_MEMORY: Duration = Duration::from_secs(2);
+
+/// Below this share of the target actually sent, the target does not grow
+/// (GCC's rule against probing with an application-limited stream).
+const APP_LIMITED_SHARE: f64 = 0.5;
+
+/// After a decrease, how long the next one waits: the decrease needs about
+/// a round trip and a frame or two to show in the readings.
+const DECREASE_HOLD: Duration = Duration::from_millis(600);
+
+/// What the link's sampler read, at one moment. Counters are totals since
+/// the link started; the controller takes differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkReading {
+    pub at: Instant,
+    /// The kernel's smoothed RTT.
+    pub rtt: Duration,
+    /// The smallest RTT the kernel saw on this connection.
+    pub min_rtt: Option<Duration>,
+    /// The kernel's latest delivery rate, bytes per second.
+    pub delivery_rate: Option<u64>,
+    /// Whether that rate was measured while we sent less than the path takes.
+    pub app_limited: bool,
+    /// Bytes we wrote that the kernel has not sent yet.
+    pub notsent_bytes: u32,
+    /// Bytes the peer acknowledged (the link's whole life).
+    pub bytes_acked: Option<u64>,
+    /// Pictures we skipped because the link held the previous frame.
+    pub pictures_skipped: u64,
+    /// Pictures we encoded.
+    pub pictures_encoded: u64,
+    /// Video bytes we sent (the link's whole life).
+    pub bytes_sent: u64,
+}
+
+/// Why the target last moved, for the stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateState {
+    /// Climbing fast: far below the last rate the link could not carry.
+    Probing,
+    /// Climbing slowly: near the last rate the link could not carry.
+    Converging,
+    /// Cut back: the link queued.
+    Decreased,
+}
+
+/// The target bitrate's control loop; see the module doc.
+#[derive(Debug, Clone)]
+pub struct RateController {
+    target: f64,
+    max: u32,
+    state: RateState,
+    previous: Option<LinkReading>,
+    last_decrease: Option<Instant>,
+    /// The rate the path delivered when it last congested (bits/s).
+    congested_rate: Option<f64>,
+    /// The largest non-app-limited delivery rate (bits/s) and when it was
+    /// seen: BBR's bottleneck bandwidth, forgotten after `BOTTLENECK_MEMORY`.
+    bottleneck: Option<(f64, Instant)>,
+}
+
+impl RateController {
+    /// Starts at `start` bits per second, never above `max`.
+    pub fn new(start: u32, max: u32) -> Self {
+        let max = max.max(MIN_BITRATE);
+        RateController {
+            target: f64::from(start.clamp(MIN_BITRATE, max)),
+            max,
+            state: RateState::Probing,
+            previous: None,
+            last_decrease: None,
+            congested_rate: None,
+            bottleneck: None,
+        }
+    }
+
+    /// The target, bits per second.
+    pub fn target(&self) -> u32 {
+        self.target as u32
+    }
+
+    pub fn state(&self) -> RateState {
+        self.state
+    }
+
+    /// A new link (a reconnect): its RTT and counters start afresh; what
+    /// the old path carried may not hold for the new one.
+    pub fn new_link(&mut self) {
+        self.previous = None;
+        self.bottleneck = None;
+    }
+
+    /// Takes one reading and returns the new target.
+    pub fn update(&mut self, now: LinkReading) -> u32 {
+        let Some(before) = self.previous.replace(now) else {
+            return self.target();
+        };
+        let elapsed = now.at.saturating_duration_since(before.at).as_secs_f64();
+        if elapsed <= 0.0 {
+            return self.target();
+        }
+        let acked_rate = match (before.bytes_acked, now.bytes_acked) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 * 8.0 / elapsed),
+            _ => None,
+        };
+        // An estimate is only as good as it is recent: while we send less
+        // than the path takes, the kernel's samples say nothing about it.
+        self.bottleneck = self
+            .bottleneck
+            .filter(|&(_, at)| now.at.saturating_duration_since(at) < BOTTLENECK_MEMORY);
+        if let (Some(rate), false) = (now.delivery_rate, now.app_limited) {
+            let bits = rate as f64 * 8.0;
+            let keep = self.bottleneck.filter(|&(best, _)| best >= bits);
+            self.bottleneck = Some(keep.unwrap_or((bits, now.at)));
+        }
+        let queue_delay = now.rtt.saturating_sub(now.min_rtt.unwrap_or(now.rtt));
+        let pictures = now.pictures_encoded.saturating_sub(before.pictures_encoded)
+            + now.pictures_skipped.saturating_sub(before.pictures_skipped);
+        let skipped = now.pictures_skipped.saturating_sub(before.pictures_skipped);
+        let busy = pictures > 0 && skipped as f64 / pictures as f64 > BUSY_SHARE;
+        let congested = queue_delay > QUEUE_DELAY_TARGET || busy;
+        let sent_rate = now.bytes_sent.saturating_sub(before.bytes_sent) as f64 * 8.0 / elapsed;
+        let held = self
+            .last_decrease
+            .is_some_and(|at| now.at.saturating_duration_since(at) < DECREASE_HOLD);
+        if congested {
+            if !held {
+                // To 0.85 of what the path delivered, or of the target
+                // when the kernel could not say.
+                let delivered = acked_rate.filter(|&r| r > 0.0).unwrap_or(self.target);
+                self.target = 0.85 * delivered.min(self.target);
+                self.congested_rate = Some(delivered);
+                self.last_decrease = Some(now.at);
+                self.state = RateState::Decreased;
+            }
+        } else if !held && sent_rate < APP_LIMITED_SHARE * self.target {
+            // The encoder needs less than the target (a still picture): a
+            // higher target would promise the link what was never tried.
+        } else if !held {
+            let near = self
+                .congested_rate
+                .is_some_and(|rate| self.target > 0.9 * rate && self.target < 1.1 * rate);
+            let growth = if near { 0.03 } else { 0.08 };
+            self.target *= 1.0 + growth * elapsed.min(1.0);
+            self.state = if near {
+                RateState::Converging
+            } else {
+                RateState::Probing
+            };
+        }
+        if let Some((bottleneck, _)) = self.bottleneck {
+            self.target = self.target.min(0.9 * bottleneck);
+        }
+        self.target = self
+            .target
+            .clamp(f64::from(MIN_BITRATE), f64::from(self.max));
+        self.target()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A simulated link of `capacity` bits/s with a 40 ms base RTT, fed
+    /// by a sender at the controller's target: the queue grows by what the
+    /// target sends above capacity and drains otherwise; a queue over one
+    /// frame's worth makes the media thread skip pictures.
+    struct Path {
+        capacity: f64,
+        queue_bits: f64,
+        acked: u64,
+        encoded: u64,
+        skipped: u64,
+        sent_bytes: u64,
+        /// Share of the target the encoder uses (1: busy content).
+        content: f64,
+    }
+
+    impl Path {
+        fn step(&mut self, rate: &mut RateController, at: Instant) -> u32 {
+            let dt = SAMPLE_INTERVAL.as_secs_f64();
+            let sent = f64::from(rate.target()) * dt * self.content;
+            self.sent_bytes += (sent / 8.0) as u64;
+            self.queue_bits = (self.queue_bits + sent - self.capacity * dt).max(0.0);
+            let delivered = (sent + self.queue_bits).min(self.capacity * dt);
+            self.acked += (delivered / 8.0) as u64;
+            let frames = 6; // 30 fps x 200 ms
+            if self.queue_bits > f64::from(rate.target()) / 30.0 {
+                self.skipped += frames / 2;
+                self.encoded += frames / 2;
+            } else {
+                self.encoded += frames;
+            }
+            let queue_delay = Duration::from_secs_f64(self.queue_bits / self.capacity);
+            rate.update(LinkReading {
+                at,
+                rtt: Duration::from_millis(40) + queue_delay,
+                min_rtt: Some(Duration::from_millis(40)),
+                delivery_rate: Some((delivered / dt / 8.0) as u64),
+                app_limited: self.queue_bits == 0.0,
+                notsent_bytes: 0,
+                bytes_acked: Some(self.acked),
+                pictures_skipped: self.skipped,
+                pictures_encoded: self.encoded,
+                bytes_sent: self.sent_bytes,
+            })
+        }
+    }
+
+    fn run(rate: &mut RateController, path: &mut Path, start: Instant, steps: u32) -> Vec<u32> {
+        (0..steps)
+            .map(|i| path.step(rate, start + SAMPLE_INTERVAL * i))
+            .collect()
+    }
+
+    fn path(capacity: f64) -> Path {
+        Path {
+            capacity,
+            queue_bits: 0.0,
+            acked: 0,
+            encoded: 0,
+            skipped: 0,
+            sent_bytes: 0,
+            content: 1.0,
+        }
+    }
+
+    #[test]
+    fn it_settles_below_a_narrow_link_without_oscillating() {
+        let start = Instant::now();
+        let mut rate = RateController::new(3_000_000, DEFAULT_MAX_BITRATE);
+        let mut link = path(2_000_000.0);
+        let targets = run(&mut rate, &mut link, start, 150); // 30 s
+        let last = &targets[100..];
+        let (low, high) = (*last.iter().min().unwrap(), *last.iter().max().unwrap());
+        // Probing touches the link's rate (the queue that builds is what
+        // says so), never far past it.
+        assert!(high <= 2_100_000, "never far above the link: {high}");
+        assert!(low >= 1_400_000, "uses most of the link: {low}");
+        // No sawtooth wider than a fifth of the rate.
+        assert!(
+            f64::from(high - low) < 0.2 * f64::from(high),
+            "{low}..{high}"
+        );
+    }
+
+    #[test]
+    fn it_drops_fast_on_a_step_down_and_climbs_back_within_seconds() {
+        let start = Instant::now();
+        let mut rate = RateController::new(800_000, DEFAULT_MAX_BITRATE);
+        let mut link = path(20_000_000.0);
+        // 8 % a second: from 0.8 to 4 Mbit/s in about 21 s.
+        let wide = run(&mut rate, &mut link, start, 110);
+        assert_eq!(
+            *wide.last().unwrap(),
+            DEFAULT_MAX_BITRATE,
+            "reaches the cap"
+        );
+        link.capacity = 3_000_000.0;
+        let narrow = run(&mut rate, &mut link, start + SAMPLE_INTERVAL * 110, 50);
+        let within_2s = narrow[..10].iter().position(|&t| t <= 3_000_000);
+        assert!(within_2s.is_some(), "below 3 Mbit/s within 2 s: {narrow:?}");
+        assert!(*narrow.last().unwrap() <= 3_000_000);
+        link.capacity = 20_000_000.0;
+        let back = run(&mut rate, &mut link, start + SAMPLE_INTERVAL * 160, 100);
+        let recovered = back.iter().position(|&t| t >= 3_900_000);
+        assert!(
+            recovered.is_some_and(|i| i <= 75),
+            "back near the cap within 15 s: {back:?}"
+        );
+    }
+
+    #[test]
+    fn a_still_picture_does_not_inflate_the_target() {
+        let start = Instant::now();
+        let mut rate = RateController::new(800_000, DEFAULT_MAX_BITRATE);
+        let mut link = path(20_000_000.0);
+        link.content = 0.2;
+        let targets = run(&mut rate, &mut link, start, 100);
+        assert!(targets.iter().all(|&t| t <= 800_000), "{targets:?}");
+    }
+
+    #[test]
+    fn the_cap_and_the_floor_hold() {
+        let start = Instant::now();
+        let mut capped = RateController::new(800_000, 500_000);
+        assert_eq!(capped.target(), 500_000);
+        let mut link = path(50_000_000.0);
+        assert!(run(&mut capped, &mut link, start, 50)
+            .iter()
+            .all(|&t| t <= 500_000));
+        let mut starved = RateController::new(800_000, DEFAULT_MAX_BITRATE);
+        let mut thin = path(50_000.0);
+        assert!(run(&mut starved, &mut thin, start, 50)
+            .iter()
+            .all(|&t| t >= MIN_BITRATE));
+        assert_eq!(starved.target(), MIN_BITRATE);
+    }
+}
