@@ -278,8 +278,8 @@ pub(super) async fn sample_loop(
         counters
             .delivery_rate
             .store(info.delivery_rate.unwrap_or(0), Ordering::Relaxed);
-        counters
-            .target_bitrate
+        shared
+            .rate_target
             .store(u64::from(target), Ordering::Relaxed);
     }
 }

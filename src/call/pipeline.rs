@@ -233,9 +233,11 @@ pub(super) struct Shared {
     /// The peer needs a keyframe (it asked, or a new link started): the
     /// media thread makes its next H.264 frame one.
     pub(super) keyframe_wanted: AtomicBool,
-    /// The rate control, fed by the link's sampler; the media thread reads
-    /// its target from `counters.target_bitrate`.
+    /// The rate control, fed by the link's sampler.
     rate: Mutex<RateController>,
+    /// Its latest target, bits per second (0 before the first reading):
+    /// the media thread gives it to the H.264 encoder.
+    pub(super) rate_target: AtomicU64,
     /// The call's one stop signal: cancelled when the call ends, observed
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
@@ -412,6 +414,7 @@ where
         incoming: Latest::new(),
         camera_on: AtomicBool::new(true),
         keyframe_wanted: AtomicBool::new(false),
+        rate_target: AtomicU64::new(0),
         rate: Mutex::new(RateController::new(
             START_BITRATE_BPS,
             config.max_bitrate.unwrap_or(DEFAULT_MAX_BITRATE),

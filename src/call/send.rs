@@ -101,10 +101,15 @@ pub(super) fn spawn_media_thread(
                             last_asked_keyframe = Some(now);
                         }
                         // The rate control's target, once it has one.
-                        let target = Counters::get(&shared.counters.target_bitrate);
+                        let target = shared.rate_target.load(Ordering::Relaxed);
                         if let Ok(target @ 1..) = u32::try_from(target) {
                             encoder.h264().set_bitrate(target);
                         }
+                        let applied = u64::from(encoder.h264().bitrate());
+                        shared
+                            .counters
+                            .target_bitrate
+                            .store(applied, Ordering::Relaxed);
                     }
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.

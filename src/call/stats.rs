@@ -129,8 +129,8 @@ pub struct Counters {
     pub kernel_rtt_us: AtomicU64,
     /// The kernel's latest delivery rate of the link, bytes per second.
     pub delivery_rate: AtomicU64,
-    /// The rate control's target for our video, bits per second (0 before
-    /// the first reading).
+    /// The bitrate our H.264 encoder aims at, bits per second (0 while we
+    /// send no H.264: raw and JPEG have no bitrate to steer).
     pub target_bitrate: AtomicU64,
     /// The first decoded frame's capture time (sender's clock) and when the
     /// last frame was decoded (ours), in µs since the Unix epoch; 0 until
@@ -350,10 +350,11 @@ impl Snapshot {
         line.to_string()
     }
 
-    /// Lines for the window overlay.
+    /// Lines for the window overlay (the rate control's only while we
+    /// send H.264, the one format it steers).
     pub fn overlay_lines(&self) -> Vec<String> {
         let ms = text_ms;
-        vec![
+        let mut lines = vec![
             format!(
                 "out {:.1} fps {:.1} Mbit/s   in {:.1} fps {:.1} Mbit/s",
                 self.fps_out, self.mbit_out, self.fps_in, self.mbit_in
@@ -365,16 +366,18 @@ impl Snapshot {
                 self.totals.dropped_out,
                 self.totals.dropped_in
             ),
-            format!(
-                "target {}   link {}   frame {}   skipped: busy {} late {}",
+        ];
+        if self.target_bitrate.is_some() {
+            lines.push(format!(
+                "h264 {}  link {}  {}/frame  skipped {}",
                 kbit(self.target_bitrate),
                 kbit(self.delivery_rate),
                 self.frame_bytes_out
                     .map_or_else(|| "-".into(), |b| format!("{:.1} KB", b as f64 / 1000.0)),
-                self.totals.link_busy,
-                self.totals.too_late
-            ),
-        ]
+                self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped
+            ));
+        }
+        lines
     }
 }
 
@@ -388,6 +391,7 @@ pub const LATENCY_CLOCK: &str = "sender capture to receiver decode, on two wall 
 /// Bits per second for people: "1.45 Mbit/s", "850 kbit/s", or "-".
 fn kbit(bits: Option<u64>) -> String {
     match bits {
+        Some(b) if b >= 1_000_000_000 => format!("{:.1} Gbit/s", b as f64 / 1e9),
         Some(b) if b >= 1_000_000 => format!("{:.2} Mbit/s", b as f64 / 1e6),
         Some(b) => format!("{} kbit/s", b / 1000),
         None => "-".into(),
@@ -488,6 +492,16 @@ mod tests {
         assert_eq!(snap.fps_out, 30.0);
         assert_eq!(snap.fps_in, 15.0);
         assert_eq!(snap.mbit_out, 10.0);
+        assert_eq!(snap.overlay_lines().len(), 2, "no rate line without H.264");
+        let h264 = Snapshot {
+            target_bitrate: Some(1_500_000),
+            delivery_rate: Some(2_000_000_000),
+            ..snap.clone()
+        };
+        assert_eq!(
+            h264.overlay_lines()[2],
+            "h264 1.50 Mbit/s  link 2.0 Gbit/s  41.7 KB/frame  skipped 0"
+        );
         let json: serde_json::Value = serde_json::from_str(&snap.to_json("bob")).unwrap();
         assert_eq!(json["peer"], "bob");
         assert_eq!(json["frames_out"], 30);

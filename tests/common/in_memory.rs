@@ -1,6 +1,6 @@
 //! vchat's real call set-up and pipeline on one end of an in-memory pipe, as
-//! the listener, with JPEG wanted and the given pipeline settings; the test
-//! scripts the caller on the other end. For tests of the call's own
+//! the listener, with JPEG (or a chosen format) wanted and the given
+//! pipeline settings; the test scripts the caller on the other end. For tests of the call's own
 //! behaviour (hang-up, late frames) without sockets or processes.
 
 use tokio::io::DuplexStream;
@@ -25,10 +25,19 @@ pub struct InMemoryCall {
 /// Starts vchat as the listener with `config` and `source`; the caller's
 /// hello ("Them") is already written.
 pub async fn start(config: PipelineConfig, source: Box<dyn FrameSource>) -> InMemoryCall {
+    start_sending(PixelFormat::Jpeg, config, source).await
+}
+
+/// As [`start`], with vchat sending `wanted`.
+pub async fn start_sending(
+    wanted: PixelFormat,
+    config: PipelineConfig,
+    source: Box<dyn FrameSource>,
+) -> InMemoryCall {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let plan = Plan {
         hello: local_hello("Us"),
-        wanted: PixelFormat::Jpeg,
+        wanted,
         config,
         on_video_taken: None,
     };
