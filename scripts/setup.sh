@@ -15,6 +15,7 @@ packages=(
   xvfb x11-apps xdotool     # tests: the window under Xvfb, screenshots (xwd), key presses
   imagemagick               # tests: the window screenshots saved as PNG (convert)
   man-db                    # tests: `vchat manpage` rendered with man -l
+  iproute2 ethtool util-linux python3 # tests: the network lab (namespaces, tbf, offloads off, chrt, the forwarder)
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
 )
 

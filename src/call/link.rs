@@ -90,7 +90,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 return timed(peer_timeout, writer.close(bye)).await;
             }
             let video_len = match &message {
-                Message::Video(v) => Some(v.payload.len() as u64),
+                Message::Video(v) => {
+                    let size = u64::from(v.width) << 32 | u64::from(v.height);
+                    shared.counters.size_out.store(size, Ordering::Relaxed);
+                    Some(v.payload.len() as u64)
+                }
                 _ => None,
             };
             if let Err(e) = timed(peer_timeout, writer.write_message(&message)).await {
@@ -269,15 +273,20 @@ pub(super) async fn sample_loop(
             pictures_skipped: Counters::get(&counters.link_busy),
             pictures_encoded: Counters::get(&counters.frames_sent),
             bytes_sent: Counters::get(&counters.bytes_sent),
+            keyframes_sent: Counters::get(&counters.keyframes_sent),
+            pictures_rate_skipped: Counters::get(&counters.rate_skipped),
         };
-        let target = shared.rate().update(reading);
+        let (target, acked) = {
+            let mut rate = shared.rate();
+            (rate.update(reading), rate.acked_rate())
+        };
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         counters
             .kernel_rtt_us
             .store(micros(info.rtt).max(1), Ordering::Relaxed);
         counters
-            .delivery_rate
-            .store(info.delivery_rate.unwrap_or(0), Ordering::Relaxed);
+            .acked_rate
+            .store(acked.unwrap_or(0), Ordering::Relaxed);
         shared
             .rate_target
             .store(u64::from(target), Ordering::Relaxed);

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::handshake::SendPlan;
 use super::pipeline::{PipelineConfig, Shared};
+use super::rate::SizeLadder;
 use super::stats::{unix_micros, Counters};
 use super::CallError;
 use crate::media::{
@@ -59,6 +60,8 @@ pub(super) fn spawn_media_thread(
             }
             // Keyframes asked for are made at most this often.
             let mut last_asked_keyframe: Option<Instant> = None;
+            // The picture's size, the rate control's last lever.
+            let mut sizes = SizeLadder::default();
             let mut self_view = Encoder::new();
             let mut last_source_seq: Option<u64> = None;
             let mut seq = 0u64;
@@ -105,6 +108,14 @@ pub(super) fn spawn_media_thread(
                         if let Ok(target @ 1..) = u32::try_from(target) {
                             encoder.h264().set_bitrate(target);
                         }
+                        let (numerator, denominator) = sizes.scale(
+                            now,
+                            encoder.h264().bitrate(),
+                            frame.width(),
+                            frame.height(),
+                            fps,
+                        );
+                        encoder.set_h264_scale(numerator, denominator);
                         let applied = u64::from(encoder.h264().bitrate());
                         shared
                             .counters

@@ -119,6 +119,8 @@ pub struct Counters {
     pub keyframes_sent: AtomicU64,
     /// Pictures the H.264 encoder skipped to hold its target bitrate.
     pub rate_skipped: AtomicU64,
+    /// The size of the last frame we sent, width << 32 | height (0 before).
+    pub size_out: AtomicU64,
     /// Frames received that could not be decoded because the decoder was
     /// waiting for a keyframe.
     pub awaiting_keyframe: AtomicU64,
@@ -127,8 +129,9 @@ pub struct Counters {
     /// The kernel's smoothed RTT of the link in µs (TCP_INFO); 0 when
     /// unknown. Preferred to the ping's: a pong can queue behind video.
     pub kernel_rtt_us: AtomicU64,
-    /// The kernel's latest delivery rate of the link, bytes per second.
-    pub delivery_rate: AtomicU64,
+    /// What the link delivered (bytes the peer acknowledged, from
+    /// TCP_INFO) over the last 200 ms, bits per second; 0 when unknown.
+    pub acked_rate: AtomicU64,
     /// The bitrate our H.264 encoder aims at, bits per second (0 while we
     /// send no H.264: raw and JPEG have no bitrate to steer).
     pub target_bitrate: AtomicU64,
@@ -284,10 +287,12 @@ pub struct Snapshot {
     pub rtt_source: &'static str,
     /// The rate control's target for our video, bits per second.
     pub target_bitrate: Option<u64>,
-    /// The kernel's delivery rate of the link, bits per second.
-    pub delivery_rate: Option<u64>,
+    /// What the link delivered over the last 200 ms, bits per second.
+    pub acked_rate: Option<u64>,
     /// Mean size of the frames we sent this interval, bytes.
     pub frame_bytes_out: Option<u64>,
+    /// The size of the last frame we sent.
+    pub size_out: Option<(u32, u32)>,
     pub latency_p50: Option<Duration>,
     pub latency_max: Option<Duration>,
 }
@@ -314,13 +319,15 @@ impl Snapshot {
             rtt: counters.rtt(),
             rtt_source: counters.rtt_source(),
             target_bitrate: Some(Counters::get(&counters.target_bitrate)).filter(|&b| b > 0),
-            delivery_rate: Some(Counters::get(&counters.delivery_rate))
-                .filter(|&b| b > 0)
-                .map(|b| b * 8),
+            acked_rate: Some(Counters::get(&counters.acked_rate)).filter(|&b| b > 0),
             frame_bytes_out: (now.frames_sent > before.frames_sent).then(|| {
                 now.bytes_sent.saturating_sub(before.bytes_sent)
                     / (now.frames_sent - before.frames_sent)
             }),
+            size_out: match Counters::get(&counters.size_out) {
+                0 => None,
+                packed => Some(((packed >> 32) as u32, packed as u32)),
+            },
             latency_p50,
             latency_max,
         }
@@ -340,8 +347,9 @@ impl Snapshot {
             "rtt_ms": ms(self.rtt),
             "rtt_source": self.rtt_source,
             "target_kbit": self.target_bitrate.map(|b| b / 1000),
-            "delivery_kbit": self.delivery_rate.map(|b| b / 1000),
+            "acked_kbit": self.acked_rate.map(|b| b / 1000),
             "frame_bytes_out": self.frame_bytes_out,
+            "size_out": self.size_out.map(|(w, h)| format!("{w}x{h}")),
             "latency_p50_ms": ms(self.latency_p50),
             "latency_max_ms": ms(self.latency_max),
             "latency_clock": LATENCY_CLOCK,
@@ -369,9 +377,11 @@ impl Snapshot {
         ];
         if self.target_bitrate.is_some() {
             lines.push(format!(
-                "h264 {}  link {}  {}/frame  skipped {}",
+                "h264 {} {}  acked {}  {}/frame  skipped {}",
+                self.size_out
+                    .map_or_else(|| "-".into(), |(w, h)| format!("{w}x{h}")),
                 kbit(self.target_bitrate),
-                kbit(self.delivery_rate),
+                kbit(self.acked_rate),
                 self.frame_bytes_out
                     .map_or_else(|| "-".into(), |b| format!("{:.1} KB", b as f64 / 1000.0)),
                 self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped
@@ -495,12 +505,12 @@ mod tests {
         assert_eq!(snap.overlay_lines().len(), 2, "no rate line without H.264");
         let h264 = Snapshot {
             target_bitrate: Some(1_500_000),
-            delivery_rate: Some(2_000_000_000),
+            acked_rate: Some(2_000_000_000),
             ..snap.clone()
         };
         assert_eq!(
             h264.overlay_lines()[2],
-            "h264 1.50 Mbit/s  link 2.0 Gbit/s  41.7 KB/frame  skipped 0"
+            "h264 - 1.50 Mbit/s  acked 2.0 Gbit/s  41.7 KB/frame  skipped 0"
         );
         let json: serde_json::Value = serde_json::from_str(&snap.to_json("bob")).unwrap();
         assert_eq!(json["peer"], "bob");

@@ -87,6 +87,9 @@ pub struct Encoder {
     last_h264: Option<H264Frame>,
     /// The capture instant H.264 timestamps count from.
     epoch: Option<std::time::Instant>,
+    /// H.264 pictures are sent at this fraction (numerator, denominator)
+    /// of the captured size: the rate control's last lever.
+    h264_scale: (u32, u32),
 }
 
 impl Default for Encoder {
@@ -108,7 +111,15 @@ impl Encoder {
             h264_out: Vec::new(),
             last_h264: None,
             epoch: None,
+            h264_scale: (1, 1),
         }
+    }
+
+    /// From now on H.264 pictures are sent at `numerator / denominator` of
+    /// the captured size (keeping its shape; within the receiver's limits
+    /// too). A change of size starts the stream again with a keyframe.
+    pub fn set_h264_scale(&mut self, numerator: u32, denominator: u32) {
+        self.h264_scale = (numerator.max(1), denominator.max(numerator).max(1));
     }
 
     /// The H.264 encoder, to steer its bitrate and ask for keyframes.
@@ -150,7 +161,20 @@ impl Encoder {
             h264_out,
             last_h264,
             epoch,
+            h264_scale: (numerator, denominator),
         } = self;
+        let (max_width, max_height) = if format == PixelFormat::H264 {
+            let scaled = |side: u32| {
+                (u64::from(side) * u64::from(*numerator) / u64::from(*denominator)) as u32
+            };
+            (
+                (*max_width).min(scaled(frame.width()).max(1)),
+                (*max_height).min(scaled(frame.height()).max(1)),
+            )
+        } else {
+            (*max_width, *max_height)
+        };
+        let (max_width, max_height) = (&max_width, &max_height);
         let fits =
             |width, height| fit_size(width, height, *max_width, *max_height) == (width, height);
         let picture = match (&frame.content, format) {
