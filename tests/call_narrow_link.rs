@@ -90,12 +90,6 @@ fn stats_lines(run: &Finished) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Issue 13, rate control: with H.264 the stream adapts below the link
-/// rate instead of skipping most pictures. The caller sends camera-like
-/// 720p30, starts at 0.8 Mbit/s, probes up, meets the 2 Mbit/s relay (its writer waits, pictures get
-/// skipped, the kernel's delivery rate shows the link) and settles below
-/// it; the listener sees most of the 30 frames a second. Behaviour, not
-/// timing: the assertions hold with margin on a loaded machine.
 /// One second of camera-like 720p30 video, looped by the file source: the
 /// moving test picture of ffmpeg's `testsrc2` under strong temporal noise,
 /// which an encoder cannot predict (vchat's own test pattern codes to
@@ -121,8 +115,14 @@ fn camera_like_y4m(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Issue 13, rate control: with H.264 the stream adapts to the link
+/// instead of skipping most pictures. The caller sends camera-like
+/// 720p30, starts at 0.8 Mbit/s, probes up, meets the 2 Mbit/s relay (its
+/// writer waits, pictures get skipped) and is cut back; the listener sees
+/// most of the 30 frames a second, with little delay. Behaviour, not
+/// timing: the assertions hold with margin on a loaded machine.
 #[test]
-fn h264_settles_below_a_narrow_link() {
+fn h264_adapts_to_a_narrow_link() {
     let (a, b) = paired_identities();
     let clip_dir = tempfile::tempdir().unwrap();
     let clip = camera_like_y4m(clip_dir.path());
@@ -180,17 +180,16 @@ fn h264_settles_below_a_narrow_link() {
         targets.windows(2).any(|pair| pair[1] < pair[0]),
         "cut back when the link queued: {targets:?}"
     );
-    let recent = &targets[targets.len() - 8..];
-    let mean_target = recent.iter().sum::<u64>() / 8;
-    assert!(
-        mean_target <= 2_500,
-        "stays near the link (2 Mbit/s): {targets:?}"
-    );
+    // Staying under the link's rate is checked where the link has a real
+    // queue (tests/netlab.rs): this relay takes bytes at loopback speed
+    // into its buffer, so the kernel sees neither a queue nor the link's
+    // rate, and only the skipped pictures say "too much".
     assert!(
         mbit_out <= 2.05,
         "sends within the link: {mbit_out:.2} Mbit/s"
     );
-    // Pictures, not a slide show: JPEG got about 9 fps through this link.
-    assert!(fps_out >= 15.0, "frame rate kept: {fps_out:.1} fps");
-    assert!(p50_ms < 1500.0, "latency p50 {p50_ms} ms");
+    // Pictures, not a slide show, and not late: JPEG got about 9 fps
+    // through this link at a p50 of about 350 ms.
+    assert!(fps_out >= 12.0, "frame rate kept: {fps_out:.1} fps");
+    assert!(p50_ms < 250.0, "latency p50 {p50_ms} ms");
 }
