@@ -276,10 +276,17 @@ pub(super) async fn sample_loop(
             keyframes_sent: Counters::get(&counters.keyframes_sent),
             pictures_rate_skipped: Counters::get(&counters.rate_skipped),
         };
-        let (target, acked) = {
+        let (target, acked, content_limited) = {
             let mut rate = shared.rate();
-            (rate.update(reading), rate.acked_rate())
+            (
+                rate.update(reading),
+                rate.acked_rate(),
+                rate.content_limited(),
+            )
         };
+        shared
+            .content_limited
+            .store(content_limited, Ordering::Relaxed);
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         counters
             .kernel_rtt_us

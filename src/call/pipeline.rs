@@ -238,6 +238,9 @@ pub(super) struct Shared {
     /// Its latest target, bits per second (0 before the first reading):
     /// the media thread gives it to the H.264 encoder.
     pub(super) rate_target: AtomicU64,
+    /// The rate control's last word on whether the picture is cheap to
+    /// code (then it is never made smaller).
+    pub(super) content_limited: AtomicBool,
     /// The call's one stop signal: cancelled when the call ends, observed
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
@@ -415,6 +418,7 @@ where
         camera_on: AtomicBool::new(true),
         keyframe_wanted: AtomicBool::new(false),
         rate_target: AtomicU64::new(0),
+        content_limited: AtomicBool::new(false),
         rate: Mutex::new(RateController::new(
             START_BITRATE_BPS,
             config.max_bitrate.unwrap_or(DEFAULT_MAX_BITRATE),

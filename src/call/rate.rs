@@ -122,6 +122,9 @@ pub struct RateController {
     last_keyframe: Option<Instant>,
     /// What the link delivered over the last reading (bits/s), for the stats.
     acked_rate: Option<f64>,
+    /// The last reading found the encoder using well under its target
+    /// without skipping: the picture is cheap to code.
+    content_limited: bool,
     /// The largest non-app-limited delivery rate (bits/s) and when it was
     /// seen: BBR's bottleneck bandwidth, forgotten after `BOTTLENECK_MEMORY`.
     bottleneck: Option<(f64, Instant)>,
@@ -140,8 +143,15 @@ impl RateController {
             congested_rate: None,
             last_keyframe: None,
             acked_rate: None,
+            content_limited: false,
             bottleneck: None,
         }
+    }
+
+    /// Whether the encoder needs less than its target (the picture is cheap
+    /// to code), as of the last reading.
+    pub fn content_limited(&self) -> bool {
+        self.content_limited
     }
 
     /// What the link delivered (bytes the peer acknowledged) over the last
@@ -215,6 +225,7 @@ impl RateController {
         let rate_skipped = now.pictures_rate_skipped > before.pictures_rate_skipped;
         let content_limited =
             sent_rate < APP_LIMITED_SHARE * self.target && skipped == 0 && !rate_skipped;
+        self.content_limited = content_limited;
         let held = self
             .last_decrease
             .is_some_and(|at| now.at.saturating_duration_since(at) < DECREASE_HOLD);
@@ -284,14 +295,16 @@ pub struct SizeLadder {
 
 impl SizeLadder {
     /// The fraction of the captured `width` x `height` to send at `fps`
-    /// for `target` bits per second, as of `now`.
+    /// for `target` bits per second, as of `now`. A picture that codes in
+    /// well under the target (`content_limited`) needs no smaller size,
+    /// whatever bits per pixel the target gives.
     pub fn scale(
         &mut self,
         now: Instant,
         target: u32,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
         fps: u32,
+        content_limited: bool,
     ) -> (u32, u32) {
         let bits_per_pixel = |step: usize| {
             let (numerator, denominator) = SCALES[step];
@@ -303,11 +316,13 @@ impl SizeLadder {
             .changed_at
             .is_none_or(|at| now.saturating_duration_since(at) >= SIZE_CHANGE_SPACING);
         if settled {
-            if self.step + 1 < SCALES.len() && bits_per_pixel(self.step) < STEP_DOWN_BITS_PER_PIXEL
-            {
+            let starved = bits_per_pixel(self.step) < STEP_DOWN_BITS_PER_PIXEL;
+            if !content_limited && self.step + 1 < SCALES.len() && starved {
                 self.step += 1;
                 self.changed_at = Some(now);
-            } else if self.step > 0 && bits_per_pixel(self.step - 1) >= STEP_UP_BITS_PER_PIXEL {
+            } else if self.step > 0
+                && (content_limited || bits_per_pixel(self.step - 1) >= STEP_UP_BITS_PER_PIXEL)
+            {
                 self.step -= 1;
                 self.changed_at = Some(now);
             }
@@ -450,17 +465,37 @@ mod tests {
         let start = Instant::now();
         let mut ladder = SizeLadder::default();
         let at = |s: u64| start + Duration::from_secs(s);
-        assert_eq!(ladder.scale(at(0), 2_000_000, 1280, 720, 30), (1, 1));
+        assert_eq!(
+            ladder.scale(at(0), 2_000_000, (1280, 720), 30, false),
+            (1, 1)
+        );
         // 500 kbit/s is 0.018 bits per pixel at 720p30: 3/4, then (after
         // the spacing) 1/2, at most one step per 4 s.
-        assert_eq!(ladder.scale(at(1), 500_000, 1280, 720, 30), (3, 4));
-        assert_eq!(ladder.scale(at(2), 500_000, 1280, 720, 30), (3, 4));
-        assert_eq!(ladder.scale(at(5), 500_000, 1280, 720, 30), (1, 2));
-        assert_eq!(ladder.scale(at(9), 500_000, 1280, 720, 30), (1, 2));
+        assert_eq!(ladder.scale(at(1), 500_000, (1280, 720), 30, false), (3, 4));
+        assert_eq!(ladder.scale(at(2), 500_000, (1280, 720), 30, false), (3, 4));
+        assert_eq!(ladder.scale(at(5), 500_000, (1280, 720), 30, false), (1, 2));
+        assert_eq!(ladder.scale(at(9), 500_000, (1280, 720), 30, false), (1, 2));
         // 1 Mbit/s would give 3/4 only 0.036: stays at 1/2.
-        assert_eq!(ladder.scale(at(20), 1_000_000, 1280, 720, 30), (1, 2));
-        assert_eq!(ladder.scale(at(30), 2_000_000, 1280, 720, 30), (3, 4));
-        assert_eq!(ladder.scale(at(40), 2_000_000, 1280, 720, 30), (1, 1));
+        assert_eq!(
+            ladder.scale(at(20), 1_000_000, (1280, 720), 30, false),
+            (1, 2)
+        );
+        assert_eq!(
+            ladder.scale(at(30), 2_000_000, (1280, 720), 30, false),
+            (3, 4)
+        );
+        assert_eq!(
+            ladder.scale(at(40), 2_000_000, (1280, 720), 30, false),
+            (1, 1)
+        );
+        // A cheap picture (the encoder uses well under its target) is not
+        // made smaller, and one made smaller comes back.
+        assert_eq!(ladder.scale(at(50), 300_000, (1280, 720), 30, true), (1, 1));
+        assert_eq!(
+            ladder.scale(at(60), 300_000, (1280, 720), 30, false),
+            (3, 4)
+        );
+        assert_eq!(ladder.scale(at(70), 300_000, (1280, 720), 30, true), (1, 1));
     }
 
     #[test]

@@ -103,19 +103,20 @@ pub(super) fn spawn_media_thread(
                             encoder.h264().request_keyframe();
                             last_asked_keyframe = Some(now);
                         }
-                        // The rate control's target, once it has one.
+                        // The rate control's target and the picture's size,
+                        // once it has measured the link.
                         let target = shared.rate_target.load(Ordering::Relaxed);
                         if let Ok(target @ 1..) = u32::try_from(target) {
                             encoder.h264().set_bitrate(target);
+                            let (numerator, denominator) = sizes.scale(
+                                now,
+                                target,
+                                (frame.width(), frame.height()),
+                                fps,
+                                shared.content_limited.load(Ordering::Relaxed),
+                            );
+                            encoder.set_h264_scale(numerator, denominator);
                         }
-                        let (numerator, denominator) = sizes.scale(
-                            now,
-                            encoder.h264().bitrate(),
-                            frame.width(),
-                            frame.height(),
-                            fps,
-                        );
-                        encoder.set_h264_scale(numerator, denominator);
                         let applied = u64::from(encoder.h264().bitrate());
                         shared
                             .counters
