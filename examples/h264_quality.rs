@@ -114,12 +114,13 @@ fn run(pictures: &[Picture], format: PixelFormat, bitrate: u32, quality: u8) -> 
             .encode_to_bytes(frame, format, Quality::new(quality).expect("quality"))
             .expect("encode");
         encode += began.elapsed();
+        let source = i420_of(picture);
         let Some(unit): Option<OwnedEncodedPicture> = unit else {
             // Skipped to hold the bitrate: the viewer keeps seeing the
             // picture before, which is what its quality is measured on.
             skipped += 1;
-            if decoded.data().len() == i420_of(picture).data().len() {
-                psnr_sum += psnr(i420_of(picture).data(), decoded.data());
+            if decoded.data().len() == source.data().len() {
+                psnr_sum += psnr(source.data(), decoded.data());
             }
             continue;
         };
@@ -129,7 +130,7 @@ fn run(pictures: &[Picture], format: PixelFormat, bitrate: u32, quality: u8) -> 
             .decode_for_show_and_record(&unit, &mut shown, Some(&mut decoded))
             .expect("decode");
         decode += began.elapsed();
-        psnr_sum += psnr(i420_of(picture).data(), decoded.data());
+        psnr_sum += psnr(source.data(), decoded.data());
     }
     let frames = pictures.len() as f64;
     let coded = frames - f64::from(skipped);

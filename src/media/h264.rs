@@ -452,28 +452,21 @@ pub fn check_access_unit(
 }
 
 /// The NAL units of an Annex B stream, without their start codes (trailing
-/// zero bytes belong to the next start code and are dropped).
+/// zero bytes belong to the next start code and are dropped). Walks the
+/// payload once, allocating nothing: this runs on every received frame.
 fn nal_payloads(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut zeros = 0usize;
-    for (i, &byte) in stream.iter().enumerate() {
-        if byte == 1 && zeros >= 2 {
-            starts.push((i + 1, i - zeros.min(3)));
+    const START_CODE: [u8; 3] = [0, 0, 1];
+    let find = |data: &[u8]| data.windows(3).position(|w| w == START_CODE);
+    let mut rest = stream;
+    std::iter::from_fn(move || {
+        let payload = &rest[find(rest)? + START_CODE.len()..];
+        let end = find(payload).unwrap_or(payload.len());
+        rest = &payload[end..];
+        let mut nal = &payload[..end];
+        while let [before @ .., 0] = nal {
+            nal = before;
         }
-        zeros = if byte == 0 { zeros + 1 } else { 0 };
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&(_, code)| code)
-        .chain(std::iter::once(stream.len()))
-        .collect();
-    starts.into_iter().zip(ends).map(move |((start, _), end)| {
-        let mut nal = &stream[start..end.max(start)];
-        while let [rest @ .., 0] = nal {
-            nal = rest;
-        }
-        nal
+        Some(nal)
     })
 }
 
