@@ -183,14 +183,17 @@ async fn a_caller_takes_ping_pong_and_camera_before_accept() {
     peer.write_message(&Message::Ping { nonce: 7 })
         .await
         .unwrap();
-    peer.write_message(&Message::Pong { nonce: 3 })
-        .await
-        .unwrap();
+    peer.write_message(&Message::Pong {
+        nonce: 3,
+        time_us: None,
+    })
+    .await
+    .unwrap();
     peer.write_message(&Message::Camera { on: false })
         .await
         .unwrap();
     match guard("pong", peer.read_message()).await.unwrap() {
-        Some(Message::Pong { nonce: 7 }) => {}
+        Some(Message::Pong { nonce: 7, .. }) => {}
         other => panic!("expected pong 7 before accept, got {other:?}"),
     }
     let version = peer.session().version().unwrap();

@@ -114,7 +114,7 @@ fn a_message() -> impl Strategy<Value = Message> {
         1 => (0u32..4).prop_map(|version| Message::Accept(Accept { version })),
         4 => a_video().prop_map(Message::Video),
         2 => any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
-        1 => any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
+        1 => any::<(u64, Option<u64>)>().prop_map(|(nonce, time_us)| Message::Pong { nonce, time_us }),
         1 => any::<bool>().prop_map(|on| Message::Camera { on }),
         1 => prop::sample::select(vec![ByeReason::Hangup, ByeReason::Busy, ByeReason::ProtocolError, ByeReason::Other])
             .prop_map(|reason| Message::Bye(Bye::new(reason, "generated"))),

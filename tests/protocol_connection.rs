@@ -65,7 +65,12 @@ async fn handshake_video_ping_and_bye() {
         let Some(Message::Ping { nonce }) = conn.read_message().await.unwrap() else {
             panic!()
         };
-        conn.write_message(&Message::Pong { nonce }).await.unwrap();
+        conn.write_message(&Message::Pong {
+            nonce,
+            time_us: None,
+        })
+        .await
+        .unwrap();
         let Some(Message::Bye(bye)) = conn.read_message().await.unwrap() else {
             panic!()
         };
@@ -87,7 +92,10 @@ async fn handshake_video_ping_and_bye() {
         .unwrap();
     assert_eq!(
         conn.read_message().await.unwrap(),
-        Some(Message::Pong { nonce: 77 })
+        Some(Message::Pong {
+            nonce: 77,
+            time_us: None
+        })
     );
     conn.close(Bye::new(ByeReason::Hangup, "bye"))
         .await

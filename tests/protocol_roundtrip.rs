@@ -91,7 +91,7 @@ fn message() -> impl Strategy<Value = Message> {
         (1..=u32::MAX).prop_map(|version| Message::Accept(Accept { version })),
         video().prop_map(Message::Video),
         any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
-        any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
+        any::<(u64, Option<u64>)>().prop_map(|(nonce, time_us)| Message::Pong { nonce, time_us }),
         any::<bool>().prop_map(|on| Message::Camera { on }),
         (
             prop::sample::select(ByeReason::ALL.to_vec()),

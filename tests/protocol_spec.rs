@@ -218,7 +218,10 @@ fn fuzz_seeds() {
         push(Message::Video(raw_video(1, 4, 2, PixelFormat::I420)));
         push(Message::Video(raw_video(2, 3, 3, PixelFormat::Rgb24)));
         push(Message::Ping { nonce: 9 });
-        push(Message::Pong { nonce: 8 });
+        push(Message::Pong {
+            nonce: 8,
+            time_us: Some(1_800_000),
+        });
         push(Message::Bye(Bye::new(ByeReason::Hangup, "done")));
         seed
     };

@@ -375,6 +375,7 @@ mod tests {
                 p99: Some(Duration::from_micros(p99_us)),
                 samples: frames,
             },
+            clock: None,
             video_span: None,
             recorded: None,
         }

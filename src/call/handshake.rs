@@ -118,7 +118,7 @@ pub async fn shake_hands<S: AsyncRead + AsyncWrite + Unpin>(
                 // measure, video to make a keyframe of or a link worth
                 // redialling.
                 Action::PeerCamera(_)
-                | Action::RoundTrip(_)
+                | Action::RoundTrip { .. }
                 | Action::MakeKeyframe
                 | Action::Reconnect { .. } => {}
             }

@@ -59,7 +59,12 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 Some(message) = control.recv() => message,
                 nonce = shared.pong.take() => match nonce {
-                    Some(nonce) => Message::Pong { nonce },
+                    // Stamped now, not when the ping came: the peer's
+                    // clock estimate (call/clock.rs) needs the moment it left.
+                    Some(nonce) => Message::Pong {
+                        nonce,
+                        time_us: Some(unix_micros(SystemTime::now())),
+                    },
                     None => return Ok(()),
                 },
                 // An audio queue goes here, before video: late voice is

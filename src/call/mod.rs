@@ -14,6 +14,7 @@
 //!   (capture and encode) and `receive` (decode, show, record).
 //! - [`stats`] counts and reports.
 
+pub mod clock;
 pub mod handshake;
 mod link;
 pub mod pipeline;

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -36,11 +36,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::clock::{ClockOffset, Estimate};
 use super::handshake::{now, PeerIntro, SendPlan};
 use super::link::VideoTakenHook;
 use super::rate::{RateController, DEFAULT_MAX_BITRATE};
 use super::state::{Action, CallMachine, Event, Outcome};
-use super::stats::{json_ms, text_ms, Counters, LatencySummary, Snapshot, Totals};
+use super::stats::{
+    json_ms, latency_clock, text_ms, unix_micros, Counters, LatencySummary, Snapshot, Totals,
+};
 use super::{link, receive, send};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder, START_BITRATE_BPS};
@@ -131,6 +134,8 @@ pub struct CallSummary {
     pub totals: Totals,
     pub rtt: Option<Duration>,
     pub latency: LatencySummary,
+    /// The peer's clock against ours at the end (call/clock.rs).
+    pub clock: Option<Estimate>,
     /// See [`Counters::video_span`]: `vchat bench` times throughput by it.
     pub video_span: Option<Duration>,
     pub recorded: Option<(PathBuf, u64)>,
@@ -146,6 +151,7 @@ impl CallSummary {
             totals: Totals::default(),
             rtt: None,
             latency: LatencySummary::default(),
+            clock: None,
             video_span: None,
             recorded: None,
         }
@@ -203,6 +209,9 @@ impl CallSummary {
             "rtt_ms": ms(self.rtt),
             "latency_p50_ms": ms(self.latency.p50),
             "latency_p99_ms": ms(self.latency.p99),
+            "latency_clock": latency_clock(self.clock),
+            "clock_offset_ms": self.clock.map(|c| c.offset_us as f64 / 1e3),
+            "clock_error_ms": self.clock.map(|c| c.error_us as f64 / 1e3),
             "recorded_frames": self.recorded.as_ref().map(|(_, n)| *n),
         });
         self.totals.add_to_json(&mut line);
@@ -235,6 +244,8 @@ pub(super) struct Shared {
     pub(super) keyframe_wanted: AtomicBool,
     /// The rate control, fed by the link's sampler.
     rate: Mutex<RateController>,
+    /// The peer's clock against ours, from the times in its pongs.
+    clock: Mutex<ClockOffset>,
     /// Its latest target, bits per second (0 before the first reading):
     /// the media thread gives it to the H.264 encoder.
     pub(super) rate_target: AtomicU64,
@@ -319,7 +330,7 @@ impl Core {
 
     fn carry_out(&self, action: Action) {
         match action {
-            Action::Send(Message::Pong { nonce }) => {
+            Action::Send(Message::Pong { nonce, .. }) => {
                 self.shared.pong.put(nonce);
             }
             Action::Send(message) => self.send(message),
@@ -332,12 +343,21 @@ impl Core {
                     }
                 });
             }
-            Action::RoundTrip(rtt) => {
+            Action::RoundTrip { rtt, peer_time_us } => {
+                let counters = &self.shared.counters;
                 let micros = rtt.as_micros().try_into().unwrap_or(u64::MAX);
-                self.shared
-                    .counters
-                    .rtt_us
-                    .store(micros, std::sync::atomic::Ordering::Relaxed);
+                counters.rtt_us.store(micros, Ordering::Relaxed);
+                if let Some(peer_time_us) = peer_time_us {
+                    let mut clock = self
+                        .shared
+                        .clock
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    clock.add(now(), unix_micros(SystemTime::now()), rtt, peer_time_us);
+                    if let Some(estimate) = clock.estimate() {
+                        counters.set_clock(estimate);
+                    }
+                }
             }
             // The first connection was made before the pipeline started;
             // a resumed one by `relink_loop`, which saw to the window.
@@ -419,6 +439,7 @@ where
         keyframe_wanted: AtomicBool::new(false),
         rate_target: AtomicU64::new(0),
         content_limited: AtomicBool::new(false),
+        clock: Mutex::new(ClockOffset::default()),
         rate: Mutex::new(RateController::new(
             START_BITRATE_BPS,
             config.max_bitrate.unwrap_or(DEFAULT_MAX_BITRATE),
@@ -552,6 +573,7 @@ where
             p99: latency.percentile(0.99),
             samples: latency.count(),
         },
+        clock: shared.counters.clock(),
         video_span: shared.counters.video_span(),
         recorded,
     };

@@ -85,9 +85,13 @@ pub(super) fn spawn_decoder_thread(
                             .map_err(CallError::Media)?;
                     }
                     let now = unix_micros(SystemTime::now());
-                    let latency = Duration::from_micros(now.saturating_sub(video.capture_time_us));
+                    // On one clock: the peer's may be off (call/clock.rs).
+                    let captured = shared
+                        .counters
+                        .peer_time_on_our_clock(video.capture_time_us);
+                    let latency = Duration::from_micros(now.saturating_sub(captured));
                     shared.counters.record_latency(latency);
-                    shared.counters.record_decoded(video.capture_time_us, now);
+                    shared.counters.record_decoded(captured, now);
                     Counters::add(&shared.counters.frames_shown, 1);
                     if ui.has_window() {
                         let picture =

@@ -99,8 +99,12 @@ pub enum Action {
     Connected { intro: PeerIntro, resumed: bool },
     /// The peer turned its camera on or off.
     PeerCamera(bool),
-    /// A pong came back: the round-trip time.
-    RoundTrip(Duration),
+    /// A pong came back: the round-trip time, and the peer's clock when it
+    /// answered if it said (version 3).
+    RoundTrip {
+        rtt: Duration,
+        peer_time_us: Option<u64>,
+    },
     /// The peer's decoder needs a keyframe: make the next H.264 frame one.
     MakeKeyframe,
     /// The link dropped: the caller redials after `after` (attempt counts
@@ -286,7 +290,11 @@ impl CallMachine {
             (Phase::AwaitingAccept, Message::Accept(Accept { .. })) => self.connected(now),
             (Phase::AwaitingAccept | Phase::Live, Message::Ping { nonce }) => {
                 match self.pings.on_ping(now) {
-                    Ok(()) => self.send(Message::Pong { nonce }),
+                    // The link stamps the time as it writes the pong.
+                    Ok(()) => self.send(Message::Pong {
+                        nonce,
+                        time_us: None,
+                    }),
                     Err(flood) => self.end(Some(flood.bye()), Outcome::Failed(flood.into())),
                 }
             }
@@ -295,13 +303,15 @@ impl CallMachine {
             // Before accept no video flows: nothing to make a keyframe of.
             (Phase::AwaitingAccept, Message::Keyframe) => {}
             (Phase::AwaitingAccept, other) => self.unexpected("accept", &other),
-            (Phase::Live, Message::Pong { nonce }) => {
+            (Phase::Live, Message::Pong { nonce, time_us }) => {
                 // The nonce comes back from the peer: a made-up one must not
                 // overflow the clock (no RTT is better than a panic).
                 if let Some(sent) = self.epoch.checked_add(Duration::from_micros(nonce)) {
                     let rtt = now.saturating_duration_since(sent);
-                    self.actions
-                        .push_back(Action::RoundTrip(rtt.max(Duration::from_micros(1))));
+                    self.actions.push_back(Action::RoundTrip {
+                        rtt: rtt.max(Duration::from_micros(1)),
+                        peer_time_us: time_us,
+                    });
                 }
             }
             (Phase::Live, Message::Camera { on }) => self.actions.push_back(Action::PeerCamera(on)),
@@ -480,7 +490,7 @@ mod tests {
                 Action::Send(m) => format!("send {}", m.kind()),
                 Action::Connected { resumed, .. } => format!("connected resumed={resumed}"),
                 Action::PeerCamera(on) => format!("camera {on}"),
-                Action::RoundTrip(_) => "rtt".into(),
+                Action::RoundTrip { .. } => "rtt".into(),
                 Action::MakeKeyframe => "make keyframe".into(),
                 Action::Reconnect { attempt, .. } => format!("reconnect {attempt}"),
                 Action::End { bye, outcome } => format!(
@@ -517,7 +527,13 @@ mod tests {
         assert!(drain(&mut m).is_empty());
         // Between hello and accept PROTOCOL.md allows ping, pong and camera.
         m.handle(now, Event::Received(Message::Ping { nonce: 7 }));
-        m.handle(now, Event::Received(Message::Pong { nonce: 1 }));
+        m.handle(
+            now,
+            Event::Received(Message::Pong {
+                nonce: 1,
+                time_us: None,
+            }),
+        );
         m.handle(now, Event::Received(Message::Camera { on: false }));
         assert_eq!(kinds(&drain(&mut m)), ["send pong"]);
         m.handle(now, Event::Received(Message::Accept(Accept { version: 2 })));
@@ -650,12 +666,19 @@ mod tests {
         let (mut m, now) = live_caller(Duration::ZERO);
         for second in 1..=3u32 {
             let at = now + PING_INTERVAL * second;
-            m.handle(at, Event::Received(Message::Pong { nonce: 0 }));
+            let pong = Message::Pong {
+                nonce: 0,
+                time_us: Some(7),
+            };
+            m.handle(at, Event::Received(pong));
             m.handle(at, Event::Tick);
             let actions = drain(&mut m);
             assert_eq!(kinds(&actions), ["rtt", "send ping"]);
             match &actions[0] {
-                Action::RoundTrip(rtt) => assert_eq!(*rtt, PING_INTERVAL * second),
+                Action::RoundTrip { rtt, peer_time_us } => {
+                    assert_eq!(*rtt, PING_INTERVAL * second);
+                    assert_eq!(*peer_time_us, Some(7));
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -664,7 +687,11 @@ mod tests {
     #[test]
     fn a_made_up_pong_nonce_is_harmless() {
         let (mut m, now) = live_caller(Duration::ZERO);
-        m.handle(now, Event::Received(Message::Pong { nonce: u64::MAX }));
+        let pong = Message::Pong {
+            nonce: u64::MAX,
+            time_us: Some(u64::MAX),
+        };
+        m.handle(now, Event::Received(pong));
         assert!(drain(&mut m)
             .iter()
             .all(|a| !matches!(a, Action::End { .. })));

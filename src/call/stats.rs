@@ -6,9 +6,11 @@
 //! and `--stats json`. Latency goes into fixed-size histograms, so memory
 //! stays flat however long the call lasts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::clock::Estimate;
 
 /// Latency histogram resolution: 50 µs buckets up to 2 s, where a call
 /// should be, then 10 ms buckets up to 62 s, so a late call reads as late
@@ -135,6 +137,12 @@ pub struct Counters {
     /// The bitrate our H.264 encoder aims at, bits per second (0 while we
     /// send no H.264: raw and JPEG have no bitrate to steer).
     pub target_bitrate: AtomicU64,
+    /// The peer's clock minus ours in µs (call/clock.rs), its error bound
+    /// (0 until a pong said the peer's time) and the correction applied to
+    /// latency.
+    clock_offset_us: AtomicI64,
+    clock_error_us: AtomicU64,
+    clock_correction_us: AtomicI64,
     /// The first decoded frame's capture time (sender's clock) and when the
     /// last frame was decoded (ours), in µs since the Unix epoch; 0 until
     /// then. See [`Counters::video_span`].
@@ -169,6 +177,34 @@ impl Counters {
             (0, _) => "ping",
             _ => "kernel",
         }
+    }
+
+    /// Keeps the latest estimate of the peer's clock.
+    pub fn set_clock(&self, estimate: Estimate) {
+        self.clock_offset_us
+            .store(estimate.offset_us, Ordering::Relaxed);
+        self.clock_correction_us
+            .store(estimate.correction_us(), Ordering::Relaxed);
+        self.clock_error_us
+            .store(estimate.error_us.max(1), Ordering::Relaxed);
+    }
+
+    /// The latest estimate of the peer's clock, once a pong gave one.
+    pub fn clock(&self) -> Option<Estimate> {
+        match Self::get(&self.clock_error_us) {
+            0 => None,
+            error_us => Some(Estimate {
+                offset_us: self.clock_offset_us.load(Ordering::Relaxed),
+                error_us,
+            }),
+        }
+    }
+
+    /// A capture time on the peer's clock (`video.time_us`) on ours: the
+    /// same number while the clocks agree or nothing is known.
+    pub fn peer_time_on_our_clock(&self, peer_us: u64) -> u64 {
+        let correction = i128::from(self.clock_correction_us.load(Ordering::Relaxed));
+        (i128::from(peer_us) - correction).clamp(0, i128::from(u64::MAX)) as u64
     }
 
     /// Notes a decoded frame's capture time and the time it was decoded.
@@ -295,6 +331,8 @@ pub struct Snapshot {
     pub size_out: Option<(u32, u32)>,
     pub latency_p50: Option<Duration>,
     pub latency_max: Option<Duration>,
+    /// The peer's clock against ours, once a pong said its time.
+    pub clock: Option<Estimate>,
 }
 
 impl Snapshot {
@@ -330,6 +368,7 @@ impl Snapshot {
             },
             latency_p50,
             latency_max,
+            clock: counters.clock(),
         }
     }
 
@@ -352,7 +391,9 @@ impl Snapshot {
             "size_out": self.size_out.map(|(w, h)| format!("{w}x{h}")),
             "latency_p50_ms": ms(self.latency_p50),
             "latency_max_ms": ms(self.latency_max),
-            "latency_clock": LATENCY_CLOCK,
+            "latency_clock": latency_clock(self.clock),
+            "clock_offset_ms": self.clock.map(|c| c.offset_us as f64 / 1e3),
+            "clock_error_ms": self.clock.map(|c| c.error_us as f64 / 1e3),
         });
         self.totals.add_to_json(&mut line);
         line.to_string()
@@ -368,9 +409,16 @@ impl Snapshot {
                 self.fps_out, self.mbit_out, self.fps_in, self.mbit_in
             ),
             format!(
-                "rtt {}   latency {}   dropped out {} in {}",
+                "rtt {}   latency {}{}   dropped out {} in {}",
                 ms(self.rtt),
                 ms(self.latency_p50),
+                match self.clock {
+                    Some(c) if !c.clocks_agree() => format!(
+                        " (peer clock {:+.1} s, corrected)",
+                        c.offset_us as f64 / 1e6
+                    ),
+                    _ => String::new(),
+                },
                 self.totals.dropped_out,
                 self.totals.dropped_in
             ),
@@ -391,12 +439,23 @@ impl Snapshot {
     }
 }
 
-/// What the latency figures measure, said beside them in `--stats json`:
-/// the sender stamps capture time with its wall clock and the receiver
-/// subtracts it from its own, so across two machines the figure includes
-/// their clock offset. On one machine (the demo, the tests, the bench and
-/// the network lab) it is exact.
-pub const LATENCY_CLOCK: &str = "sender capture to receiver decode, on two wall clocks";
+/// Which clock the latency figures stand on, said beside them in `--stats
+/// json`. They run from the sender's capture (its wall clock) to our
+/// decoding (ours):
+/// - `"same_or_agreeing"`: the peer's clock is ours within what a round trip
+///   can tell (always so on one machine: the demo, the tests, the bench and
+///   the network lab), so the figures are taken as they are;
+/// - `"corrected"`: the peer's clock is provably off, and the figures are
+///   moved onto ours by `clock_offset_ms`, within `clock_error_ms`;
+/// - `"unchecked"`: no pong with the peer's time yet (the first second, or a
+///   peer older than protocol version 3).
+pub fn latency_clock(clock: Option<Estimate>) -> &'static str {
+    match clock {
+        None => "unchecked",
+        Some(c) if c.clocks_agree() => "same_or_agreeing",
+        Some(_) => "corrected",
+    }
+}
 
 /// Bits per second for people: "1.45 Mbit/s", "850 kbit/s", or "-".
 fn kbit(bits: Option<u64>) -> String {

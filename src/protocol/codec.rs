@@ -104,10 +104,24 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_head(head, Header::Bytes(Some(video.payload.len())));
             payload = video.payload.clone();
         }
-        Message::Ping { nonce } | Message::Pong { nonce } => {
+        Message::Ping { nonce }
+        | Message::Pong {
+            nonce,
+            time_us: None,
+        } => {
             put_head(head, Header::Map(Some(1)));
             put_text(head, "nonce");
             put_uint(head, *nonce);
+        }
+        Message::Pong {
+            nonce,
+            time_us: Some(time_us),
+        } => {
+            put_head(head, Header::Map(Some(2)));
+            put_text(head, "nonce");
+            put_uint(head, *nonce);
+            put_text(head, "time_us");
+            put_uint(head, *time_us);
         }
         Message::Keyframe => put_head(head, Header::Map(Some(0))),
         Message::Camera { on } => {
@@ -240,11 +254,12 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
             }))
         }
         "ping" => Decoded::Message(Message::Ping {
-            nonce: decode_nonce(&mut r, "ping", "ping.nonce")?,
+            nonce: decode_ping(&mut r)?,
         }),
-        "pong" => Decoded::Message(Message::Pong {
-            nonce: decode_nonce(&mut r, "pong", "pong.nonce")?,
-        }),
+        "pong" => {
+            let (nonce, time_us) = decode_pong(&mut r)?;
+            Decoded::Message(Message::Pong { nonce, time_us })
+        }
         "keyframe" => {
             fields(&mut r, "keyframe body", |_, _| Ok(false))?;
             Decoded::Message(Message::Keyframe)
@@ -478,17 +493,24 @@ fn decode_video(r: &mut Reader<'_>) -> Result<(Video, std::ops::Range<usize>), P
     Ok((video, range))
 }
 
-fn decode_nonce(
-    r: &mut Reader<'_>,
-    message: &'static str,
-    field: &'static str,
-) -> Result<u64, ProtocolError> {
+fn decode_ping(r: &mut Reader<'_>) -> Result<u64, ProtocolError> {
     let mut nonce = None;
-    fields(r, "ping or pong body", |r, key| match key {
-        "nonce" => set(&mut nonce, r.uint(field)?, message, "nonce"),
+    fields(r, "ping body", |r, key| match key {
+        "nonce" => set(&mut nonce, r.uint("ping.nonce")?, "ping", "nonce"),
         _ => Ok(false),
     })?;
-    required(nonce, message, "nonce")
+    required(nonce, "ping", "nonce")
+}
+
+/// A pong's nonce and, from version 3 peers, the time it was written.
+fn decode_pong(r: &mut Reader<'_>) -> Result<(u64, Option<u64>), ProtocolError> {
+    let (mut nonce, mut time_us) = (None, None);
+    fields(r, "pong body", |r, key| match key {
+        "nonce" => set(&mut nonce, r.uint("pong.nonce")?, "pong", "nonce"),
+        "time_us" => set(&mut time_us, r.uint("pong.time_us")?, "pong", "time_us"),
+        _ => Ok(false),
+    })?;
+    Ok((required(nonce, "pong", "nonce")?, time_us))
 }
 
 fn decode_camera(r: &mut Reader<'_>) -> Result<bool, ProtocolError> {
@@ -622,14 +644,24 @@ mod tests {
     fn two_frames_in_one_buffer_decode_in_order() {
         let mut buf = BytesMut::new();
         encode(&Message::Ping { nonce: 1 }, &mut buf).unwrap();
-        encode(&Message::Pong { nonce: 1 }, &mut buf).unwrap();
+        encode(
+            &Message::Pong {
+                nonce: 1,
+                time_us: None,
+            },
+            &mut buf,
+        )
+        .unwrap();
         assert_eq!(
             decode_frame(&mut buf).unwrap(),
             Some(Decoded::Message(Message::Ping { nonce: 1 }))
         );
         assert_eq!(
             decode_frame(&mut buf).unwrap(),
-            Some(Decoded::Message(Message::Pong { nonce: 1 }))
+            Some(Decoded::Message(Message::Pong {
+                nonce: 1,
+                time_us: None
+            }))
         );
         assert!(buf.is_empty());
     }

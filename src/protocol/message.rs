@@ -28,6 +28,11 @@ pub enum Message {
     Pong {
         /// The `nonce` of the Ping being answered.
         nonce: u64,
+        /// The answering side's clock when it wrote this pong, on the clock of
+        /// its `video.time_us` (version 3, optional): with the round-trip time
+        /// it gives the offset between the two clocks, so latency across two
+        /// machines is not a mix of two clocks.
+        time_us: Option<u64>,
     },
     /// The sender's decoder cannot go on without a keyframe (it is new, or
     /// frames were lost): the peer's next `h264` frame should be one.

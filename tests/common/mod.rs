@@ -108,11 +108,25 @@ pub struct Running {
 impl Running {
     /// Starts `vchat ARGS` with piped output.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+        Running::spawn_command(vchat().args(args).envs(envs.iter().copied()))
+    }
+
+    /// Starts `WRAPPER... vchat ARGS` (for example under `faketime`).
+    pub fn spawn_under(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_vchat"))
+            .args(args)
+            .env_remove("VCHAT_DIR")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied());
+        Running::spawn_command(&mut cmd)
+    }
+
+    fn spawn_command(cmd: &mut Command) -> Running {
         use std::io::BufRead;
         use std::process::Stdio;
-        let mut child = vchat()
-            .args(args)
-            .envs(envs.iter().copied())
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -266,7 +280,7 @@ pub fn paired_identities() -> (tempfile::TempDir, tempfile::TempDir) {
 }
 
 /// Parses the address from the listener's "vchat: listening on ADDR" line.
-fn listening_addr(line: &str) -> String {
+pub fn listening_addr(line: &str) -> String {
     line.rsplit(' ').next().unwrap().trim().to_owned()
 }
 

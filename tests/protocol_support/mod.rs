@@ -56,7 +56,10 @@ pub fn examples() -> Vec<Message> {
             payload: Bytes::from_static(&[0xFF, 0, 0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]),
         }),
         Message::Ping { nonce: 1_234_567 },
-        Message::Pong { nonce: 1_234_567 },
+        Message::Pong {
+            nonce: 1_234_567,
+            time_us: Some(1_750_000),
+        },
         Message::Camera { on: false },
         Message::Keyframe,
         Message::Bye(Bye::new(ByeReason::Hangup, "Ada hung up")),
