@@ -4,6 +4,7 @@
 #
 #   scripts/netlab/matrix.sh [--out DIR] [--duration 20] [--step-duration 30]
 #       [--codecs "h264 jpeg"] [--cases "a b c d e f"] [--vchat BIN]
+#       [--noise N] [--psnr] (run.sh's: the clip's grain, PSNR of what arrived)
 #       [--table-only]   (rebuild OUT/table.md from the runs already in --out)
 #
 #   a  20 Mbit/s, 40 ms RTT
@@ -27,7 +28,7 @@ repo="$(cd "$here/../.." && pwd)"
 out="/tmp/vchat-netlab/matrix-$(date +%Y%m%d-%H%M%S)"
 duration=20 step_duration=30 long_duration=60 codecs="h264 jpeg" cases="a b c d e f"
 vchat="${VCHAT:-$repo/target/release/vchat}"
-table_only=0
+table_only=0 noise=24 psnr=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -37,6 +38,8 @@ while [ $# -gt 0 ]; do
     --codecs) codecs=$2; shift 2 ;;
     --cases) cases=$2; shift 2 ;;
     --vchat) vchat=$2; shift 2 ;;
+    --noise) noise=$2; shift 2 ;;
+    --psnr) psnr=(--psnr); shift ;;
     --table-only) table_only=1; shift ;;
     -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "matrix.sh: unknown option $1" >&2; exit 2 ;;
@@ -89,7 +92,7 @@ for c in $cases; do
       continue
     fi
     # shellcheck disable=SC2046
-    cmd=("$here/run.sh" $(link_args "$c") --codec "$codec" --source camlike --size 1280x720 --fps 30 --out "$dir" --vchat "$vchat")
+    cmd=("$here/run.sh" $(link_args "$c") --codec "$codec" --source camlike --noise "$noise" "${psnr[@]}" --size 1280x720 --fps 30 --out "$dir" --vchat "$vchat")
     echo "${cmd[*]}" >>"$out/commands.txt"
     echo "== $(link_name "$c") $codec" >&2
     "${cmd[@]}" >"$dir.txt" 2>"$dir.err" || echo "matrix.sh: case $c $codec did not end cleanly (see $dir.err)" >&2
@@ -107,8 +110,8 @@ names = {"a": "(a) 20 Mbit/s, 40 ms RTT", "b": "(b) 5 Mbit/s, 60 ms RTT",
          "f": "(f) 20→3→20 Mbit/s at 40/50 s, 40 ms RTT"}
 def f(x, d=0):
     return "–" if x is None else f"{x:.{d}f}"
-print("| link | codec | latency p50 ms | p99 ms | fps in | Mbit/s in | caller target kbit | under 300 ms again after drop | max fps in after rate back | ended | lab: forwarder late max ms (frames > 20 ms late) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| link | codec | latency p50 ms | p99 ms | fps in | Mbit/s in | caller target kbit | PSNR dB decoded / as shown | under 300 ms again after drop | max fps in after rate back (frames over 30/s) | ended | lab: forwarder late max ms (frames > 20 ms late) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 timelines = []
 for c in cases:
     for codec in codecs:
@@ -116,17 +119,19 @@ for c in cases:
         try:
             r = json.load(open(p))
         except (OSError, ValueError):
-            print(f"| {names.get(c, c)} | {codec} | no result | | | | | | | | |")
+            print(f"| {names.get(c, c)} | {codec} | no result | | | | | | | | | |")
             continue
         rec = maxfps = ""
         if "drop_s" in r:
             rec = (f"{r['recovery_s']:.0f} s" if r.get("recovery_s") is not None
                    else f"not within {r.get('recovery_over_s', '?')} s")
-            maxfps = f(r.get("max_fps_in_after_up"), 1)
+            maxfps = f"{f(r.get('max_fps_in_after_up'), 1)} ({f(r.get('frames_over_source_after_up'))})"
             timelines.append((c, codec, r))
         ended = "ok" if r["ok"] else f"**{r.get('end')}**"
+        psnr = (f"{f(r['psnr_decoded_db'], 1)} / {f(r['psnr_as_shown_db'], 1)}"
+                if r.get("psnr_decoded_db") is not None else "–")
         print(f"| {names.get(c, c)} | {codec} | {f(r['latency_p50_ms'])} | {f(r['latency_p99_ms'])} | "
-              f"{f(r['fps_in'], 1)} | {f(r['mbit_in'], 2)} | {f(r['caller_target_kbit']) if codec == 'h264' else '–'} | {rec} | {maxfps} | {ended} | {f(r.get('forwarder_late_max_ms'))} ({r.get('forwarder_late_over_20ms', '–')} of {r.get('forwarder_frames', '–')}) |")
+              f"{f(r['fps_in'], 1)} | {f(r['mbit_in'], 2)} | {f(r['caller_target_kbit']) if codec == 'h264' else '–'} | {psnr} | {rec} | {maxfps} | {ended} | {f(r.get('forwarder_late_max_ms'))} ({r.get('forwarder_late_over_20ms', '–')} of {r.get('forwarder_frames', '–')}) |")
 sys.path.insert(0, sys.argv[4])
 import summarize
 for c, codec, r in timelines:

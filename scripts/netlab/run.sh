@@ -4,7 +4,8 @@
 #   scripts/netlab/run.sh --rate 5mbit --rtt 60 [--loss 1] [--duration 20] \
 #       [--step "10:3mbit,20:20mbit"] [--codec h264|jpeg] \
 #       [--source camlike|test|FILE.y4m] [--size 1280x720] [--fps 30] \
-#       --out DIR [--vchat BIN] [--timeline] [-- EXTRA CALLER ARGS, e.g. --max-bitrate 2000]
+#       [--noise N] [--psnr] --out DIR [--vchat BIN] [--timeline] \
+#       [-- EXTRA CALLER ARGS, e.g. --max-bitrate 2000]
 #
 # Why it is built this way:
 # - The caller (namespace A) sends the measured video; the listener (B)
@@ -21,7 +22,12 @@
 # - "camlike" makes a one-second 720p y4m of ffmpeg's testsrc2 under
 #   temporal noise (vchat loops it): vchat's own pattern compresses to
 #   ~0.14 Mbit/s in H.264 and never loads a link. It is cached in
-#   $NETLAB_CACHE (default /tmp/vchat-netlab-cache).
+#   $NETLAB_CACHE (default /tmp/vchat-netlab-cache). --noise sets its
+#   temporal noise (ffmpeg's alls, default 24: heavy grain that loads the
+#   link; 8 is a webcam in ordinary light).
+# - --psnr records what the listener decoded and measures it against the
+#   clip (examples/recording_psnr.rs, built with cargo if missing) into
+#   DIR/psnr.json; the recording (~40 MB a second) is deleted after.
 # - Everything runs under lab.sh's trap: identities, namespaces and every
 #   process started are removed on exit, Ctrl-C or TERM.
 #
@@ -36,7 +42,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
 rate="" rate_back="" rtt=0 loss="" loss_ab="" loss_ba="" queue_ms=100
-duration=20 steps="" codec=h264 source=camlike size=1280x720 fps=30
+duration=20 steps="" codec=h264 source=camlike size=1280x720 fps=30 noise=24 psnr=""
 back_source=test back_size=320x240 out="" vchat="${VCHAT:-$repo/target/release/vchat}"
 extra=() summary_opts=()
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -55,6 +61,8 @@ while [ $# -gt 0 ]; do
     --source) source=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --fps) fps=$2; shift 2 ;;
+    --noise) noise=$2; shift 2 ;;
+    --psnr) psnr=1; shift ;;
     --back-source) back_source=$2; shift 2 ;;
     --back-size) back_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
@@ -70,17 +78,23 @@ done
 [[ "$duration" =~ ^[0-9]+$ ]] || { echo "run.sh: --duration takes whole seconds" >&2; exit 2; }
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-rm -f "$out"/{caller,listener}.{jsonl,log} "$out"/{steps.log,forwarder.log,qdisc.txt,meta.json}
+rm -f "$out"/{caller,listener}.{jsonl,log} "$out"/{steps.log,forwarder.log,qdisc.txt,meta.json,psnr.json,received.y4m}
+[[ "$noise" =~ ^[0-9]+$ ]] || { echo "run.sh: --noise takes a whole number (ffmpeg's alls)" >&2; exit 2; }
+psnr_tool="$repo/target/release/examples/recording_psnr"
+if [ -n "$psnr" ] && [ ! -x "$psnr_tool" ]; then
+  (cd "$repo" && cargo build --release --quiet --example recording_psnr) ||
+    { echo "run.sh: could not build examples/recording_psnr.rs" >&2; exit 1; }
+fi
 
 # The source clip, made once and reused.
 if [ "$source" = camlike ]; then
   cache="${NETLAB_CACHE:-/tmp/vchat-netlab-cache}"
   mkdir -p "$cache"
-  clip="$cache/camlike-${size}-${fps}.y4m"
+  clip="$cache/camlike-${size}-${fps}-n${noise}.y4m"
   if [ ! -s "$clip" ]; then
     command -v ffmpeg >/dev/null || { echo "run.sh: camlike needs ffmpeg" >&2; exit 1; }
     ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi \
-      -i "testsrc2=size=${size}:rate=${fps},noise=alls=24:allf=t" \
+      -i "testsrc2=size=${size}:rate=${fps},noise=alls=${noise}:allf=t" \
       -t 1 -pix_fmt yuv420p "$clip.$$.tmp.y4m"
     mv "$clip.$$.tmp.y4m" "$clip" # atomic: parallel runs share the cache
   fi
@@ -112,15 +126,18 @@ json.dump({"rate": "$rate", "rate_back": "$rate_back", "rtt_ms": float("$rtt"),
            "loss": "$loss", "loss_ab": "$loss_ab", "loss_ba": "$loss_ba",
            "queue_ms": float("$queue_ms"), "duration_s": int("$duration"),
            "steps": "$steps", "codec": "$codec", "source": "$source",
-           "size": "$size", "fps": int("$fps"), "extra": "${extra[*]:-}"},
+           "size": "$size", "fps": int("$fps"), "noise": int("$noise"),
+           "psnr": bool("$psnr"), "extra": "${extra[*]:-}"},
           open(sys.argv[1], "w"), indent=1)
 EOF
 
 export RUST_LOG="${RUST_LOG:-info}"
+record=()
+[ -n "$psnr" ] && record=(--record "$out/received.y4m")
 lab_spawn b "$out/listener.jsonl" "$out/listener.log" \
   "$vchat" --dir "$ids/listener" listen --once --bind "$LAB_IP_B:7878" --peer caller \
   --headless --stats json --codec "$codec" --source "$back_source" --size "$back_size" \
-  --reconnect 0
+  --reconnect 0 "${record[@]}"
 listener=$LAB_LAST_PID
 lab_wait_line "$out/listener.log" "listening on" 30 "$listener" ||
   { echo "run.sh: the listener did not start:" >&2; cat "$out/listener.log" >&2; exit 1; }
@@ -159,6 +176,15 @@ lrc=0
 lab_wait_pid "$listener" 30 || lrc=$?
 [ "$lrc" = 124 ] && echo "run.sh: the listener did not end within 30 s of the caller" >&2
 lab_qdisc_stats >"$out/qdisc.txt" 2>&1 || true
+if [ -n "$psnr" ]; then
+  if [ -s "$out/received.y4m" ]; then
+    "$psnr_tool" "$source" "$out/received.y4m" >"$out/psnr.json" ||
+      echo "run.sh: the PSNR measurement failed" >&2
+  else
+    echo "run.sh: --psnr: the listener recorded nothing" >&2
+  fi
+  [ -n "${NETLAB_KEEP_RECORDING:-}" ] || rm -f "$out/received.y4m"
+fi
 
 python3 -B "$here/summarize.py" "$out" "${summary_opts[@]}" || true
 [ "$rc" = 0 ] && [ "$lrc" = 0 ]

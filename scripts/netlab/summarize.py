@@ -179,6 +179,19 @@ def analyse(out):
         if up is not None:
             after = [v.get("fps_in") or 0.0 for s, v in lsec.items() if s > up]
             r["max_fps_in_after_up"] = max(after) if after else None
+            # A replayed backlog shows as seconds of frames above the
+            # source's rate; a drained bottleneck queue as a few frames.
+            fps = float(meta.get("fps") or 30)
+            r["frames_over_source_after_up"] = round(sum(max(0.0, x - fps) for x in after))
+    p = os.path.join(out, "psnr.json")
+    if os.path.exists(p):
+        try:
+            q = json.load(open(p))
+            r["psnr_decoded_db"] = q["decoded"]["mean_db"]
+            r["psnr_as_shown_db"] = q["as_shown"]["mean_db"]
+            r["psnr_decoded_p10_db"] = q["decoded"]["p10_db"]
+        except (ValueError, KeyError, TypeError):
+            pass
     return r
 
 
@@ -197,7 +210,11 @@ def line(r):
         rec = f"{rec:.0f} s" if rec is not None else f"> {r.get('recovery_over_s', '?')} s (not recovered)"
         s += f" | back under {RECOVERED_MS:.0f} ms {rec} after the drop"
         if r.get("max_fps_in_after_up") is not None:
-            s += f" | max fps in after the rate is back {r['max_fps_in_after_up']:.1f}"
+            s += (f" | max fps in after the rate is back {r['max_fps_in_after_up']:.1f}"
+                  f" ({r.get('frames_over_source_after_up')} frames over the source's rate)")
+    if r.get("psnr_decoded_db") is not None:
+        s += (f" | PSNR {r['psnr_decoded_db']:.1f} dB decoded (p10 {r['psnr_decoded_p10_db']:.1f}),"
+              f" {r['psnr_as_shown_db']:.1f} dB as shown")
     return s
 
 

@@ -281,14 +281,16 @@ pub(super) async fn sample_loop(
             keyframes_sent: Counters::get(&counters.keyframes_sent),
             pictures_rate_skipped: Counters::get(&counters.rate_skipped),
         };
-        let (target, acked, content_limited) = {
+        let (target, acked, content_limited, starting) = {
             let mut rate = shared.rate();
             (
                 rate.update(reading),
                 rate.acked_rate(),
                 rate.content_limited(),
+                rate.starting(),
             )
         };
+        shared.rate_starting.store(starting, Ordering::Relaxed);
         shared
             .content_limited
             .store(content_limited, Ordering::Relaxed);

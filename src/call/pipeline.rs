@@ -252,6 +252,9 @@ pub(super) struct Shared {
     /// The rate control's last word on whether the picture is cheap to
     /// code (then it is never made smaller).
     pub(super) content_limited: AtomicBool,
+    /// The rate control is still in startup (its target a climbing guess):
+    /// the picture is not made smaller yet.
+    pub(super) rate_starting: AtomicBool,
     /// The call's one stop signal: cancelled when the call ends, observed
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
@@ -439,6 +442,7 @@ where
         keyframe_wanted: AtomicBool::new(false),
         rate_target: AtomicU64::new(0),
         content_limited: AtomicBool::new(false),
+        rate_starting: AtomicBool::new(true),
         clock: Mutex::new(ClockOffset::default()),
         rate: Mutex::new(RateController::new(
             START_BITRATE_BPS,

@@ -114,6 +114,7 @@ pub(super) fn spawn_media_thread(
                                 (frame.width(), frame.height()),
                                 fps,
                                 shared.content_limited.load(Ordering::Relaxed),
+                                shared.rate_starting.load(Ordering::Relaxed),
                             );
                             encoder.set_h264_scale(numerator, denominator);
                         }
