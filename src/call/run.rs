@@ -254,6 +254,7 @@ pub fn listen(
                 Some(source) => source,
                 None => options.open_source(&default_source)?,
             };
+            announce_spoken_code(&secure, Some(&ui));
             let conn = Connection::new(secure.stream, Role::Listener);
             let mut plan = options.plan(&name, &peer.name)?;
             // Each call after the first records to its own numbered file.
@@ -397,6 +398,7 @@ fn caller_relink(
             tokio::time::sleep(after).await;
             info!("redialling {addr} (attempt {attempt})");
             let secure = dial(&addr, &identity, &peer, HANDSHAKE_TIMEOUT).await?;
+            announce_spoken_code(&secure, None);
             let remote = secure.remote;
             let conn = Connection::new(secure.stream, Role::Caller);
             let map_io = move |e| CallError::Net(classify(remote, e));
@@ -423,6 +425,7 @@ fn listener_relink(
             let secure = returns.recv().await;
             waiting.store(false, Ordering::Release);
             let secure = secure.ok_or(CallError::ListenerClosed)?;
+            announce_spoken_code(&secure, None);
             let remote = secure.remote;
             let conn = Connection::new(secure.stream, Role::Listener);
             let map_io = move |e| CallError::Net(classify(remote, e));
@@ -457,6 +460,7 @@ async fn connect_and_run(
             return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
         }
     };
+    announce_spoken_code(&secure, Some(&ui));
     let remote = secure.remote;
     let conn = Connection::new(secure.stream, Role::Caller);
     let plan = options.plan(name, &peer.name)?;
@@ -692,6 +696,29 @@ fn refuse_busy(secure: SecureStream, slots: &Arc<Semaphore>) {
         .await;
         drop(slot);
     });
+}
+
+/// Says the connection's spoken check on the terminal and (for a call's
+/// first connection) in the window. A relink is a new TLS session with a
+/// new code: it is said on the terminal; the window keeps the code the
+/// two people compared.
+fn announce_spoken_code(secure: &SecureStream, ui: Option<&UiHandle>) {
+    let peer = &secure.peer.name;
+    match secure.spoken_code() {
+        Some(code) => {
+            info!(
+                peer = %peer,
+                spoken_code = %code,
+                "spoken check: {code}. Read it aloud to {peer}: the same code on both screens means no one is in between; another code means someone is, so hang up"
+            );
+            if let Some(ui) = ui {
+                ui.update(|s| s.spoken_code = Some(code.to_string()));
+            }
+        }
+        None => {
+            warn!(peer = %peer, "this connection has no spoken check (the TLS exporter failed)")
+        }
+    }
 }
 
 fn show_peer(ui: &UiHandle, peer: &PinnedPeer) {

@@ -22,6 +22,7 @@ mod happy_eyeballs;
 pub mod knock;
 mod listener;
 pub mod socket;
+mod spoken_code;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use listener::{
     Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MAX_UNKNOCKED, STRANGER_LINGER_MAX, STRANGER_LINGER_MIN,
 };
+pub use spoken_code::{SpokenCode, SPOKEN_CODE_LABEL};
 
 use crate::identity::PinnedPeer;
 
@@ -49,4 +51,11 @@ pub struct SecureStream {
     pub remote: SocketAddr,
     /// The encrypted stream (client or server side).
     pub stream: tokio_rustls::TlsStream<TcpStream>,
+}
+
+impl SecureStream {
+    /// The spoken check of this connection (see [`SpokenCode`]).
+    pub fn spoken_code(&self) -> Option<SpokenCode> {
+        SpokenCode::of(&self.stream)
+    }
 }

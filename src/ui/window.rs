@@ -59,6 +59,8 @@ pub struct DisplayState {
     pub self_camera_on: bool,
     /// Stats lines for the overlay.
     pub stats: Vec<String>,
+    /// The connection's spoken check ("123 456"), once connected.
+    pub spoken_code: Option<String>,
 }
 
 impl DisplayState {
@@ -74,6 +76,7 @@ impl DisplayState {
             self_picture: None,
             self_camera_on: true,
             stats: Vec::new(),
+            spoken_code: None,
         }
     }
 }
@@ -458,6 +461,14 @@ pub fn overlay_lines(state: &DisplayState) -> Vec<String> {
         fingerprint => format!("{}  [{fingerprint}]", state.peer_name),
     };
     let mut lines = vec![who, status];
+    if let (Some(code), false) = (
+        &state.spoken_code,
+        matches!(state.state, CallState::Ended(_)),
+    ) {
+        lines.push(format!(
+            "spoken check {code}: read it aloud; another code on their screen = someone in between, hang up"
+        ));
+    }
     lines.extend(state.stats.iter().cloned());
     lines
 }

@@ -1,0 +1,93 @@
+//! The spoken check (PROTOCOL.md 2.4): two real `vchat`
+//! processes on loopback print the same six digits, derived from their TLS
+//! session, and a second call prints another code. Each end's code is
+//! also recomputed here from the definition alone (TLS exporter, label,
+//! big-endian modulo), so a peer written from PROTOCOL.md shows the same.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    guard, identity, listen, paired_identities, pin, spawn_caller, spawn_listener, Finished,
+};
+use vchat::net::{dial, HANDSHAKE_TIMEOUT};
+
+const CALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// The code an end printed on stderr ("spoken check: 123 456. ...").
+fn printed_code(end: &Finished) -> String {
+    let line = end
+        .stderr
+        .iter()
+        .find(|l| l.contains("spoken check: "))
+        .unwrap_or_else(|| panic!("no spoken check printed:\n{}", end.all_output()));
+    let at = line.find("spoken check: ").unwrap() + "spoken check: ".len();
+    let code: String = line[at..].chars().take(7).collect();
+    assert!(
+        code.len() == 7
+            && code.as_bytes()[3] == b' '
+            && code.chars().filter(char::is_ascii_digit).count() == 6,
+        "not six digits in two groups: {code:?} in {line}"
+    );
+    code
+}
+
+fn one_call() -> (String, String) {
+    let (a, b) = paired_identities();
+    let args = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--frames",
+        "5",
+    ];
+    let (listener, addr) = spawn_listener(a.path(), &args, &[]);
+    let caller = spawn_caller(b.path(), &addr, &args, &[]);
+    let listener = listener.finish(CALL_LIMIT);
+    let caller = caller.finish(CALL_LIMIT);
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(caller.status.success(), "{}", caller.all_output());
+    (printed_code(&listener), printed_code(&caller))
+}
+
+#[test]
+fn both_ends_print_the_same_code_and_each_call_has_its_own() {
+    let (listener_1, caller_1) = one_call();
+    assert_eq!(listener_1, caller_1, "the two ends of one call");
+    let (listener_2, caller_2) = one_call();
+    assert_eq!(listener_2, caller_2);
+    // One in a million to be equal by chance.
+    assert_ne!(listener_1, listener_2, "two calls, two sessions, two codes");
+}
+
+#[tokio::test]
+async fn the_code_is_the_documented_function_of_the_exporter() {
+    let (alice, bob) = (identity("alice"), identity("bob"));
+    let mut listener = listen(&alice, vec![pin(&bob, "bob")]).await;
+    let addr = listener.local_addr().to_string();
+    let alice_pin = pin(&alice, "alice");
+    let (dialed, accepted) = tokio::join!(
+        dial(&addr, &bob, &alice_pin, HANDSHAKE_TIMEOUT),
+        guard("accept", listener.accept())
+    );
+    let (dialed, accepted) = (dialed.expect("dial"), accepted.expect("accepted"));
+    // PROTOCOL.md: 8 bytes of the TLS exporter with this label and no
+    // context, read as a big-endian unsigned integer, modulo 1,000,000,
+    // zero-padded to six digits and split 3 + 3. Computed here from rustls
+    // directly, not through vchat.
+    let tokio_rustls::TlsStream::Client(client) = &dialed.stream else {
+        panic!("the caller's stream is a TLS client");
+    };
+    let bytes = client
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 8], b"EXPORTER-vchat-spoken-code-v1", None)
+        .expect("exporter");
+    let n = u64::from_be_bytes(bytes) % 1_000_000;
+    let expected = format!("{:03} {:03}", n / 1000, n % 1000);
+    assert_eq!(dialed.spoken_code().unwrap().to_string(), expected);
+    assert_eq!(accepted.spoken_code().unwrap().to_string(), expected);
+}
