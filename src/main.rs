@@ -1,12 +1,14 @@
 //! The `vchat` command line: argument parsing and logging setup, then the library.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use vchat::call::{self, CallOptions, CallSummary, Serve};
 use vchat::identity::{self, commands};
+use vchat::net::Route;
 
 #[derive(Parser)]
 #[command(
@@ -108,6 +110,11 @@ enum Command {
         /// Whom you expect: a trusted peer's name or a certificate file.
         #[arg(long, value_name = "NAME_OR_CERT")]
         peer: String,
+        /// Connect through this SOCKS5 proxy, e.g. socks5://127.0.0.1:9050 (a
+        /// tor's SocksPort; needed for NAME.onion). The host name goes to
+        /// the proxy unresolved: no DNS query leaves this machine.
+        #[arg(long, value_name = "socks5://HOST:PORT", value_parser = parse_proxy)]
+        proxy: Option<SocketAddr>,
         #[command(flatten)]
         options: CallOptions,
     },
@@ -127,6 +134,22 @@ enum Command {
     },
     /// Print the manual page (roff), e.g. `vchat manpage > ~/.local/share/man/man1/vchat.1`.
     Manpage,
+}
+
+/// `socks5://HOST:PORT` (or `socks5h://`, the same here: names always go
+/// to the proxy) to the proxy's address. The proxy's own host name, if it
+/// is one, is looked up here: it is where the proxy is, not whom we call.
+fn parse_proxy(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("socks5://")
+        .or_else(|| url.strip_prefix("socks5h://"))
+        .ok_or_else(|| format!("{url:?} is not a SOCKS5 proxy URL; give socks5://HOST:PORT, e.g. socks5://127.0.0.1:9050"))?;
+    let rest = rest.trim_end_matches('/');
+    use std::net::ToSocketAddrs;
+    rest.to_socket_addrs()
+        .map_err(|e| format!("cannot use proxy {url:?}: {e}; give socks5://HOST:PORT, e.g. socks5://127.0.0.1:9050"))?
+        .next()
+        .ok_or_else(|| format!("proxy {url:?} names no address"))
 }
 
 fn main() -> ExitCode {
@@ -179,12 +202,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call {
             addr,
             peer,
+            proxy,
             options,
-        } => report(
-            &peer,
-            || call::call(&dir()?, &addr, &peer, &options),
-            &options,
-        )?,
+        } => {
+            let route = proxy.map_or(Route::Direct, Route::Socks5);
+            report(
+                &peer,
+                || call::call(&dir()?, &addr, route, &peer, &options),
+                &options,
+            )?
+        }
         Command::Demo { options } => report("friend", || call::demo(&options), &options)?,
         Command::Bench(args) => vchat::bench::main(&args, out)?,
         // Both are generated from the clap definitions above, so they list

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::handshake::local_hello;
 use super::pipeline::Relink;
@@ -23,7 +23,8 @@ use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
 use crate::net::{
-    classify, dial, Listener, ListenerOptions, PinSet, SecureStream, HANDSHAKE_TIMEOUT,
+    classify, dial_via, parse_target, Listener, ListenerOptions, NetError, PinSet, Route,
+    SecureStream, HANDSHAKE_TIMEOUT,
 };
 use crate::protocol::limits::MAX_DISPLAY_NAME_LEN;
 use crate::protocol::{Bye, ByeReason, Connection, PixelFormat, Role};
@@ -342,9 +343,11 @@ pub fn listen(
 pub fn call(
     dir: &Path,
     addr: &str,
+    route: Route,
     peer_spec: &str,
     options: &CallOptions,
 ) -> Result<CallSummary, CallError> {
+    check_route(addr, route)?;
     let identity = Identity::load(dir)?;
     let peer = peers::resolve(dir, peer_spec)?;
     options.check()?;
@@ -360,6 +363,7 @@ pub fn call(
         let reconnect = Reconnect {
             relink: caller_relink(
                 addr.clone(),
+                route,
                 identity.clone(),
                 peer.clone(),
                 local_hello(&name),
@@ -369,6 +373,7 @@ pub fn call(
         };
         connect_and_run(
             &addr,
+            route,
             &identity,
             &peer,
             &name,
@@ -386,6 +391,7 @@ pub fn call(
 /// address with the same identity and pin, shake hands again.
 fn caller_relink(
     addr: String,
+    route: Route,
     identity: Arc<Identity>,
     peer: PinnedPeer,
     hello: crate::protocol::Hello,
@@ -397,7 +403,7 @@ fn caller_relink(
         Box::pin(async move {
             tokio::time::sleep(after).await;
             info!("redialling {addr} (attempt {attempt})");
-            let secure = dial(&addr, &identity, &peer, HANDSHAKE_TIMEOUT).await?;
+            let secure = dial_patiently(&addr, route, &identity, &peer).await?;
             announce_spoken_code(&secure, None);
             let remote = secure.remote;
             let conn = Connection::new(secure.stream, Role::Caller);
@@ -440,6 +446,7 @@ fn listener_relink(
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_run(
     addr: &str,
+    route: Route,
     identity: &Identity,
     peer: &PinnedPeer,
     name: &str,
@@ -454,7 +461,7 @@ async fn connect_and_run(
     // from this line on.
     info!("calling {} at {addr}", peer.name);
     let secure = tokio::select! {
-        secure = dial(addr, identity, peer, HANDSHAKE_TIMEOUT) => secure?,
+        secure = dial_patiently(addr, route, identity, peer) => secure?,
         reason = stop_requested(&mut commands) => {
             info!("gave up calling {addr}: {reason}");
             return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
@@ -551,6 +558,7 @@ pub fn demo(options: &CallOptions) -> Result<CallSummary, CallError> {
             });
             let result = connect_and_run(
                 &addr,
+                Route::Direct,
                 &me,
                 &friend_pin,
                 "You (demo)",
@@ -696,6 +704,57 @@ fn refuse_busy(secure: SecureStream, slots: &Arc<Semaphore>) {
         .await;
         drop(slot);
     });
+}
+
+/// How long a call through a proxy keeps trying an onion service: Tor
+/// answers "not found" until it has fetched the service's descriptor, and a
+/// service that has just started publishing takes tens of seconds to be.
+const ONION_PATIENCE: Duration = Duration::from_secs(90);
+
+/// An onion address without a proxy would be looked up in DNS, telling the
+/// resolver whom we call, and fail: refused before anything leaves.
+fn check_route(addr: &str, route: Route) -> Result<(), CallError> {
+    let target = parse_target(addr)?;
+    if route == Route::Direct && is_onion(&target.host) {
+        return Err(NetError::BadAddress {
+            input: addr.to_owned(),
+            problem: "an onion address is reached only through Tor; add --proxy \
+                      socks5://127.0.0.1:9050 (your tor's SocksPort)"
+                .into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn is_onion(host: &str) -> bool {
+    host.to_ascii_lowercase().ends_with(".onion")
+}
+
+/// [`dial_via`], trying an onion service again (once a second, up to
+/// [`ONION_PATIENCE`]) while the proxy cannot reach it yet.
+async fn dial_patiently(
+    addr: &str,
+    route: Route,
+    identity: &Identity,
+    peer: &PinnedPeer,
+) -> Result<SecureStream, NetError> {
+    let onion = parse_target(addr).is_ok_and(|t| is_onion(&t.host));
+    let give_up = tokio::time::Instant::now() + ONION_PATIENCE;
+    if onion {
+        info!("reaching {addr} through Tor (can take 30 s)");
+    }
+    loop {
+        match dial_via(addr, route, identity, peer, HANDSHAKE_TIMEOUT).await {
+            Err(NetError::Proxy { reason, .. })
+                if onion && tokio::time::Instant::now() + Duration::from_secs(1) < give_up =>
+            {
+                debug!("{addr} not reachable yet ({reason}); trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Says the connection's spoken check on the terminal and (for a call's

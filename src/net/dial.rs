@@ -43,7 +43,33 @@ pub async fn dial(
     peer: &PinnedPeer,
     timeout: Duration,
 ) -> Result<SecureStream, NetError> {
-    let candidates = resolve(addr).await?;
+    dial_via(addr, Route::Direct, identity, peer, timeout).await
+}
+
+/// How a call reaches the listener's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Resolve the name here and connect (Happy Eyeballs).
+    Direct,
+    /// Through a SOCKS5 proxy (`--proxy`, Tor's SocksPort): the host name
+    /// goes to the proxy as a name (ATYP 3, "socks5h"), never resolved here,
+    /// so no DNS query leaves this machine.
+    Socks5(SocketAddr),
+}
+
+/// [`dial`] along `route`. Through a proxy, the remote address reported is
+/// the proxy's: the only one this machine ever learns.
+pub async fn dial_via(
+    addr: &str,
+    route: Route,
+    identity: &Identity,
+    peer: &PinnedPeer,
+    timeout: Duration,
+) -> Result<SecureStream, NetError> {
+    let candidates = match route {
+        Route::Direct => resolve(addr).await?,
+        Route::Socks5(_) => Vec::new(),
+    };
     let config = tls::client_config(identity, PinSet::new(vec![peer.clone()]))?;
     let knock = KnockKey::for_certificate(peer.certificate.der().as_ref())
         .fresh(&SystemRandom::new(), unix_now())
@@ -54,13 +80,17 @@ pub async fn dial(
     // silent".
     let connected: OnceLock<SocketAddr> = OnceLock::new();
     let connect = async {
-        let (mut tcp, remote): (TcpStream, SocketAddr) =
-            connect_first(&candidates)
-                .await
-                .map_err(|source| NetError::Connect {
-                    addr: addr.to_owned(),
-                    source,
-                })?;
+        let (mut tcp, remote): (TcpStream, SocketAddr) = match route {
+            Route::Direct => {
+                connect_first(&candidates)
+                    .await
+                    .map_err(|source| NetError::Connect {
+                        addr: addr.to_owned(),
+                        source,
+                    })?
+            }
+            Route::Socks5(proxy) => (through_socks5(proxy, addr).await?, proxy),
+        };
         let _ = connected.set(remote);
         // No Nagle delay, and no standing queue in the kernel.
         super::socket::tune_for_calls(&tcp);
@@ -117,6 +147,45 @@ pub async fn dial(
         remote,
         stream: stream.into(),
     })
+}
+
+/// A TCP stream to `addr` through the SOCKS5 proxy at `proxy`, the host
+/// sent as a name.
+async fn through_socks5(proxy: SocketAddr, addr: &str) -> Result<TcpStream, NetError> {
+    let target = parse_target(addr)?;
+    let failed = |reason: String| NetError::Proxy {
+        proxy,
+        target: addr.to_owned(),
+        reason,
+    };
+    let host = target.host.as_str();
+    // A literal IP goes as an address; anything else as a name.
+    let stream = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            tokio_socks::tcp::Socks5Stream::connect(proxy, SocketAddr::new(ip, target.port)).await
+        }
+        Err(_) => tokio_socks::tcp::Socks5Stream::connect(proxy, (host, target.port)).await,
+    }
+    .map_err(|e| failed(socks_error_in_words(&e)))?;
+    Ok(stream.into_inner())
+}
+
+/// A SOCKS5 failure in words. Tor's extended errors (0xF0-0xF7, for onion
+/// services) reach tokio-socks as codes it does not know.
+fn socks_error_in_words(error: &tokio_socks::Error) -> String {
+    use tokio_socks::Error as E;
+    match error {
+        E::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "nothing listens there (connection refused)".into()
+        }
+        E::Io(e) => e.to_string(),
+        E::UnknownAuthMethod => {
+            "the proxy gave a reply code SOCKS5 does not define (Tor says so when an onion \
+             service cannot be found or reached)"
+                .into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Every address `addr` names, in the resolver's order (which already

@@ -23,6 +23,13 @@ pub enum NetError {
     #[error("cannot connect to {addr}: {source}; check the address and that the peer is running `vchat listen`")]
     Connect { addr: String, source: io::Error },
 
+    #[error("the SOCKS5 proxy at {proxy} did not connect us to {target}: {reason}; check that the proxy runs there (for Tor: its SocksPort), and for an onion address that the peer's `vchat listen --onion` is running (a new onion service can take a minute to be reachable)")]
+    Proxy {
+        proxy: SocketAddr,
+        target: String,
+        reason: String,
+    },
+
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
 

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 pub use crate::identity::crypto_provider;
 pub use addresses::{parse_target, usable_addresses, Target, DEFAULT_PORT};
 pub use danger::{NotPinned, PinSet};
-pub use dial::dial;
+pub use dial::{dial, dial_via, Route};
 pub use error::{classify, NetError};
 pub use happy_eyeballs::{connect_first, interleave_families, CONNECTION_ATTEMPT_DELAY};
 pub use listener::{

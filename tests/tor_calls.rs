@@ -1,0 +1,194 @@
+//! Calls over Tor, on a private Tor network on this machine
+//! (scripts/tornet: 3 authorities, 4 relays, 2 clients, all on 127.0.0.1;
+//! nothing reaches the internet). One network serves every test in this
+//! file, brought up once and stopped by PID when the tests end.
+//!
+//! The call: a `vchat listen` on loopback, a v3 onion service on client b
+//! forwarding to it (published through b's control port), and `vchat call
+//! ID.onion --proxy socks5://<client a's SocksPort>`: Tor carries the knock,
+//! the pinned mutual TLS and the call, test sources both ways, recorded both
+//! ways. Checked: both exit 0, both recordings hold frames, and the spoken
+//! check is the same on both ends. The time from `vchat call` to the first
+//! frame is printed (`--nocapture`).
+//!
+//! Needs `tor` (scripts/setup.sh installs it) and python3. Without tor the
+//! test fails under CI (CI=1) and is skipped, saying why, elsewhere.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{paired_identities, spawn_caller, spawn_listener, Finished};
+use vchat::media::Y4mReader;
+
+const CALL_LIMIT: Duration = Duration::from_secs(180);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private Tor network, stopped when dropped.
+struct TorNet {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TorNet {
+    fn up() -> TorNet {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let status = Command::new("bash")
+            .arg(repo().join("scripts/tornet/tornet.sh"))
+            .arg("up")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run tornet.sh");
+        // Its own trap has stopped everything if it failed.
+        assert!(status.success(), "the private Tor network did not come up");
+        let text = std::fs::read_to_string(dir.join("tornet.env")).unwrap();
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
+            .collect();
+        TorNet {
+            dir,
+            env,
+            _tmp: tmp,
+        }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("tornet.env has no {key}"))
+    }
+
+    /// Publishes a v3 onion service on client b, port `vport` forwarding
+    /// to `target`; returns its ID once a directory has the descriptor.
+    fn publish(&self, vport: u16, target: &str) -> String {
+        let deadline = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 90;
+        let out = Command::new("python3")
+            .arg(repo().join("scripts/tornet/tornet.py"))
+            .args(["publish", "--deadline", &deadline.to_string()])
+            .args([self.get("TORNET_CONTROL_B"), self.get("TORNET_COOKIE_B")])
+            .arg(vport.to_string())
+            .arg(target)
+            .output()
+            .expect("run tornet.py publish");
+        assert!(
+            out.status.success(),
+            "publishing the onion service failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for TorNet {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/tornet/tornet.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+fn tor_missing() -> Option<&'static str> {
+    let found = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if !found("tor") {
+        Some("tor is not installed (scripts/setup.sh installs it)")
+    } else if !found("python3") {
+        Some("python3 is not installed")
+    } else {
+        None
+    }
+}
+
+/// The spoken check an end printed.
+fn spoken_code(end: &Finished) -> String {
+    let line = end
+        .stderr
+        .iter()
+        .find(|l| l.contains("spoken check: "))
+        .unwrap_or_else(|| panic!("no spoken check:\n{}", end.all_output()));
+    let at = line.find("spoken check: ").unwrap() + "spoken check: ".len();
+    line[at..].chars().take(7).collect()
+}
+
+fn recorded_frames(path: &Path) -> u64 {
+    let mut reader = Y4mReader::open(path).expect("a readable recording");
+    let mut frames = 0;
+    while reader.read_frame_planes().expect("whole frames").is_some() {
+        frames += 1;
+    }
+    frames
+}
+
+#[test]
+fn a_call_to_an_onion_service_through_tor() {
+    if let Some(why) = tor_missing() {
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let net = TorNet::up();
+    let (a, b) = paired_identities();
+    let rec_a = a.path().join("received-by-listener.y4m");
+    let rec_b = b.path().join("received-by-caller.y4m");
+    let media = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--fps",
+        "10",
+    ];
+    let mut listener_args = media.to_vec();
+    listener_args.extend(["--record", rec_a.to_str().unwrap(), "--frames", "60"]);
+    let (listener, addr) = spawn_listener(a.path(), &listener_args, &[]);
+    let onion = net.publish(7878, &addr);
+    let target = format!("{onion}.onion:7878");
+    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
+
+    let mut caller_args = media.to_vec();
+    caller_args.extend(["--record", rec_b.to_str().unwrap(), "--proxy", &proxy]);
+    let started = Instant::now();
+    let mut caller = spawn_caller(b.path(), &target, &caller_args, &[]);
+    caller.wait_for("connected to", CALL_LIMIT);
+    println!(
+        "vchat call to connected over the onion service: {:?}",
+        started.elapsed()
+    );
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert_eq!(spoken_code(&caller), spoken_code(&listener));
+    let (by_caller, by_listener) = (recorded_frames(&rec_b), recorded_frames(&rec_a));
+    println!("frames recorded: caller {by_caller}, listener {by_listener}");
+    assert!(by_caller >= 10, "the caller recorded {by_caller} frames");
+    assert!(
+        by_listener >= 10,
+        "the listener recorded {by_listener} frames"
+    );
+}
