@@ -17,7 +17,7 @@ packages=(
   man-db                    # tests: `vchat manpage` rendered with man -l
   iproute2 ethtool util-linux python3 # tests: the network lab (namespaces, tbf, offloads off, chrt, the forwarder)
   faketime                  # tests: a peer whose clock is off (latency corrected by the pong's time)
-  tor                       # tests: calls over onion services on a private Tor network (scripts/tornet)
+  tor                       # tests: onion-service calls on a private Tor network (scripts/tornet; the tests never use the system's tor service)
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
 )
 

@@ -96,6 +96,17 @@ enum Command {
         /// each one, until Ctrl-C).
         #[arg(long)]
         once: bool,
+        /// Also publish the listener as a Tor onion service, reachable as
+        /// ID.onion:7878 from anywhere, behind any NAT, without either side
+        /// learning the other's IP address. The service's key is kept in the
+        /// identity folder (onion_key, mode 0600), so the address stays the
+        /// same; `vchat id` prints it. Needs --tor-control.
+        #[arg(long, requires = "tor_control")]
+        onion: bool,
+        /// A running tor's control port (torrc: `ControlPort 9051` and
+        /// `CookieAuthentication 1`), e.g. 127.0.0.1:9051.
+        #[arg(long, value_name = "HOST:PORT")]
+        tor_control: Option<SocketAddr>,
         #[command(flatten)]
         options: CallOptions,
     },
@@ -183,8 +194,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
             peers,
             once,
+            onion,
+            tor_control,
             options,
         } => {
+            let onion = tor_control.filter(|_| onion);
             let serve = if once {
                 Serve::Once
             } else {
@@ -195,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let waiting_for = peers.join(" or ");
             report(
                 &waiting_for,
-                || call::listen(&dir()?, &bind, &peers, &options, serve, each),
+                || call::listen(&dir()?, &bind, onion, &peers, &options, serve, each),
                 &options,
             )?
         }

@@ -3,13 +3,18 @@
 //! nothing reaches the internet). One network serves every test in this
 //! file, brought up once and stopped by PID when the tests end.
 //!
-//! The call: a `vchat listen` on loopback, a v3 onion service on client b
-//! forwarding to it (published through b's control port), and `vchat call
-//! ID.onion --proxy socks5://<client a's SocksPort>`: Tor carries the knock,
-//! the pinned mutual TLS and the call, test sources both ways, recorded both
-//! ways. Checked: both exit 0, both recordings hold frames, and the spoken
-//! check is the same on both ends. The time from `vchat call` to the first
-//! frame is printed (`--nocapture`).
+//! 1. A `vchat listen` on loopback, a v3 onion service on client b
+//!    forwarding to it (published by the test through b's control port),
+//!    and `vchat call ID.onion --proxy socks5://<client a's SocksPort>`: Tor
+//!    carries the knock, the pinned mutual TLS and the call, test sources
+//!    both ways, recorded both ways. Checked: both exit 0, both recordings
+//!    hold frames, the spoken check is the same on both ends.
+//! 2. `vchat listen --onion --tor-control <client b>` publishes itself: the
+//!    key is kept (0600) in the identity folder, `vchat id` prints the
+//!    address, a call through client a reaches it, and a second run
+//!    publishes the same address.
+//!
+//! The time from `vchat call` to connected is printed (`--nocapture`).
 //!
 //! Needs `tor` (scripts/setup.sh installs it) and python3. Without tor the
 //! test fails under CI (CI=1) and is skipped, saying why, elsewhere.
@@ -143,14 +148,20 @@ fn recorded_frames(path: &Path) -> u64 {
     frames
 }
 
+/// One private network for every scenario: it takes 17-26 s to come up.
 #[test]
-fn a_call_to_an_onion_service_through_tor() {
+fn calls_over_a_private_tor_network() {
     if let Some(why) = tor_missing() {
         assert!(std::env::var_os("CI").is_none(), "{why}");
         eprintln!("skipped: {why}");
         return;
     }
     let net = TorNet::up();
+    a_call_to_an_onion_service_published_by_hand(&net);
+    listen_onion_publishes_a_lasting_address_that_a_call_reaches(&net);
+}
+
+fn a_call_to_an_onion_service_published_by_hand(net: &TorNet) {
     let (a, b) = paired_identities();
     let rec_a = a.path().join("received-by-listener.y4m");
     let rec_b = b.path().join("received-by-caller.y4m");
@@ -191,4 +202,60 @@ fn a_call_to_an_onion_service_through_tor() {
         by_listener >= 10,
         "the listener recorded {by_listener} frames"
     );
+}
+
+fn listen_onion_publishes_a_lasting_address_that_a_call_reaches(net: &TorNet) {
+    let (a, b) = paired_identities();
+    let control = net.get("TORNET_CONTROL_B").to_owned();
+    let media = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--fps",
+        "10",
+    ];
+    let onion_args = ["--onion", "--tor-control", control.as_str()];
+
+    // First run: a new key, kept in the identity folder.
+    let mut args = media.to_vec();
+    args.extend(onion_args);
+    args.extend(["--frames", "30"]);
+    let (mut listener, _) = spawn_listener(a.path(), &args, &[]);
+    let line = listener.wait_for("(onion service)", CALL_LIMIT);
+    let address = line
+        .split_whitespace()
+        .find(|w| w.contains(".onion:"))
+        .expect("an onion address in the line")
+        .to_owned();
+    let key = a.path().join("onion_key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the onion key is private");
+    let id = common::run_ok(a.path(), &["id"]);
+    assert!(id.contains(&address), "vchat id names {address}:\n{id}");
+
+    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
+    let mut caller_args = media.to_vec();
+    caller_args.extend(["--proxy", &proxy]);
+    let started = Instant::now();
+    let mut caller = spawn_caller(b.path(), &address, &caller_args, &[]);
+    caller.wait_for("connected to", CALL_LIMIT);
+    println!(
+        "listen --onion, then call: connected {:?} after vchat call",
+        started.elapsed()
+    );
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert_eq!(spoken_code(&caller), spoken_code(&listener));
+
+    // Second run: the same key, the same address.
+    let (mut again, _) = spawn_listener(a.path(), &args, &[]);
+    let line = again.wait_for("(onion service)", CALL_LIMIT);
+    assert!(line.contains(&address), "the address stays: {line}");
+    again.signal("TERM");
+    let _ = again.finish(CALL_LIMIT);
 }

@@ -164,6 +164,8 @@ pub enum CallError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(transparent)]
+    Tor(#[from] crate::net::tor::TorError),
+    #[error(transparent)]
     Media(#[from] MediaError),
     #[error(transparent)]
     Ui(#[from] UiError),
@@ -211,6 +213,7 @@ impl CallError {
             // Gone (nothing can carry a bye), or the peer already said bye.
             CallError::Identity(_)
             | CallError::Net(_)
+            | CallError::Tor(_)
             | CallError::Protocol(_)
             | CallError::ConnectionLost(_)
             | CallError::PeerEnded(_)

@@ -3,6 +3,7 @@
 //! and the network on tokio threads, or headless.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use super::setup::{
     Reconnect,
 };
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
-use crate::identity::{peers, Identity, PinnedPeer};
+use crate::identity::{peers, Identity, IdentityError, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
 use crate::net::{
     classify, dial_via, parse_target, Listener, ListenerOptions, NetError, PinSet, Route,
@@ -198,6 +199,7 @@ pub enum Serve {
 pub fn listen(
     dir: &Path,
     bind: &str,
+    onion: Option<SocketAddr>,
     peer_specs: &[String],
     options: &CallOptions,
     serve: Serve,
@@ -215,6 +217,7 @@ pub fn listen(
     // The window says "waiting for Bob on ADDRESS" from these two.
     let state = DisplayState::new(&waiting_for.join(" or "), "");
     let bind = bind.to_owned();
+    let dir = dir.to_owned();
     let options = options.clone();
     let window = open_window(options.headless, state)?;
     run_with_ui(window, "vchat".into(), move |ui, mut commands| async move {
@@ -228,6 +231,12 @@ pub fn listen(
             .map(ToString::to_string)
             .collect();
         eprintln!("vchat: listening on {}", addresses.join(", "));
+        // Kept open for the listener's life: tor removes the service when
+        // this connection closes.
+        let _onion = match onion {
+            Some(control) => Some(publish_onion(&dir, control, addr).await?),
+            None => None,
+        };
         let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
         let reconnect_window = options.reconnect_window();
         let mut source = Some(first_source);
@@ -704,6 +713,54 @@ fn refuse_busy(secure: SecureStream, slots: &Arc<Semaphore>) {
         .await;
         drop(slot);
     });
+}
+
+/// The identity folder's onion service key and address files.
+const ONION_KEY_FILE: &str = "onion_key";
+pub const ONION_ADDRESS_FILE: &str = "onion_address";
+/// The port callers dial on the onion address.
+const ONION_PORT: u16 = crate::net::DEFAULT_PORT;
+/// How long publishing may take before vchat says it failed.
+const ONION_PUBLISH_LIMIT: Duration = Duration::from_secs(120);
+
+/// Publishes the listener at `local` as this identity's onion service
+/// through tor's control port, and waits until a directory holds it.
+async fn publish_onion(
+    dir: &Path,
+    control: SocketAddr,
+    local: SocketAddr,
+) -> Result<crate::net::tor::TorControl, CallError> {
+    use crate::identity::write_atomically;
+    let mut tor = crate::net::tor::TorControl::connect(control).await?;
+    let key_path = dir.join(ONION_KEY_FILE);
+    let key = match std::fs::read_to_string(&key_path) {
+        Ok(key) => Some(key.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(IdentityError::io("read", &key_path, e).into());
+        }
+    };
+    // Onion traffic arrives from tor on this machine.
+    let target = if local.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    eprintln!("vchat: publishing onion service (tor at {control})");
+    let service = tor.add_onion(key.as_deref(), ONION_PORT, target).await?;
+    if let Some(new_key) = &service.new_key {
+        write_atomically(&key_path, format!("{new_key}\n").as_bytes(), 0o600)?;
+    }
+    let address = format!("{}.onion", service.service_id);
+    write_atomically(
+        &dir.join(ONION_ADDRESS_FILE),
+        format!("{address}\n").as_bytes(),
+        0o644,
+    )?;
+    tor.wait_published(&service.service_id, ONION_PUBLISH_LIMIT)
+        .await?;
+    eprintln!("vchat: listening on {address}:{ONION_PORT} (onion service)");
+    Ok(tor)
 }
 
 /// How long a call through a proxy keeps trying an onion service: Tor

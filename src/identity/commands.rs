@@ -61,6 +61,10 @@ pub fn id(dir: &Path, out: &mut impl Write) -> Result<(), IdentityError> {
     let _ = writeln!(out, "Short fingerprint:     {}", cert.fingerprint().short());
     let _ = writeln!(out, "Certificate:           {}", cert_path.display());
     let _ = writeln!(out, "Valid:                 {}", validity(&cert));
+    // Written by `vchat listen --onion` once tor published the service.
+    if let Ok(onion) = std::fs::read_to_string(dir.join("onion_address")) {
+        let _ = writeln!(out, "Onion address:         {}:7878", onion.trim());
+    }
     if !key_path.exists() {
         let _ = writeln!(
             out,

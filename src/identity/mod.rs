@@ -19,6 +19,7 @@ pub use certificate::Certificate;
 pub use crypto::crypto_provider;
 pub use fingerprint::Fingerprint;
 pub use peers::PinnedPeer;
+pub(crate) use store::write_atomically;
 pub use store::{
     check_display_name, display_name_rule, parse_display_name, resolve_dir, Identity, CERT_FILE,
     KEY_FILE,
@@ -92,7 +93,7 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         IdentityError::Io {
             action,
             path: path.to_owned(),

@@ -24,6 +24,7 @@ mod listener;
 pub mod socket;
 mod spoken_code;
 pub mod tls;
+pub mod tor;
 
 use std::net::SocketAddr;
 
