@@ -100,13 +100,24 @@ enum Command {
         /// ID.onion:7878 from anywhere, behind any NAT, without either side
         /// learning the other's IP address. The service's key is kept in the
         /// identity folder (onion_key, mode 0600), so the address stays the
-        /// same; `vchat id` prints it. Needs --tor-control.
-        #[arg(long, requires = "tor_control")]
+        /// same; `vchat id` prints it. vchat starts `tor` from PATH for it
+        /// (its data in the identity folder's tor/), unless --tor-control
+        /// names a running one.
+        #[arg(long)]
         onion: bool,
-        /// A running tor's control port (torrc: `ControlPort 9051` and
-        /// `CookieAuthentication 1`), e.g. 127.0.0.1:9051.
-        #[arg(long, value_name = "HOST:PORT")]
+        /// With --onion: a running tor's control port instead of starting
+        /// one (torrc: `ControlPort 9051`, `CookieAuthentication 1`).
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            requires = "onion",
+            conflicts_with = "torrc"
+        )]
         tor_control: Option<SocketAddr>,
+        /// With --onion: torrc lines for the tor vchat starts (bridges, a
+        /// test network), included after vchat's own.
+        #[arg(long, value_name = "FILE", requires = "onion")]
+        torrc: Option<PathBuf>,
         #[command(flatten)]
         options: CallOptions,
     },
@@ -196,9 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             once,
             onion,
             tor_control,
+            torrc,
             options,
         } => {
-            let onion = tor_control.filter(|_| onion);
+            let access = match tor_control {
+                Some(control) => call::TorAccess::Running(control),
+                None => call::TorAccess::Start { torrc },
+            };
+            let onion = onion.then_some(access);
             let serve = if once {
                 Serve::Once
             } else {

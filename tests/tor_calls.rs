@@ -159,6 +159,89 @@ fn calls_over_a_private_tor_network() {
     let net = TorNet::up();
     a_call_to_an_onion_service_published_by_hand(&net);
     listen_onion_publishes_a_lasting_address_that_a_call_reaches(&net);
+    listen_onion_starts_its_own_tor(&net);
+}
+
+/// `listen --onion` without --tor-control: vchat starts tor itself (here
+/// joined to the private network through --torrc), says how far it got,
+/// publishes, and a call reaches it; its tor is gone when vchat exits.
+fn listen_onion_starts_its_own_tor(net: &TorNet) {
+    let (a, b) = paired_identities();
+    let torrc = net.get("TORNET_CLIENT_TORRC").to_owned();
+    let mut args = vec![
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--frames",
+        "20",
+    ];
+    args.extend(["--onion", "--torrc", torrc.as_str()]);
+    let (mut listener, _) = spawn_listener(a.path(), &args, &[]);
+    let started = Instant::now();
+    let line = listener.wait_for("(onion service)", CALL_LIMIT);
+    println!(
+        "own tor: bootstrapped and published in {:?}",
+        started.elapsed()
+    );
+    let address = line
+        .split_whitespace()
+        .find(|w| w.contains(".onion:"))
+        .expect("an onion address")
+        .to_owned();
+    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
+    let caller = spawn_caller(
+        b.path(),
+        &address,
+        &[
+            "--headless",
+            "--source",
+            "test",
+            "--size",
+            "160x120",
+            "--proxy",
+            &proxy,
+        ],
+        &[],
+    );
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(
+        listener
+            .stderr
+            .iter()
+            .any(|l| l.contains("starting Tor (bootstrapping 100%")),
+        "progress shown: {}",
+        listener.all_output()
+    );
+    // Its tor stopped with it.
+    let torrc_path = a.path().join("tor").join("torrc");
+    let still = Command::new("pgrep")
+        .args(["-f", &torrc_path.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&still.stdout).trim().is_empty(),
+        "vchat's tor outlived it"
+    );
+}
+
+#[test]
+fn without_tor_installed_listen_onion_says_how_to_get_it() {
+    let (a, _b) = paired_identities();
+    let empty = tempfile::tempdir().unwrap();
+    let (mut listener, _) = spawn_listener(
+        a.path(),
+        &["--headless", "--source", "test", "--onion"],
+        &[("PATH", empty.path().to_str().unwrap())],
+    );
+    let line = listener.wait_for("tor is not installed", Duration::from_secs(30));
+    assert!(line.contains("apt-get install tor"), "{line}");
+    let end = listener.finish(CALL_LIMIT);
+    assert!(!end.status.success());
 }
 
 fn a_call_to_an_onion_service_published_by_hand(net: &TorNet) {

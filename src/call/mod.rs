@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use link::VideoTakenHook;
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
-pub use run::{call, demo, listen, CallOptions, Serve};
+pub use run::{call, demo, listen, CallOptions, Serve, TorAccess};
 
 use crate::identity::IdentityError;
 use crate::media::MediaError;

@@ -23,6 +23,7 @@ use super::setup::{
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, IdentityError, PinnedPeer};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
+use crate::net::tor::{start_tor, TorControl};
 use crate::net::{
     classify, dial_via, parse_target, Listener, ListenerOptions, NetError, PinSet, Route,
     SecureStream, HANDSHAKE_TIMEOUT,
@@ -199,7 +200,7 @@ pub enum Serve {
 pub fn listen(
     dir: &Path,
     bind: &str,
-    onion: Option<SocketAddr>,
+    onion: Option<TorAccess>,
     peer_specs: &[String],
     options: &CallOptions,
     serve: Serve,
@@ -234,8 +235,21 @@ pub fn listen(
         // Kept open for the listener's life: tor removes the service when
         // this connection closes.
         let _onion = match onion {
-            Some(control) => Some(publish_onion(&dir, control, addr).await?),
-            None => None,
+            Some(TorAccess::Running(control)) => {
+                let mut tor = TorControl::connect(control).await?;
+                publish_onion(&dir, &mut tor, addr).await?;
+                (Some(tor), None)
+            }
+            Some(TorAccess::Start { torrc }) => {
+                eprintln!("vchat: starting Tor");
+                let mut tor = start_tor(&dir.join("tor"), torrc.as_deref(), |percent, words| {
+                    eprintln!("vchat: starting Tor (bootstrapping {percent}%: {words})")
+                })
+                .await?;
+                publish_onion(&dir, &mut tor.control, addr).await?;
+                (None, Some(tor))
+            }
+            None => (None, None),
         };
         let busy_refusals = Arc::new(Semaphore::new(MAX_BUSY_REFUSALS));
         let reconnect_window = options.reconnect_window();
@@ -723,15 +737,23 @@ const ONION_PORT: u16 = crate::net::DEFAULT_PORT;
 /// How long publishing may take before vchat says it failed.
 const ONION_PUBLISH_LIMIT: Duration = Duration::from_secs(120);
 
+/// Which tor publishes a listener's onion service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorAccess {
+    /// A running tor's control port (`--tor-control`).
+    Running(SocketAddr),
+    /// A tor vchat starts from PATH, with `--torrc`'s lines included.
+    Start { torrc: Option<PathBuf> },
+}
+
 /// Publishes the listener at `local` as this identity's onion service
-/// through tor's control port, and waits until a directory holds it.
+/// through `tor`, and waits until a directory holds it.
 async fn publish_onion(
     dir: &Path,
-    control: SocketAddr,
+    tor: &mut TorControl,
     local: SocketAddr,
-) -> Result<crate::net::tor::TorControl, CallError> {
+) -> Result<(), CallError> {
     use crate::identity::write_atomically;
-    let mut tor = crate::net::tor::TorControl::connect(control).await?;
     let key_path = dir.join(ONION_KEY_FILE);
     let key = match std::fs::read_to_string(&key_path) {
         Ok(key) => Some(key.trim().to_owned()),
@@ -746,7 +768,7 @@ async fn publish_onion(
     } else {
         local
     };
-    eprintln!("vchat: publishing onion service (tor at {control})");
+    eprintln!("vchat: publishing onion service");
     let service = tor.add_onion(key.as_deref(), ONION_PORT, target).await?;
     if let Some(new_key) = &service.new_key {
         write_atomically(&key_path, format!("{new_key}\n").as_bytes(), 0o600)?;
@@ -760,7 +782,7 @@ async fn publish_onion(
     tor.wait_published(&service.service_id, ONION_PUBLISH_LIMIT)
         .await?;
     eprintln!("vchat: listening on {address}:{ONION_PORT} (onion service)");
-    Ok(tor)
+    Ok(())
 }
 
 /// How long a call through a proxy keeps trying an onion service: Tor

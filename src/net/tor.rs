@@ -1,7 +1,9 @@
 //! Tor's control port, as much of it as publishing a listener as a v3 onion
 //! service needs (tor's control-spec.txt): authenticate with the cookie,
 //! `ADD_ONION` with the identity's own onion key, and wait until a
-//! directory holds the service's descriptor (`650 HS_DESC UPLOADED`).
+//! directory holds the service's descriptor (`650 HS_DESC UPLOADED`); and
+//! [`start_tor`], which runs a tor of vchat's own when the user has none
+//! running.
 //!
 //! Why by hand: the crates for this are unmaintained or blocking and pull
 //! in a second async runtime's worth of dependencies; the protocol is lines
@@ -45,6 +47,14 @@ pub enum TorError {
     },
     #[error("tor's control port at {0} accepts neither cookie nor open authentication: set `CookieAuthentication 1` in the torrc")]
     NoUsableAuth(SocketAddr),
+    #[error("tor is not installed: install it (Debian/Ubuntu: sudo apt-get install tor), or give --tor-control the control port of a tor you run")]
+    NotInstalled,
+    #[error("cannot start tor: {problem}")]
+    Start { problem: String },
+    #[error("tor exited ({status}) while starting; its log is {}", .log.display())]
+    Exited { status: String, log: PathBuf },
+    #[error("tor did not connect to the Tor network within {limit:?}: the network may block Tor (a bridge in --torrc can help); its log is {}", .log.display())]
+    NotBootstrapped { limit: Duration, log: PathBuf },
     #[error("the onion service was not published within {0:?}: tor may still be connecting to the Tor network (check its log)")]
     NotPublished(Duration),
 }
@@ -304,6 +314,173 @@ fn read_cookie(path: &Path) -> Result<Vec<u8>, TorError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A tor that vchat started for itself, with its own data folder; it is
+/// stopped when this is dropped, and stops by itself if vchat dies
+/// (`__OwningControllerProcess`, `TAKEOWNERSHIP`).
+pub struct OwnTor {
+    child: std::process::Child,
+    /// Its control port, authenticated.
+    pub control: TorControl,
+    /// Its SOCKS port, for calls.
+    pub socks: SocketAddr,
+}
+
+impl Drop for OwnTor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long tor may take to open its control port.
+const TOR_START_LIMIT: Duration = Duration::from_secs(30);
+/// How long tor may take to connect to the Tor network.
+const TOR_BOOTSTRAP_LIMIT: Duration = Duration::from_secs(180);
+
+/// Starts `tor` from PATH with its data in `data_dir` (kept between runs,
+/// mode 0700), SOCKS and control ports on 127.0.0.1 chosen by tor, cookie
+/// authentication, and `extra_torrc` included (bridges, or a private test
+/// network). Returns once tor has bootstrapped, calling `progress` with
+/// each new percentage and tor's words for it.
+pub async fn start_tor(
+    data_dir: &Path,
+    extra_torrc: Option<&Path>,
+    mut progress: impl FnMut(u8, &str),
+) -> Result<OwnTor, TorError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |what: &str, e: std::io::Error| TorError::Start {
+        problem: format!("{what}: {e}"),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| failed(&format!("cannot create {}", data_dir.display()), e))?;
+    let port_file = data_dir.join("control_port");
+    let _ = std::fs::remove_file(&port_file);
+    let quoted = |p: &Path| format!("\"{}\"", p.display().to_string().replace('"', "\\\""));
+    let mut torrc = format!(
+        "DataDirectory {}\nSocksPort 127.0.0.1:auto\nControlPort 127.0.0.1:auto\n\
+         ControlPortWriteToFile {}\nCookieAuthentication 1\nCookieAuthFile {}\n\
+         __OwningControllerProcess {}\n",
+        quoted(data_dir),
+        quoted(&port_file),
+        quoted(&data_dir.join("control_auth_cookie")),
+        std::process::id(),
+    );
+    // `Log` takes its path unquoted, to the end of the line.
+    let log_path = data_dir.join("tor.log").display().to_string();
+    if !log_path.contains(['\n', '\r']) {
+        torrc.push_str(&format!("Log notice file {log_path}\n"));
+    }
+    if let Some(extra) = extra_torrc {
+        torrc.push_str(&format!("%include {}\n", quoted(extra)));
+    }
+    let torrc_path = data_dir.join("torrc");
+    std::fs::write(&torrc_path, torrc).map_err(|e| failed("cannot write its torrc", e))?;
+    let mut child = std::process::Command::new("tor")
+        .arg("-f")
+        .arg(&torrc_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => TorError::NotInstalled,
+            _ => failed("cannot run tor", e),
+        })?;
+    let log = data_dir.join("tor.log");
+    // From here on, an error must not leave tor running.
+    let started = async {
+        let deadline = tokio::time::Instant::now() + TOR_START_LIMIT;
+        let control_addr = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(TorError::Exited {
+                    status: status.to_string(),
+                    log: log.clone(),
+                });
+            }
+            let text = std::fs::read_to_string(&port_file).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("PORT="))
+                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+            {
+                break addr;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(TorError::Start {
+                    problem: format!(
+                        "it opened no control port within {TOR_START_LIMIT:?} (see {})",
+                        log.display()
+                    ),
+                });
+            }
+            // Polled: tor writes the file once, at a time of its choosing.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut control = TorControl::connect(control_addr).await?;
+        control.command("TAKEOWNERSHIP").await?;
+        let socks = control
+            .command("GETINFO net/listeners/socks")
+            .await?
+            .iter()
+            .find_map(|l| l.strip_prefix("net/listeners/socks="))
+            .and_then(|v| {
+                v.trim_matches('"')
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
+            .ok_or_else(|| control.problem("tor reports no SOCKS port"))?;
+        let bootstrap = async {
+            let mut last = None;
+            loop {
+                let phase = control.command("GETINFO status/bootstrap-phase").await?;
+                let line = phase.join(" ");
+                let percent = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("PROGRESS="))
+                    .and_then(|p| p.parse::<u8>().ok())
+                    .unwrap_or(0);
+                let summary = line
+                    .split("SUMMARY=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("");
+                if last != Some(percent) {
+                    progress(percent, summary);
+                    last = Some(percent);
+                }
+                if percent >= 100 {
+                    return Ok::<_, TorError>(());
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        tokio::time::timeout(TOR_BOOTSTRAP_LIMIT, bootstrap)
+            .await
+            .map_err(|_| TorError::NotBootstrapped {
+                limit: TOR_BOOTSTRAP_LIMIT,
+                log: log.clone(),
+            })??;
+        Ok((control, socks))
+    };
+    match started.await {
+        Ok((control, socks)) => Ok(OwnTor {
+            child,
+            control,
+            socks,
+        }),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
