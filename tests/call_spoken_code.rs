@@ -9,29 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    guard, identity, listen, paired_identities, pin, spawn_caller, spawn_listener, Finished,
+    guard, identity, listen, paired_identities, pin, spawn_caller, spawn_listener, spoken_code,
 };
 use vchat::net::{dial, HANDSHAKE_TIMEOUT};
 
 const CALL_LIMIT: Duration = Duration::from_secs(60);
-
-/// The code an end printed on stderr ("spoken check: 123 456. ...").
-fn printed_code(end: &Finished) -> String {
-    let line = end
-        .stderr
-        .iter()
-        .find(|l| l.contains("spoken check: "))
-        .unwrap_or_else(|| panic!("no spoken check printed:\n{}", end.all_output()));
-    let at = line.find("spoken check: ").unwrap() + "spoken check: ".len();
-    let code: String = line[at..].chars().take(7).collect();
-    assert!(
-        code.len() == 7
-            && code.as_bytes()[3] == b' '
-            && code.chars().filter(char::is_ascii_digit).count() == 6,
-        "not six digits in two groups: {code:?} in {line}"
-    );
-    code
-}
 
 fn one_call() -> (String, String) {
     let (a, b) = paired_identities();
@@ -50,7 +32,7 @@ fn one_call() -> (String, String) {
     let caller = caller.finish(CALL_LIMIT);
     assert!(listener.status.success(), "{}", listener.all_output());
     assert!(caller.status.success(), "{}", caller.all_output());
-    (printed_code(&listener), printed_code(&caller))
+    (spoken_code(&listener), spoken_code(&caller))
 }
 
 #[test]

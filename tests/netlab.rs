@@ -8,7 +8,8 @@
 //!
 //! Checked is behaviour, not timing, with margin for a loaded 2-core
 //! machine: over the last 5 s the caller's rate-control target and its
-//! sent rate are below the link's 3 Mbit/s, frames keep flowing (the
+//! sent rate are below the link's 3 Mbit/s on average (no second's target
+//! more than 5 % above: a probe touches the link), frames keep flowing (the
 //! listener decodes at least 10 a second), and the listener's median
 //! capture-to-decoded latency stays under a second (a standing queue at
 //! 3 Mbit/s would give seconds).
@@ -233,8 +234,12 @@ fn h264_stays_under_a_3_mbit_link_and_frames_keep_flowing() {
          kbit/s, sent {mbit_out:?} Mbit/s; listener {fps_in:?} fps; latency p50 {p50_ms} ms"
     );
 
+    // A delay-based controller finds the link's rate by touching it: a
+    // probe may reach a few per cent above for a second before the queue
+    // it builds cuts it back. Without rate control the target would sit at
+    // its 4 Mbit/s ceiling.
     assert!(
-        target_kbit.iter().all(|&t| t < LINK_KBIT),
+        mean(&target_kbit) < LINK_KBIT && target_kbit.iter().all(|&t| t <= 1.05 * LINK_KBIT),
         "the rate control aims above the 3 Mbit/s link: {target_kbit:?} kbit/s\n{context}"
     );
     assert!(

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{paired_identities, spawn_caller, spawn_listener, Finished};
+use common::{paired_identities, spawn_caller, spawn_listener, spoken_code};
 use vchat::media::Y4mReader;
 
 const CALL_LIMIT: Duration = Duration::from_secs(180);
@@ -128,15 +128,12 @@ fn tor_missing() -> Option<&'static str> {
     }
 }
 
-/// The spoken check an end printed.
-fn spoken_code(end: &Finished) -> String {
-    let line = end
-        .stderr
-        .iter()
-        .find(|l| l.contains("spoken check: "))
-        .unwrap_or_else(|| panic!("no spoken check:\n{}", end.all_output()));
-    let at = line.find("spoken check: ").unwrap() + "spoken check: ".len();
-    line[at..].chars().take(7).collect()
+/// The ADDRESS.onion:PORT in "vchat: listening on ... (onion service)".
+fn onion_address(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.contains(".onion:"))
+        .unwrap_or_else(|| panic!("no onion address in {line:?}"))
+        .to_owned()
 }
 
 fn recorded_frames(path: &Path) -> u64 {
@@ -185,11 +182,7 @@ fn listen_onion_starts_its_own_tor(net: &TorNet) {
         "own tor: bootstrapped and published in {:?}",
         started.elapsed()
     );
-    let address = line
-        .split_whitespace()
-        .find(|w| w.contains(".onion:"))
-        .expect("an onion address")
-        .to_owned();
+    let address = onion_address(&line);
     let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
     let caller = spawn_caller(
         b.path(),
@@ -307,11 +300,7 @@ fn listen_onion_publishes_a_lasting_address_that_a_call_reaches(net: &TorNet) {
     args.extend(["--frames", "30"]);
     let (mut listener, _) = spawn_listener(a.path(), &args, &[]);
     let line = listener.wait_for("(onion service)", CALL_LIMIT);
-    let address = line
-        .split_whitespace()
-        .find(|w| w.contains(".onion:"))
-        .expect("an onion address in the line")
-        .to_owned();
+    let address = onion_address(&line);
     let key = a.path().join("onion_key");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());

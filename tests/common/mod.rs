@@ -259,6 +259,26 @@ impl Finished {
     }
 }
 
+/// The spoken check an end printed on stderr ("spoken check: 123 456. ..."),
+/// checked to be six digits in two groups (PROTOCOL.md 2.4).
+pub fn spoken_code(end: &Finished) -> String {
+    const MARK: &str = "spoken check: ";
+    let line = end
+        .stderr
+        .iter()
+        .find(|l| l.contains(MARK))
+        .unwrap_or_else(|| panic!("no spoken check printed:\n{}", end.all_output()));
+    let at = line.find(MARK).unwrap() + MARK.len();
+    let code: String = line[at..].chars().take(7).collect();
+    assert!(
+        code.len() == 7
+            && code.as_bytes()[3] == b' '
+            && code.chars().filter(char::is_ascii_digit).count() == 6,
+        "not six digits in two groups: {code:?} in {line}"
+    );
+    code
+}
+
 /// Two identities on disk that trust each other: (dir_a, dir_b), each with
 /// the other pinned as "a" / "b".
 pub fn paired_identities() -> (tempfile::TempDir, tempfile::TempDir) {
