@@ -460,15 +460,15 @@ pub fn overlay_lines(state: &DisplayState) -> Vec<String> {
         "" => state.peer_name.clone(),
         fingerprint => format!("{}  [{fingerprint}]", state.peer_name),
     };
+    // The spoken check joins the status line rather than adding one: the
+    // overlay must not grow down over the picture.
+    let status = match (&state.spoken_code, &state.state) {
+        (Some(code), CallState::Connected | CallState::Reconnecting) => {
+            format!("{status} - spoken check {code}: read it aloud")
+        }
+        _ => status,
+    };
     let mut lines = vec![who, status];
-    if let (Some(code), false) = (
-        &state.spoken_code,
-        matches!(state.state, CallState::Ended(_)),
-    ) {
-        lines.push(format!(
-            "spoken check {code}: read it aloud; another code on their screen = someone in between, hang up"
-        ));
-    }
     lines.extend(state.stats.iter().cloned());
     lines
 }
