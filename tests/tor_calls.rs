@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{paired_identities, spawn_caller, spawn_listener, spoken_code};
+use common::{paired_identities, spawn_caller, spawn_listener, spoken_code, Finished, Running};
 use vchat::media::Y4mReader;
 
 const CALL_LIMIT: Duration = Duration::from_secs(180);
@@ -128,6 +128,31 @@ fn tor_missing() -> Option<&'static str> {
     }
 }
 
+/// `vchat call TARGET --proxy <client a's SocksPort> ARGS` from `dir`
+/// against the running `listener`: prints the time from `vchat call` to
+/// connected after `label`, checks both ends exit 0, and returns them.
+fn call_through_tor(
+    net: &TorNet,
+    dir: &Path,
+    target: &str,
+    args: &[&str],
+    listener: Running,
+    label: &str,
+) -> (Finished, Finished) {
+    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
+    let mut all = args.to_vec();
+    all.extend(["--proxy", &proxy]);
+    let started = Instant::now();
+    let mut caller = spawn_caller(dir, target, &all, &[]);
+    caller.wait_for("connected to", CALL_LIMIT);
+    println!("{label}: {:?}", started.elapsed());
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    (caller, listener)
+}
+
 /// The ADDRESS.onion:PORT in "vchat: listening on ... (onion service)".
 fn onion_address(line: &str) -> String {
     line.split_whitespace()
@@ -178,27 +203,23 @@ fn listen_onion_starts_its_own_tor(net: &TorNet) {
         started.elapsed()
     );
     let address = onion_address(&line);
-    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
-    let caller = spawn_caller(
+    let media = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--frames",
+        "20",
+    ];
+    let (_caller, listener) = call_through_tor(
+        net,
         b.path(),
         &address,
-        &[
-            "--headless",
-            "--source",
-            "test",
-            "--size",
-            "160x120",
-            "--frames",
-            "20",
-            "--proxy",
-            &proxy,
-        ],
-        &[],
+        &media,
+        listener,
+        "own tor: connected after vchat call",
     );
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
     assert!(
         listener
             .stderr
@@ -252,21 +273,16 @@ fn a_call_to_an_onion_service_published_by_hand(net: &TorNet) {
     let (listener, addr) = spawn_listener(a.path(), &listener_args, &[]);
     let onion = net.publish(7878, &addr);
     let target = format!("{onion}.onion:7878");
-    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
-
     let mut caller_args = media.to_vec();
-    caller_args.extend(["--record", rec_b.to_str().unwrap(), "--proxy", &proxy]);
-    let started = Instant::now();
-    let mut caller = spawn_caller(b.path(), &target, &caller_args, &[]);
-    caller.wait_for("connected to", CALL_LIMIT);
-    println!(
-        "vchat call to connected over the onion service: {:?}",
-        started.elapsed()
+    caller_args.extend(["--record", rec_b.to_str().unwrap()]);
+    let (caller, listener) = call_through_tor(
+        net,
+        b.path(),
+        &target,
+        &caller_args,
+        listener,
+        "vchat call to connected over the onion service",
     );
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
     assert_eq!(spoken_code(&caller), spoken_code(&listener));
     let (by_caller, by_listener) = (recorded_frames(&rec_b), recorded_frames(&rec_a));
     println!("frames recorded: caller {by_caller}, listener {by_listener}");
@@ -305,20 +321,14 @@ fn listen_onion_publishes_a_lasting_address_that_a_call_reaches(net: &TorNet) {
     let id = common::run_ok(a.path(), &["id"]);
     assert!(id.contains(&address), "vchat id names {address}:\n{id}");
 
-    let proxy = format!("socks5://{}", net.get("TORNET_SOCKS_A"));
-    let mut caller_args = media.to_vec();
-    caller_args.extend(["--proxy", &proxy]);
-    let started = Instant::now();
-    let mut caller = spawn_caller(b.path(), &address, &caller_args, &[]);
-    caller.wait_for("connected to", CALL_LIMIT);
-    println!(
-        "listen --onion, then call: connected {:?} after vchat call",
-        started.elapsed()
+    let (caller, listener) = call_through_tor(
+        net,
+        b.path(),
+        &address,
+        &media,
+        listener,
+        "listen --onion, then call: connected after vchat call",
     );
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
     assert_eq!(spoken_code(&caller), spoken_code(&listener));
 
     // Second run: the same key, the same address.
