@@ -130,6 +130,7 @@ fn hello() -> Hello {
             codecs: vec![PixelFormat::Rgb24],
             max_width: 1920,
             max_height: 1080,
+            audio: vec![],
         },
     }
 }

@@ -47,6 +47,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                     codecs,
                     max_width,
                     max_height,
+                    audio: vec![],
                 },
             },
         )
@@ -230,7 +231,7 @@ proptest! {
             ]),
         ]);
         let Decoded::Message(Message::Hello(decoded)) = decode_one(value_frame(&hello)).unwrap() else { panic!() };
-        prop_assert_eq!(decoded.receive, Receive { codecs: vec![PixelFormat::Jpeg], max_width: MAX_WIDTH, max_height: MAX_HEIGHT });
+        prop_assert_eq!(decoded.receive, Receive { codecs: vec![PixelFormat::Jpeg], max_width: MAX_WIDTH, max_height: MAX_HEIGHT, audio: vec![] });
     }
 }
 

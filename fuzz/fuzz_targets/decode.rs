@@ -71,6 +71,7 @@ fn local_hello() -> Hello {
             codecs: PixelFormat::ALL.to_vec(),
             max_width: 64,
             max_height: 64,
+            audio: vec![],
         },
     }
 }

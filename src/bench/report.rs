@@ -378,6 +378,8 @@ mod tests {
             clock: None,
             video_span: None,
             recorded: None,
+            voice: None,
+            recorded_audio: None,
         }
     }
 

@@ -15,7 +15,7 @@ use super::state::{Action, CallMachine, Event, Outcome};
 use super::CallError;
 use crate::protocol::limits::{MAX_HEIGHT, MAX_WIDTH};
 use crate::protocol::{
-    Connection, Hello, Message, PixelFormat, ProtocolError, Receive, PROTOCOL_VERSION,
+    AudioFormat, Connection, Hello, Message, PixelFormat, ProtocolError, Receive, PROTOCOL_VERSION,
 };
 
 pub use crate::protocol::limits::HELLO_TIMEOUT;
@@ -31,6 +31,7 @@ pub fn local_hello(display_name: &str) -> Hello {
             codecs: PixelFormat::ALL.to_vec(),
             max_width: MAX_WIDTH,
             max_height: MAX_HEIGHT,
+            audio: AudioFormat::ALL.to_vec(),
         },
     }
 }
@@ -65,6 +66,9 @@ pub struct SendPlan {
     /// protocol's); larger pictures are scaled down to fit, keeping their shape.
     pub max_width: u32,
     pub max_height: u32,
+    /// The audio format we send: Opus if the peer lists it (from version
+    /// 4), else none and the call is video only.
+    pub audio: Option<AudioFormat>,
 }
 
 impl SendPlan {
@@ -88,6 +92,7 @@ impl SendPlan {
             format,
             max_width: receive.max_width.clamp(1, MAX_WIDTH),
             max_height: receive.max_height.clamp(1, MAX_HEIGHT),
+            audio: receive.audio.first().copied(),
         }
     }
 }
@@ -118,6 +123,7 @@ pub async fn shake_hands<S: AsyncRead + AsyncWrite + Unpin>(
                 // measure, video to make a keyframe of or a link worth
                 // redialling.
                 Action::PeerCamera(_)
+                | Action::PeerMicrophone(_)
                 | Action::RoundTrip { .. }
                 | Action::MakeKeyframe
                 | Action::Reconnect { .. } => {}

@@ -4,8 +4,8 @@
 //! time to write on a slow link, and a pong or a bye must not wait behind a
 //! backlog of frames. The writer owns the write half and, each time it is
 //! free, takes the most urgent thing waiting: control messages (bye, camera,
-//! ping) first, then the newest pong, then the newest video frame. Voice will
-//! get its own queue between the pong and the video (see [`write_loop`]). The
+//! ping) first, then the newest pong, then our voice (a queue: every packet
+//! counts), then the newest video frame (see [`write_loop`]). The
 //! reader owns the read half: video goes straight to the incoming slot, every
 //! other message goes to the call's state machine through [`Core`].
 
@@ -34,8 +34,8 @@ pub type VideoTakenHook = Arc<dyn Fn(u64) + Send + Sync>;
 /// a peer is gone only after a whole timeout without a single byte.
 const LIVENESS_CHECKS_PER_TIMEOUT: u32 = 5;
 
-/// Writes control messages first, then the newest pong, then the newest
-/// video frame, until `token` (this link's: cancelled with the call, or
+/// Writes control messages first, then the newest pong, then voice, then
+/// the newest video frame, until `token` (this link's: cancelled with the call, or
 /// when the link is dropped for a new one) is cancelled or a bye is written. A write
 /// that fails for a reason the peer should hear about (not a lost
 /// connection) is followed by our bye, sent from here because this task owns
@@ -67,8 +67,18 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                     },
                     None => return Ok(()),
                 },
-                // An audio queue goes here, before video: late voice is
-                // worse than a late picture.
+                // Voice before video: late voice breaks a conversation,
+                // a late picture only freezes.
+                audio = shared.voice.queue.take() => match audio {
+                    Some(a) => {
+                        if older_than(a.capture_time_us, shared.max_latency) {
+                            Counters::add(&shared.voice.dropped_out, 1);
+                            continue;
+                        }
+                        Message::Audio(a)
+                    }
+                    None => return Ok(()),
+                },
                 video = shared.outgoing.take() => match video {
                     Some(v) => {
                         if let Some(hook) = &shared.on_video_taken {
@@ -99,6 +109,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                     let size = u64::from(v.width) << 32 | u64::from(v.height);
                     shared.counters.size_out.store(size, Ordering::Relaxed);
                     Some(v.payload.len() as u64)
+                }
+                Message::Audio(a) => {
+                    Counters::add(&shared.voice.packets_sent, 1);
+                    Counters::add(&shared.voice.bytes_sent, a.payload.len() as u64);
+                    None
                 }
                 _ => None,
             };
@@ -223,6 +238,10 @@ async fn read_messages<R: AsyncRead + Unpin>(
                     shared.incoming.wait_empty().await;
                 }
                 shared.incoming.put((video, std::time::Instant::now()));
+                handle(Event::Heard);
+            }
+            Message::Audio(audio) => {
+                shared.voice.receive(audio);
                 handle(Event::Heard);
             }
             Message::Bye(bye) => {

@@ -25,6 +25,7 @@ mod send;
 pub mod setup;
 pub mod state;
 pub mod stats;
+mod voice;
 
 use std::fmt;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use std::time::Duration;
 pub use link::VideoTakenHook;
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
 pub use run::{call, demo, listen, CallOptions, Serve, TorAccess};
+pub use voice::{AudioConfig, VoiceSnapshot, MAX_SYNC_DELAY, SYNC_AIM};
 
 use crate::identity::IdentityError;
 use crate::media::MediaError;

@@ -44,6 +44,7 @@ use super::state::{Action, CallMachine, Event, Outcome};
 use super::stats::{
     json_ms, latency_clock, text_ms, unix_micros, Counters, LatencySummary, Snapshot, Totals,
 };
+use super::voice::{self, AudioConfig, Voice, VoiceSnapshot};
 use super::{link, receive, send};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder, START_BITRATE_BPS};
@@ -102,6 +103,8 @@ pub struct PipelineConfig {
     pub max_latency: Duration,
     /// `--max-bitrate`: the most our video may use, in bits per second.
     pub max_bitrate: Option<u32>,
+    /// Voice: where ours comes from, whether we take the peer's, where it plays.
+    pub audio: AudioConfig,
 }
 
 impl PipelineConfig {
@@ -121,6 +124,7 @@ impl PipelineConfig {
             peer_name: peer_name.to_owned(),
             max_latency: DEFAULT_MAX_LATENCY,
             max_bitrate: None,
+            audio: AudioConfig::off(),
         }
     }
 }
@@ -139,6 +143,10 @@ pub struct CallSummary {
     /// See [`Counters::video_span`]: `vchat bench` times throughput by it.
     pub video_span: Option<Duration>,
     pub recorded: Option<(PathBuf, u64)>,
+    /// The voice's figures (none when no audio flowed either way).
+    pub voice: Option<VoiceSnapshot>,
+    /// `--record-audio`: the file and its length in samples.
+    pub recorded_audio: Option<(PathBuf, u64)>,
 }
 
 impl CallSummary {
@@ -154,6 +162,8 @@ impl CallSummary {
             clock: None,
             video_span: None,
             recorded: None,
+            voice: None,
+            recorded_audio: None,
         }
     }
 
@@ -194,6 +204,22 @@ impl CallSummary {
         if let Some((path, frames)) = &self.recorded {
             line.push_str(&format!(", recorded {frames} frames to {}", path.display()));
         }
+        if let Some(v) = &self.voice {
+            line.push_str(&format!(
+                "; voice: sent {} packets, received {}, latency p50 {}, concealed {}",
+                v.packets_out,
+                v.packets_in,
+                ms(v.latency_p50),
+                v.playout.concealed
+            ));
+        }
+        if let Some((path, samples)) = &self.recorded_audio {
+            line.push_str(&format!(
+                ", recorded {:.1} s of audio to {}",
+                *samples as f64 / 48_000.0,
+                path.display()
+            ));
+        }
         line
     }
 
@@ -213,7 +239,25 @@ impl CallSummary {
             "clock_offset_ms": self.clock.map(|c| c.offset_us as f64 / 1e3),
             "clock_error_ms": self.clock.map(|c| c.error_us as f64 / 1e3),
             "recorded_frames": self.recorded.as_ref().map(|(_, n)| *n),
+            "recorded_audio_samples": self.recorded_audio.as_ref().map(|(_, n)| *n),
         });
+        if let (Some(v), Some(map)) = (&self.voice, line.as_object_mut()) {
+            for (key, value) in [
+                ("audio_packets_out", v.packets_out.into()),
+                ("audio_packets_in", v.packets_in.into()),
+                ("audio_latency_p50_ms", ms(v.latency_p50).into()),
+                ("audio_latency_p99_ms", ms(v.latency_max).into()),
+                ("audio_concealed", v.playout.concealed.into()),
+                ("audio_late", v.playout.late.into()),
+                ("audio_underruns", v.playout.underruns.into()),
+                ("audio_discarded", v.playout.discarded.into()),
+                ("audio_dropped_out", v.dropped_out.into()),
+                ("av_offset_min_ms", v.av_offset_min_ms.into()),
+                ("av_offset_max_ms", v.av_offset_max_ms.into()),
+            ] {
+                map.insert(key.to_owned(), value);
+            }
+        }
         self.totals.add_to_json(&mut line);
         line.to_string()
     }
@@ -260,6 +304,8 @@ pub(super) struct Shared {
     pub(super) token: CancellationToken,
     pub(super) frames_reached: Notify,
     started: Instant,
+    /// Voice both ways (call/voice.rs).
+    pub(super) voice: Arc<Voice>,
 }
 
 impl Shared {
@@ -345,6 +391,13 @@ impl Core {
                         s.peer_picture = None;
                     }
                 });
+            }
+            Action::PeerMicrophone(on) => {
+                info!(
+                    "peer {} the microphone",
+                    if on { "unmuted" } else { "muted" }
+                );
+                self.ui.update(|s| s.peer_muted = !on);
             }
             Action::RoundTrip { rtt, peer_time_us } => {
                 let counters = &self.shared.counters;
@@ -451,6 +504,13 @@ where
         token: CancellationToken::new(),
         frames_reached: Notify::new(),
         started: Instant::now(),
+        voice: Arc::new(
+            Voice::new(
+                &config.audio,
+                send.audio.filter(|_| config.audio.source.is_some()),
+            )
+            .map_err(CallError::Media)?,
+        ),
     });
     ui.update(|s| s.state = CallState::Connected);
     match send.format {
@@ -486,6 +546,29 @@ where
         failure_tx.clone(),
         media_stopped_tx,
     )?;
+    let audio_thread = match &config.audio.source {
+        Some(spec) if shared.voice.send_format.is_some() => Some(
+            voice::spawn_audio_thread(
+                spec.clone(),
+                shared.voice.clone(),
+                shared.token.clone(),
+                config.max_latency,
+                ui.clone(),
+            )
+            .map_err(CallError::Media)?,
+        ),
+        _ => None,
+    };
+    let playback = {
+        let counters = shared.clone();
+        voice::Playback::start(
+            shared.voice.clone(),
+            &config.audio,
+            move |peer_us| counters.counters.peer_time_on_our_clock(peer_us),
+            &ui,
+        )
+        .map_err(CallError::Media)?
+    };
     let want_keyframe = {
         let core = core.clone();
         move || core.handle(Event::WantKeyframe)
@@ -531,6 +614,7 @@ where
     shared.outgoing.close();
     shared.pong.close();
     shared.incoming.close();
+    shared.voice.queue.close();
     tasks.close();
     if tokio::time::timeout(TASKS_STOP_LIMIT, tasks.wait())
         .await
@@ -549,6 +633,17 @@ where
     };
     let ((), recorded) = tokio::join!(media_stop, join_thread(decoder));
     let recorded = recorded.flatten();
+    // The audio thread wakes within a poll; its source is never stuck long.
+    if let Some(thread) = audio_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    let recorded_audio = match playback {
+        Some(playback) => tokio::task::spawn_blocking(move || playback.finish())
+            .await
+            .map_err(|e| CallError::Internal(format!("the audio recording thread failed: {e}")))?
+            .map_err(CallError::Media)?,
+        None => None,
+    };
     let Ending {
         outcome,
         mut failures,
@@ -580,6 +675,11 @@ where
         clock: shared.counters.clock(),
         video_span: shared.counters.video_span(),
         recorded,
+        voice: {
+            let v = shared.voice.summary();
+            (v.packets_in > 0 || v.packets_out > 0).then_some(v)
+        },
+        recorded_audio,
     };
     ui.update(|s| s.state = CallState::Ended(summary.end.to_string()));
     Ok(summary)
@@ -737,6 +837,12 @@ async fn supervise(
                     info!("camera {}", if on { "on" } else { "off" });
                     core.handle(Event::SetCamera(on));
                 }
+                Some(UiCommand::SetMicrophone(on)) => {
+                    shared.voice.mic_on.store(on, std::sync::atomic::Ordering::Release);
+                    info!("microphone {}", if on { "on" } else { "muted" });
+                    core.ui.update(|s| s.self_muted = !on);
+                    core.handle(Event::SetMicrophone(on));
+                }
                 // No window (headless) or the window is gone: nothing to wait for.
                 None => window_open = false,
             },
@@ -840,6 +946,7 @@ async fn report_loop(shared: Arc<Shared>, ui: UiHandle, format: Option<StatsForm
     ticks.tick().await;
     let token = shared.token.clone();
     let mut before = totals(&shared);
+    let mut voice_before = shared.voice.counts();
     let mut last = Instant::now();
     loop {
         tokio::select! {
@@ -847,13 +954,20 @@ async fn report_loop(shared: Arc<Shared>, ui: UiHandle, format: Option<StatsForm
             () = token.cancelled() => return,
         }
         let now = totals(&shared);
-        let snapshot = Snapshot::between(
+        let mut snapshot = Snapshot::between(
             before,
             now,
             last.elapsed(),
             shared.started.elapsed(),
             &shared.counters,
         );
+        let voice = shared
+            .voice
+            .take_second(voice_before, last.elapsed().as_secs_f64());
+        voice_before = shared.voice.counts();
+        if shared.voice.send_format.is_some() || shared.voice.playout.is_some() {
+            snapshot.voice = Some(voice);
+        }
         before = now;
         last = Instant::now();
         let lines = snapshot.overlay_lines();

@@ -10,16 +10,18 @@
 //! decoder waits for a keyframe and asks the peer for one. It checks the call's cancellation token
 //! whenever the slot is empty, and finishes the recording before it ends.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::pipeline::{Shared, THREAD_POLL};
 use super::stats::{unix_micros, Counters};
+use super::voice::SYNC_AIM;
 use super::CallError;
 use crate::media::{Decoder, MediaError, OwnedEncodedPicture, Picture, PictureFormat, Y4mRecorder};
 use crate::ui::{RgbImage, UiHandle};
@@ -47,8 +49,14 @@ pub(super) fn spawn_decoder_thread(
             // the last one taken is one we already have, never shown or
             // recorded twice.
             let mut last_seq: Option<u64> = None;
+            let mut held = Held::default();
             let result = (|| {
-                while let Some(next) = shared.incoming.take_blocking(THREAD_POLL) {
+                loop {
+                    // Pictures held for the voice go up when it reaches them.
+                    let wait = held.present(&shared, &ui, &mut on_screen, &mut shown);
+                    let Some(next) = shared.incoming.take_blocking(wait) else {
+                        break;
+                    };
                     let Some((video, _received)) = next else {
                         if shared.token.is_cancelled() {
                             break;
@@ -93,22 +101,17 @@ pub(super) fn spawn_decoder_thread(
                     shared.counters.record_latency(latency);
                     shared.counters.record_decoded(captured, now);
                     Counters::add(&shared.counters.frames_shown, 1);
-                    if ui.has_window() {
+                    let image = ui.has_window().then(|| {
                         let picture =
                             std::mem::replace(&mut shown, Picture::empty(PictureFormat::Rgb24));
                         let (width, height) = (picture.width(), picture.height());
-                        let pixels = picture.into_shared();
-                        let previous = on_screen.replace(pixels.clone());
-                        let image = Arc::new(RgbImage {
+                        Arc::new(RgbImage {
                             width,
                             height,
-                            pixels,
-                        });
-                        ui.update(|s| s.peer_picture = Some(image));
-                        if let Some(buffer) = previous.and_then(reclaim) {
-                            shown = Picture::empty_reusing(PictureFormat::Rgb24, buffer);
-                        }
-                    }
+                            pixels: picture.into_shared(),
+                        })
+                    });
+                    held.hold(video.capture_time_us, image);
                 }
                 match recorder.take() {
                     Some(rec) => {
@@ -128,6 +131,76 @@ pub(super) fn spawn_decoder_thread(
             }
         })
         .map_err(|e| CallError::Internal(format!("cannot start the decoder thread: {e}")))
+}
+
+/// The longest a picture waits for the voice: beyond this the voice is
+/// behind for another reason (a stall), and the picture goes up anyway.
+const MAX_HOLD: Duration = Duration::from_millis(300);
+
+/// Most pictures waiting for the voice (300 ms at 30 fps and then some).
+const MAX_HELD: usize = 16;
+
+/// Decoded pictures waiting for the voice to reach them (lip sync,
+/// call/voice.rs): a picture goes up when the audio clock, the peer's
+/// capture time of what our ear hears, is within [`SYNC_AIM`] of its own
+/// capture time. With no voice playing, pictures go up at once.
+#[derive(Default)]
+struct Held {
+    pictures: VecDeque<(u64, Instant, Option<Arc<RgbImage>>)>,
+}
+
+impl Held {
+    fn hold(&mut self, capture_us: u64, image: Option<Arc<RgbImage>>) {
+        if self.pictures.len() == MAX_HELD {
+            self.pictures.pop_front();
+        }
+        self.pictures.push_back((capture_us, Instant::now(), image));
+    }
+
+    /// Shows the newest picture that is due (older due ones are passed
+    /// over); returns how long until the next one is, at most a poll.
+    fn present(
+        &mut self,
+        shared: &Shared,
+        ui: &UiHandle,
+        on_screen: &mut Option<Bytes>,
+        shown: &mut Picture,
+    ) -> Duration {
+        let clock = shared.voice.audio_clock();
+        let aim = SYNC_AIM.as_micros() as u64;
+        let mut due = None;
+        while let Some(&(capture, held_at, _)) = self.pictures.front() {
+            let ready = match clock {
+                None => true,
+                Some(heard) => capture <= heard + aim || held_at.elapsed() >= MAX_HOLD,
+            };
+            if !ready {
+                break;
+            }
+            due = self.pictures.pop_front();
+        }
+        if let Some((capture, _, image)) = due {
+            shared.voice.picture_shown(capture);
+            if let Some(image) = image {
+                let previous = on_screen.replace(image.pixels.clone());
+                ui.update(|s| s.peer_picture = Some(image));
+                if let Some(buffer) = previous.and_then(reclaim) {
+                    *shown = Picture::empty_reusing(PictureFormat::Rgb24, buffer);
+                }
+            }
+        }
+        match (self.pictures.front(), clock) {
+            (Some(&(capture, held_at, _)), Some(heard)) => {
+                let until_heard = Duration::from_micros(capture.saturating_sub(heard + aim));
+                let until_limit = MAX_HOLD.saturating_sub(held_at.elapsed());
+                until_heard
+                    .min(until_limit)
+                    .clamp(Duration::from_millis(1), THREAD_POLL)
+            }
+            (Some(_), None) => Duration::from_millis(1),
+            (None, _) => THREAD_POLL,
+        }
+    }
 }
 
 /// The memory behind `bytes` as an empty vector, if nothing else holds it

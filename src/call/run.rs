@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -20,8 +20,10 @@ use super::setup::{
     handshake_and_run, handshake_and_run_relinking, shake_hands_again, stop_requested, Plan,
     Reconnect,
 };
+use super::voice::AudioConfig;
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, IdentityError, PinnedPeer};
+use crate::media::audio::{open_audio_source, AudioSourceSpec, SpeakerChoice};
 use crate::media::{open_source, Fps, FrameSource, Quality, Size, SourceSpec};
 use crate::net::tor::{start_tor, TorControl};
 use crate::net::{
@@ -95,6 +97,27 @@ pub struct CallOptions {
     /// never aims above it. Raw and JPEG have no bitrate to steer.
     #[arg(long, value_name = "KBIT/S", value_parser = parse_max_bitrate)]
     pub max_bitrate: Option<u32>,
+    /// Where your voice comes from: mic (the default microphone), mic:N,
+    /// tone:HZ (a test tone) or wav:FILE.wav (48 kHz, looped). Without a
+    /// microphone you still join: the peer sees you and you hear them.
+    #[arg(long, value_name = "SOURCE", conflicts_with_all = ["mic", "no_audio"])]
+    pub audio_source: Option<AudioSourceSpec>,
+    /// Microphone N of `vchat devices` (same as --audio-source mic:N).
+    #[arg(long, value_name = "N", conflicts_with = "no_audio")]
+    pub mic: Option<usize>,
+    /// Speaker N of `vchat devices` for the peer's voice (default: the
+    /// system's default speaker; without one, the peer is not heard).
+    #[arg(long, value_name = "N", conflicts_with = "no_audio")]
+    pub speaker: Option<usize>,
+    /// No audio either way: a video-only call.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Write the peer's voice, as you heard it, to a WAV file (48 kHz mono).
+    #[arg(long, value_name = "FILE.wav", conflicts_with = "no_audio")]
+    pub record_audio: Option<PathBuf>,
+    /// Our audio, worked out once (a microphone tried) and kept for every call.
+    #[arg(skip)]
+    resolved_audio: Arc<OnceLock<AudioConfig>>,
 }
 
 /// `--max-bitrate`: from 50 kbit/s (a small picture still moves) to 100
@@ -143,14 +166,64 @@ impl CallOptions {
         if let Some(path) = &self.record {
             check_record_target(path, self.force)?;
         }
+        if let Some(path) = &self.record_audio {
+            check_record_target(path, self.force)?;
+        }
+        self.audio()?;
         Ok(())
+    }
+
+    /// Our audio for calls. A source named on the command line must work;
+    /// the default microphone may be missing: then we join without voice
+    /// (the peer still sees us, and we still hear them) and say so.
+    fn audio(&self) -> Result<AudioConfig, CallError> {
+        if let Some(resolved) = self.resolved_audio.get() {
+            return Ok(resolved.clone());
+        }
+        let config = if self.no_audio {
+            AudioConfig::off()
+        } else {
+            let asked = match (&self.audio_source, self.mic) {
+                (Some(spec), _) => Some(spec.clone()),
+                (None, Some(index)) => Some(AudioSourceSpec::Mic { index: Some(index) }),
+                (None, None) => None,
+            };
+            let spec = asked.clone().unwrap_or_default();
+            // Opened once to find out, then let go: each call opens its own.
+            let source = match open_audio_source(&spec) {
+                Ok(source) => {
+                    info!("audio source: {}", source.describe());
+                    Some(spec)
+                }
+                Err(e) if asked.is_none() => {
+                    warn!("no microphone ({e}); joining without sending voice (see `vchat devices`, or --audio-source)");
+                    None
+                }
+                Err(e) => return Err(CallError::Media(e)),
+            };
+            AudioConfig {
+                source,
+                receive: true,
+                speaker: match self.speaker {
+                    Some(n) => SpeakerChoice::Index(n),
+                    None => SpeakerChoice::Default,
+                },
+                record: self.record_audio.clone(),
+            }
+        };
+        Ok(self.resolved_audio.get_or_init(|| config).clone())
     }
 
     /// What this side brings to a call with `peer_name`, introducing
     /// itself as `display_name`.
     fn plan(&self, display_name: &str, peer_name: &str) -> Result<Plan, CallError> {
+        let mut hello = local_hello(display_name);
+        if !self.audio()?.receive {
+            // We take no voice: the peer sends none.
+            hello.receive.audio.clear();
+        }
         Ok(Plan {
-            hello: local_hello(display_name),
+            hello,
             wanted: self.codec,
             config: self.pipeline(peer_name)?,
             on_video_taken: None,
@@ -169,6 +242,7 @@ impl CallOptions {
             peer_name: peer_name.to_owned(),
             max_latency: Duration::from_millis(self.max_latency),
             max_bitrate: self.max_bitrate,
+            audio: self.audio()?,
         })
     }
 
@@ -286,6 +360,11 @@ pub fn listen(
                 let numbered = numbered_path(path, calls_served + 1);
                 check_record_target(&numbered, options.force)?;
                 plan.config.record = Some(numbered);
+            }
+            if let (Some(path), true) = (&options.record_audio, calls_served > 0) {
+                let numbered = numbered_path(path, calls_served + 1);
+                check_record_target(&numbered, options.force)?;
+                plan.config.audio.record = Some(numbered);
             }
             let map_io = move |e| CallError::Net(classify(remote, e));
             // The call gets its own command channel, fed from the window's

@@ -179,7 +179,7 @@ pub(super) async fn stop_requested(commands: &mut UnboundedReceiver<UiCommand>) 
         match commands.recv().await {
             Some(UiCommand::HangUp) => return EndReason::HungUp,
             Some(UiCommand::Interrupt) => return EndReason::Interrupted,
-            Some(UiCommand::SetCamera(_)) => continue,
+            Some(UiCommand::SetCamera(_) | UiCommand::SetMicrophone(_)) => continue,
             None => std::future::pending::<()>().await,
         }
     }

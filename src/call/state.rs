@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use super::handshake::PeerIntro;
 use super::{CallError, EndReason};
 use crate::protocol::limits::{
-    HELLO_TIMEOUT, KEYFRAME_REQUEST_INTERVAL, MIN_PROTOCOL_VERSION, PEER_TIMEOUT, PING_INTERVAL,
+    AUDIO_VERSION, HELLO_TIMEOUT, KEYFRAME_REQUEST_INTERVAL, MIN_PROTOCOL_VERSION, PEER_TIMEOUT,
+    PING_INTERVAL,
 };
 use crate::protocol::{Accept, Bye, ByeReason, Hello, Message, PingMeter, Role};
 
@@ -75,6 +76,8 @@ pub enum Event {
     Stop(EndReason),
     /// The user turned our camera on or off.
     SetCamera(bool),
+    /// The user muted (false) or unmuted (true) our microphone.
+    SetMicrophone(bool),
     /// Something on our side failed (encoder, recorder, window...).
     Failed(CallError),
     /// The connection broke or closed without a `bye`.
@@ -99,6 +102,8 @@ pub enum Action {
     Connected { intro: PeerIntro, resumed: bool },
     /// The peer turned its camera on or off.
     PeerCamera(bool),
+    /// The peer muted (false) or unmuted (true) its microphone.
+    PeerMicrophone(bool),
     /// A pong came back: the round-trip time, and the peer's clock when it
     /// answered if it said (version 3).
     RoundTrip {
@@ -162,6 +167,8 @@ pub struct CallMachine {
     version: u32,
     /// When we last asked the peer for a keyframe.
     last_keyframe_request: Option<Instant>,
+    /// Our microphone (false: muted), said again on each new connection.
+    microphone_on: bool,
 }
 
 impl CallMachine {
@@ -181,6 +188,7 @@ impl CallMachine {
             was_live: false,
             version: MIN_PROTOCOL_VERSION,
             last_keyframe_request: None,
+            microphone_on: true,
         };
         machine.start_handshake(now);
         machine
@@ -230,6 +238,12 @@ impl CallMachine {
             Event::SetCamera(on) => {
                 if self.can_send() {
                     self.send(Message::Camera { on });
+                }
+            }
+            Event::SetMicrophone(on) => {
+                self.microphone_on = on;
+                if matches!(self.phase, Phase::Live) && self.version >= AUDIO_VERSION {
+                    self.send(Message::Microphone { on });
                 }
             }
             Event::Failed(error) => {
@@ -300,6 +314,9 @@ impl CallMachine {
             }
             (Phase::AwaitingAccept, Message::Pong { .. }) => {}
             (Phase::AwaitingAccept, Message::Camera { on }) => self.peer_camera_on = on,
+            (Phase::AwaitingAccept | Phase::Live, Message::Microphone { on }) => {
+                self.actions.push_back(Action::PeerMicrophone(on))
+            }
             // Before accept no video flows: nothing to make a keyframe of.
             (Phase::AwaitingAccept, Message::Keyframe) => {}
             (Phase::AwaitingAccept, other) => self.unexpected("accept", &other),
@@ -321,7 +338,11 @@ impl CallMachine {
             // taken above.
             (
                 Phase::Live,
-                Message::Hello(_) | Message::Accept(_) | Message::Video(_) | Message::Bye(_),
+                Message::Hello(_)
+                | Message::Accept(_)
+                | Message::Video(_)
+                | Message::Audio(_)
+                | Message::Bye(_),
             ) => {}
             (Phase::Reconnecting { .. } | Phase::Ended, _) => {}
         }
@@ -366,6 +387,10 @@ impl CallMachine {
         self.phase = Phase::Live;
         self.next_ping = now;
         let resumed = std::mem::replace(&mut self.was_live, true);
+        // A new connection starts with the peer assuming we are unmuted.
+        if !self.microphone_on && self.version >= AUDIO_VERSION {
+            self.send(Message::Microphone { on: false });
+        }
         self.actions.push_back(Action::Connected {
             intro: PeerIntro {
                 hello,
@@ -490,6 +515,7 @@ mod tests {
                 Action::Send(m) => format!("send {}", m.kind()),
                 Action::Connected { resumed, .. } => format!("connected resumed={resumed}"),
                 Action::PeerCamera(on) => format!("camera {on}"),
+                Action::PeerMicrophone(on) => format!("microphone {on}"),
                 Action::RoundTrip { .. } => "rtt".into(),
                 Action::MakeKeyframe => "make keyframe".into(),
                 Action::Reconnect { attempt, .. } => format!("reconnect {attempt}"),

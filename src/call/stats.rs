@@ -333,6 +333,8 @@ pub struct Snapshot {
     pub latency_max: Option<Duration>,
     /// The peer's clock against ours, once a pong said its time.
     pub clock: Option<Estimate>,
+    /// Voice, when audio flows either way.
+    pub voice: Option<super::VoiceSnapshot>,
 }
 
 impl Snapshot {
@@ -369,6 +371,7 @@ impl Snapshot {
             latency_p50,
             latency_max,
             clock: counters.clock(),
+            voice: None,
         }
     }
 
@@ -396,6 +399,9 @@ impl Snapshot {
             "clock_error_ms": self.clock.map(|c| c.error_us as f64 / 1e3),
         });
         self.totals.add_to_json(&mut line);
+        if let Some(voice) = &self.voice {
+            voice.add_to_json(&mut line);
+        }
         line.to_string()
     }
 
@@ -434,6 +440,9 @@ impl Snapshot {
                     .map_or_else(|| "-".into(), |b| format!("{:.1} KB", b as f64 / 1000.0)),
                 self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped
             ));
+        }
+        if let Some(voice) = &self.voice {
+            lines.push(voice.overlay_line());
         }
         lines
     }

@@ -147,4 +147,22 @@ pub enum MediaError {
     /// The system's camera list could not be read.
     #[error("cannot list cameras: {reason}")]
     CameraQuery { reason: String },
+
+    /// `--audio-source` named something that is not an audio source.
+    #[error(
+        "invalid audio source {input:?}: expected mic, mic:N, tone:HZ (20-20000) or wav:FILE.wav"
+    )]
+    InvalidAudioSource { input: String },
+
+    /// A WAV file vchat cannot play as a voice.
+    #[error("{path} is not a usable WAV file: {problem}")]
+    BadWav { path: PathBuf, problem: String },
+
+    /// A microphone or speaker could not be used.
+    #[error("{device}: {problem}")]
+    AudioDevice { device: String, problem: String },
+
+    /// The Opus codec refused something (a bug, or a corrupt packet).
+    #[error("Opus {step} failed: {reason}")]
+    Opus { step: &'static str, reason: String },
 }

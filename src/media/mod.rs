@@ -1,4 +1,4 @@
-//! Video: where pictures come from, how they travel, and how received video is kept.
+//! Media: where pictures and voice come from, how they travel, and how received video is kept.
 //!
 //! # Layout
 //!
@@ -19,6 +19,7 @@
 //!   sees it.
 //! - `convert`: colour conversion and scaling, where the colour conventions live.
 //! - `y4m`: [`Y4mReader`] for `--source FILE.y4m` and [`Y4mRecorder`] for `--record`.
+//! - [`audio`]: voice, its sources, Opus, the jitter buffer and playout.
 //!
 //! # Data flow in a call
 //!
@@ -35,6 +36,7 @@
 //! limited range, what Y4M tools assume. JPEG is BT.601 full range by its own
 //! definition, handled inside the JPEG crates.
 
+pub mod audio;
 mod camera;
 mod codec;
 mod convert;

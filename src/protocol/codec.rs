@@ -16,11 +16,15 @@ use ciborium_ll::Header;
 
 use super::cbor::{put_bool, put_head, put_text, put_uint, Reader};
 use super::limits::{
-    LENGTH_PREFIX_LEN, MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN, MAX_HEIGHT,
-    MAX_IDENT_LEN, MAX_MAP_ENTRIES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MAX_SOFTWARE_LEN, MAX_WIDTH,
+    LENGTH_PREFIX_LEN, MAX_AUDIO_PAYLOAD_LEN, MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN,
+    MAX_HEIGHT, MAX_IDENT_LEN, MAX_MAP_ENTRIES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MAX_SOFTWARE_LEN,
+    MAX_WIDTH,
 };
 use super::validate::check_message;
-use super::{Accept, Bye, ByeReason, Hello, Message, PixelFormat, ProtocolError, Receive, Video};
+use super::{
+    Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, PixelFormat, ProtocolError,
+    Receive, Video,
+};
 
 /// Nesting depth of a message body's field values (the outer array is 1, the
 /// body map 2).
@@ -104,6 +108,18 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_head(head, Header::Bytes(Some(video.payload.len())));
             payload = video.payload.clone();
         }
+        Message::Audio(audio) => {
+            put_head(head, Header::Map(Some(4)));
+            put_text(head, "seq");
+            put_uint(head, audio.seq);
+            put_text(head, "time_us");
+            put_uint(head, audio.capture_time_us);
+            put_text(head, "format");
+            put_text(head, audio.format.name());
+            put_text(head, "payload");
+            put_head(head, Header::Bytes(Some(audio.payload.len())));
+            payload = audio.payload.clone();
+        }
         Message::Ping { nonce }
         | Message::Pong {
             nonce,
@@ -124,7 +140,7 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_uint(head, *time_us);
         }
         Message::Keyframe => put_head(head, Header::Map(Some(0))),
-        Message::Camera { on } => {
+        Message::Camera { on } | Message::Microphone { on } => {
             put_head(head, Header::Map(Some(1)));
             put_text(head, "on");
             put_bool(head, *on);
@@ -167,7 +183,7 @@ fn encode_hello(dst: &mut BytesMut, hello: &Hello) {
     put_text(dst, "name");
     put_text(dst, &hello.display_name);
     put_text(dst, "receive");
-    put_head(dst, Header::Map(Some(3)));
+    put_head(dst, Header::Map(Some(4)));
     put_text(dst, "codecs");
     put_head(dst, Header::Array(Some(hello.receive.codecs.len())));
     for codec in &hello.receive.codecs {
@@ -177,6 +193,11 @@ fn encode_hello(dst: &mut BytesMut, hello: &Hello) {
     put_uint(dst, u64::from(hello.receive.max_width));
     put_text(dst, "max_height");
     put_uint(dst, u64::from(hello.receive.max_height));
+    put_text(dst, "audio");
+    put_head(dst, Header::Array(Some(hello.receive.audio.len())));
+    for format in &hello.receive.audio {
+        put_text(dst, format.name());
+    }
 }
 
 /// Encodes `message` as one contiguous frame appended to `dst` (this copies
@@ -264,8 +285,18 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
             fields(&mut r, "keyframe body", |_, _| Ok(false))?;
             Decoded::Message(Message::Keyframe)
         }
+        "audio" => {
+            let (audio, range) = decode_audio(&mut r)?;
+            Decoded::Message(Message::Audio(Audio {
+                payload: item.slice(range),
+                ..audio
+            }))
+        }
         "camera" => Decoded::Message(Message::Camera {
-            on: decode_camera(&mut r)?,
+            on: decode_on_off(&mut r, "camera")?,
+        }),
+        "microphone" => Decoded::Message(Message::Microphone {
+            on: decode_on_off(&mut r, "microphone")?,
         }),
         "bye" => Decoded::Message(Message::Bye(decode_bye(&mut r)?)),
         other => {
@@ -384,7 +415,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
 
 fn decode_receive(r: &mut Reader<'_>) -> Result<Receive, ProtocolError> {
     const M: &str = "hello.receive";
-    let (mut codecs, mut max_width, mut max_height) = (None, None, None);
+    let (mut codecs, mut max_width, mut max_height, mut audio) = (None, None, None, None);
     fields_at(r, "hello.receive", FIELD_DEPTH + 1, |r, key| match key {
         "codecs" => {
             let count = r.array("hello.receive.codecs", MAX_CODECS)?;
@@ -399,6 +430,19 @@ fn decode_receive(r: &mut Reader<'_>) -> Result<Receive, ProtocolError> {
                 }
             }
             set(&mut codecs, list, M, "codecs")
+        }
+        "audio" => {
+            let count = r.array("hello.receive.audio", MAX_CODECS)?;
+            let mut list = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name = r.text("hello.receive.audio entry", MAX_IDENT_LEN)?;
+                if let Some(format) = AudioFormat::from_wire_name(name) {
+                    if !list.contains(&format) {
+                        list.push(format);
+                    }
+                }
+            }
+            set(&mut audio, list, M, "audio")
         }
         // Larger limits from newer peers mean "as large as this version allows".
         "max_width" => set(
@@ -421,6 +465,8 @@ fn decode_receive(r: &mut Reader<'_>) -> Result<Receive, ProtocolError> {
         codecs: required(codecs, M, "codecs")?,
         max_width: clamp(required(max_width, M, "max_width")?),
         max_height: clamp(required(max_height, M, "max_height")?),
+        // Optional: peers before version 4 take no audio.
+        audio: audio.unwrap_or_default(),
     })
 }
 
@@ -513,13 +559,52 @@ fn decode_pong(r: &mut Reader<'_>) -> Result<(u64, Option<u64>), ProtocolError> 
     Ok((required(nonce, "pong", "nonce")?, time_us))
 }
 
-fn decode_camera(r: &mut Reader<'_>) -> Result<bool, ProtocolError> {
+/// The `on` of a `camera` or `microphone` body.
+fn decode_on_off(r: &mut Reader<'_>, message: &'static str) -> Result<bool, ProtocolError> {
     let mut on = None;
-    fields(r, "camera body", |r, key| match key {
-        "on" => set(&mut on, r.bool("camera.on")?, "camera", "on"),
+    let field = if message == "camera" {
+        "camera.on"
+    } else {
+        "microphone.on"
+    };
+    fields(r, "on/off body", |r, key| match key {
+        "on" => set(&mut on, r.bool(field)?, message, "on"),
         _ => Ok(false),
     })?;
-    required(on, "camera", "on")
+    required(on, message, "on")
+}
+
+/// Decodes an audio body; the payload is returned as its range in the message.
+fn decode_audio(r: &mut Reader<'_>) -> Result<(Audio, std::ops::Range<usize>), ProtocolError> {
+    const M: &str = "audio";
+    let (mut seq, mut time, mut format, mut payload) = (None, None, None, None);
+    fields(r, "audio body", |r, key| match key {
+        "seq" => set(&mut seq, r.uint("audio.seq")?, M, "seq"),
+        "time_us" => set(&mut time, r.uint("audio.time_us")?, M, "time_us"),
+        "format" => {
+            let name = r.text("audio.format", MAX_IDENT_LEN)?;
+            let parsed =
+                AudioFormat::from_wire_name(name).ok_or_else(|| ProtocolError::InvalidValue {
+                    field: "audio.format",
+                    problem: format!("unknown audio format {name:?}"),
+                })?;
+            set(&mut format, parsed, M, "format")
+        }
+        "payload" => set(
+            &mut payload,
+            r.byte_range("audio.payload", MAX_AUDIO_PAYLOAD_LEN)?,
+            M,
+            "payload",
+        ),
+        _ => Ok(false),
+    })?;
+    let audio = Audio {
+        seq: required(seq, M, "seq")?,
+        capture_time_us: required(time, M, "time_us")?,
+        format: required(format, M, "format")?,
+        payload: Bytes::new(),
+    };
+    Ok((audio, required(payload, M, "payload")?))
 }
 
 fn decode_bye(r: &mut Reader<'_>) -> Result<Bye, ProtocolError> {

@@ -11,8 +11,16 @@ use super::PixelFormat;
 
 /// The protocol version this build speaks (the newest one it knows).
 /// Version 2 changed the transport (the pre-TLS knock, no SNI, no ALPN);
-/// version 3 added the `h264` format and the `keyframe` message.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// version 3 added the `h264` format and the `keyframe` message; version 4
+/// added voice (`audio`, `microphone`, `hello.receive.audio`).
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The first version whose calls carry `audio` and `microphone` messages.
+pub const AUDIO_VERSION: u32 = 4;
+
+/// Largest `audio` payload, in bytes: the most one Opus frame may hold
+/// (RFC 6716, section 3.2.1). A 20 ms speech packet at 32 kbit/s is 80.
+pub const MAX_AUDIO_PAYLOAD_LEN: usize = 1275;
 
 /// The oldest protocol version this build can still speak. A peer whose
 /// Hello names an older version is refused with a Bye `unsupported_version`.

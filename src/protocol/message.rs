@@ -18,6 +18,8 @@ pub enum Message {
     Accept(Accept),
     /// One picture.
     Video(Video),
+    /// 20 ms of the sender's voice (version 4).
+    Audio(Audio),
     /// Asks the peer to answer with a [`Message::Pong`] echoing `nonce`.
     Ping {
         /// Opaque to the receiver; the sender may put its clock in it to
@@ -43,6 +45,12 @@ pub enum Message {
         /// Whether the camera is now on.
         on: bool,
     },
+    /// The sender muted or unmuted its microphone (no audio follows while
+    /// muted). Version 4.
+    Microphone {
+        /// Whether the microphone is now on (not muted).
+        on: bool,
+    },
     /// The last message of a call: why the sender is hanging up.
     Bye(Bye),
 }
@@ -54,10 +62,12 @@ impl Message {
             Message::Hello(_) => "hello",
             Message::Accept(_) => "accept",
             Message::Video(_) => "video",
+            Message::Audio(_) => "audio",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::Keyframe => "keyframe",
             Message::Camera { .. } => "camera",
+            Message::Microphone { .. } => "microphone",
             Message::Bye(_) => "bye",
         }
     }
@@ -89,6 +99,10 @@ pub struct Receive {
     pub max_width: u32,
     /// Tallest frame the peer accepts, `1..=MAX_HEIGHT`.
     pub max_height: u32,
+    /// Audio formats the peer can decode, most preferred first (version 4;
+    /// empty from older peers and from peers that take no audio). Unknown
+    /// names are dropped on decode.
+    pub audio: Vec<AudioFormat>,
 }
 
 impl Receive {
@@ -152,6 +166,53 @@ pub struct Video {
     /// bytes; for JPEG `1..=MAX_PAYLOAD_LEN` bytes. On decode this is a slice of
     /// the receive buffer (no copy); on encode it is written as one slice.
     pub payload: Bytes,
+}
+
+/// One packet of the sender's voice (version 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audio {
+    /// Sequence number: strictly increasing within a call per sender, counted
+    /// apart from video's. A gap is audio the sender never sent (it was
+    /// muted, or the packet was too old to be worth sending).
+    pub seq: u64,
+    /// Capture time of the packet's first sample, in microseconds on the
+    /// clock and epoch of the sender's `video.time_us`: the receiver lines
+    /// the two up for lip sync.
+    pub capture_time_us: u64,
+    /// How to read `payload`.
+    pub format: AudioFormat,
+    /// One packet of `format`, `1..=MAX_AUDIO_PAYLOAD_LEN` bytes.
+    pub payload: Bytes,
+}
+
+/// An audio format on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioFormat {
+    /// One Opus packet (RFC 6716) of 48 kHz mono audio (`"opus"`).
+    Opus,
+}
+
+impl AudioFormat {
+    /// Every audio format this build knows.
+    pub const ALL: [AudioFormat; 1] = [AudioFormat::Opus];
+
+    /// The name used on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioFormat::Opus => "opus",
+        }
+    }
+
+    /// The format a wire name stands for, if this build knows it.
+    pub fn from_wire_name(name: &str) -> Option<Self> {
+        AudioFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl std::fmt::Display for AudioFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The end of a call.

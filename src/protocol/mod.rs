@@ -49,7 +49,7 @@
 //!     software_name: "vchat".into(),
 //!     software_version: env!("CARGO_PKG_VERSION").into(),
 //!     display_name: "Ada".into(),
-//!     receive: Receive { codecs: PixelFormat::ALL.to_vec(), max_width: 1920, max_height: 1080 },
+//!     receive: Receive { codecs: PixelFormat::ALL.to_vec(), max_width: 1920, max_height: 1080, audio: vec![] },
 //! }))
 //! .await?;
 //! loop {
@@ -87,6 +87,8 @@ pub use codec::{
 pub use connection::{Connection, MessageReader, MessageWriter};
 pub use error::{bye_text, io_in_words, ProtocolError};
 pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-pub use message::{fit_size, Accept, Bye, ByeReason, Hello, Message, Receive, Video};
+pub use message::{
+    fit_size, Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, Receive, Video,
+};
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};
 pub use validate::{check_message, check_payload_len, PingMeter, Role, Session};

@@ -14,8 +14,9 @@
 use std::time::{Duration, Instant};
 
 use super::limits::{
-    MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN, MAX_HEIGHT, MAX_PAYLOAD_LEN,
-    MAX_PINGS_PER_SECOND, MAX_SOFTWARE_LEN, MAX_WIDTH, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    AUDIO_VERSION, MAX_AUDIO_PAYLOAD_LEN, MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN,
+    MAX_HEIGHT, MAX_PAYLOAD_LEN, MAX_PINGS_PER_SECOND, MAX_SOFTWARE_LEN, MAX_WIDTH,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::{Hello, Message, ProtocolError, Receive, Video};
 
@@ -39,9 +40,11 @@ pub fn check_message(message: &Message) -> Result<(), ProtocolError> {
             check_dimension("video.height", video.height, MAX_HEIGHT)?;
             check_payload_len(video, video.payload.len())
         }
+        Message::Audio(audio) => check_audio_payload_len(audio.payload.len()),
         Message::Ping { .. }
         | Message::Pong { .. }
         | Message::Camera { .. }
+        | Message::Microphone { .. }
         | Message::Keyframe => Ok(()),
         Message::Bye(bye) => check_text("bye.text", &bye.text, MAX_BYE_TEXT_LEN),
     }
@@ -99,6 +102,13 @@ fn check_receive(receive: &Receive) -> Result<(), ProtocolError> {
             limit: MAX_CODECS as u64,
         });
     }
+    if receive.audio.len() > MAX_CODECS {
+        return Err(ProtocolError::LimitExceeded {
+            what: "hello.receive.audio",
+            value: receive.audio.len() as u64,
+            limit: MAX_CODECS as u64,
+        });
+    }
     check_dimension("hello.receive.max_width", receive.max_width, MAX_WIDTH)?;
     check_dimension("hello.receive.max_height", receive.max_height, MAX_HEIGHT)
 }
@@ -128,6 +138,24 @@ pub fn check_payload_len(video: &Video, len: usize) -> Result<(), ProtocolError>
     }
 }
 
+/// Checks an audio payload's length: `1..=MAX_AUDIO_PAYLOAD_LEN`.
+fn check_audio_payload_len(len: usize) -> Result<(), ProtocolError> {
+    if len == 0 {
+        return Err(ProtocolError::InvalidValue {
+            field: "audio.payload",
+            problem: "an empty audio packet".into(),
+        });
+    }
+    if len > MAX_AUDIO_PAYLOAD_LEN {
+        return Err(ProtocolError::LimitExceeded {
+            what: "audio.payload length",
+            value: len as u64,
+            limit: MAX_AUDIO_PAYLOAD_LEN as u64,
+        });
+    }
+    Ok(())
+}
+
 /// Which end of the call this side is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -148,6 +176,8 @@ pub struct Session {
     received_bye: bool,
     last_sent_seq: Option<u64>,
     last_received_seq: Option<u64>,
+    last_sent_audio_seq: Option<u64>,
+    last_received_audio_seq: Option<u64>,
     unknown_received: u64,
 }
 
@@ -163,6 +193,8 @@ impl Session {
             received_bye: false,
             last_sent_seq: None,
             last_received_seq: None,
+            last_sent_audio_seq: None,
+            last_received_audio_seq: None,
             unknown_received: 0,
         }
     }
@@ -273,9 +305,26 @@ impl Session {
                 }
                 check_seq(&mut self.last_received_seq, video.seq)
             }
+            Message::Audio(audio) => {
+                if !self.accepted {
+                    return Err(unexpected("the call has not been accepted yet"));
+                }
+                if self.version().is_some_and(|v| v < AUDIO_VERSION) {
+                    return Err(unexpected("the call speaks a version without audio"));
+                }
+                let ours = self.local_hello.as_ref().map(|h| &h.receive.audio);
+                if ours.is_some_and(|list| !list.contains(&audio.format)) {
+                    return Err(ProtocolError::InvalidValue {
+                        field: "audio.format",
+                        problem: format!("{} audio, which our hello did not list", audio.format),
+                    });
+                }
+                check_seq(&mut self.last_received_audio_seq, audio.seq)
+            }
             Message::Ping { .. }
             | Message::Pong { .. }
             | Message::Camera { .. }
+            | Message::Microphone { .. }
             | Message::Keyframe => Ok(()),
             Message::Bye(_) => Ok(()), // handled above
         }
@@ -371,9 +420,30 @@ impl Session {
                 }
                 check_seq(&mut self.last_sent_seq, video.seq).map_err(|e| refuse(e.to_string()))
             }
+            Message::Audio(audio) => {
+                if !self.accepted {
+                    return Err(refuse("the call has not been accepted yet".into()));
+                }
+                if self.version().is_some_and(|v| v < AUDIO_VERSION) {
+                    return Err(refuse("the call speaks a version without audio".into()));
+                }
+                let theirs = self.peer_hello.as_ref().map(|h| &h.receive.audio);
+                if theirs.is_some_and(|list| !list.contains(&audio.format)) {
+                    return Err(refuse(format!(
+                        "the peer does not take {} audio",
+                        audio.format
+                    )));
+                }
+                check_seq(&mut self.last_sent_audio_seq, audio.seq)
+                    .map_err(|e| refuse(e.to_string()))
+            }
+            Message::Microphone { .. } if self.version().is_some_and(|v| v < AUDIO_VERSION) => {
+                Err(refuse("the call speaks a version without audio".into()))
+            }
             Message::Ping { .. }
             | Message::Pong { .. }
             | Message::Camera { .. }
+            | Message::Microphone { .. }
             | Message::Keyframe => Ok(()),
             Message::Bye(_) => Ok(()), // handled above
         }
@@ -463,6 +533,7 @@ mod tests {
                 codecs: vec![PixelFormat::I420],
                 max_width: 64,
                 max_height: 48,
+                audio: vec![],
             },
         })
     }

@@ -698,7 +698,7 @@ mod tests {
     }
 
     /// The key hint the window shows (kept in step by a test in window.rs).
-    const HINT: &str = "q hang up  v camera  p self view  s swap  f fullscreen  m mirror";
+    const HINT: &str = "q hang up  m mute  v camera  p self view  s swap  f fullscreen  r mirror";
 
     fn overlay() -> Vec<String> {
         vec![

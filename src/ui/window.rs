@@ -61,6 +61,12 @@ pub struct DisplayState {
     pub stats: Vec<String>,
     /// The connection's spoken check ("123 456"), once connected.
     pub spoken_code: Option<String>,
+    /// True when the peer said it muted its microphone.
+    pub peer_muted: bool,
+    /// True when we muted ours.
+    pub self_muted: bool,
+    /// A word about our audio for the overlay (e.g. "use headphones"), if any.
+    pub audio_note: Option<String>,
 }
 
 impl DisplayState {
@@ -77,6 +83,9 @@ impl DisplayState {
             self_camera_on: true,
             stats: Vec::new(),
             spoken_code: None,
+            peer_muted: false,
+            self_muted: false,
+            audio_note: None,
         }
     }
 }
@@ -88,6 +97,8 @@ pub enum UiCommand {
     HangUp,
     /// v: turn our camera on or off.
     SetCamera(bool),
+    /// m: unmute (true) or mute (false) our microphone.
+    SetMicrophone(bool),
     /// Ctrl-C at the terminal (not from the window: `call::run` forwards the
     /// signal into the same channel, so there is one way to stop a call in
     /// every phase, and a Ctrl-C is queued, never lost, while a phase that
@@ -324,7 +335,7 @@ impl Default for ViewOptions {
 }
 
 /// The keys, two spaces between bindings (the layout wraps only there).
-const HINT: &str = "q hang up  v camera  p self view  s swap  f fullscreen  m mirror";
+const HINT: &str = "q hang up  m mute  v camera  p self view  s swap  f fullscreen  r mirror";
 
 /// Under the reason once the call is over.
 pub const END_HINT: &str = "press any key or close the window";
@@ -397,9 +408,17 @@ impl App {
                     });
                     let _ = self.commands.send(UiCommand::SetCamera(on));
                 }
+                "m" => {
+                    let mut on = true;
+                    self.handle.update(|s| {
+                        s.self_muted = !s.self_muted;
+                        on = !s.self_muted;
+                    });
+                    let _ = self.commands.send(UiCommand::SetMicrophone(on));
+                }
                 "p" => self.options.show_self = !self.options.show_self,
                 "s" => self.options.swapped = !self.options.swapped,
-                "m" => self.options.mirror_self = !self.options.mirror_self,
+                "r" => self.options.mirror_self = !self.options.mirror_self,
                 "f" => {
                     self.options.fullscreen = !self.options.fullscreen;
                     if let Some(view) = &self.view {
@@ -470,7 +489,17 @@ pub fn overlay_lines(state: &DisplayState) -> Vec<String> {
     };
     let mut lines = vec![who, status];
     lines.extend(state.stats.iter().cloned());
+    lines.extend(state.audio_note.iter().cloned());
     lines
+}
+
+/// A picture's name, marked when that side's microphone is muted.
+fn muted_label(name: String, muted: bool) -> String {
+    if muted {
+        format!("{name} (muted)")
+    } else {
+        name
+    }
 }
 
 /// What fills a pane, owned, so the state's lock is let go before drawing.
@@ -506,7 +535,8 @@ impl FrameParts {
             .peer_display_name
             .clone()
             .filter(|n| !n.trim().is_empty())
-            .or_else(|| Some(state.peer_name.clone()).filter(|n| !n.is_empty()));
+            .or_else(|| Some(state.peer_name.clone()).filter(|n| !n.is_empty()))
+            .map(|name| muted_label(name, state.peer_muted));
         let peer = match (&state.peer_picture, state.peer_camera_on, &state.state) {
             (_, _, CallState::Waiting(addresses)) => PaneParts {
                 content: Content::Placeholder(waiting_text(&state.peer_name, addresses)),
@@ -546,7 +576,7 @@ impl FrameParts {
                 },
                 (None, true) => Content::Placeholder("No video".into()),
             },
-            label: Some("you".into()),
+            label: Some(muted_label("you".into(), state.self_muted)),
         };
         let (main, corner) = if options.swapped {
             (me, peer)

@@ -22,6 +22,7 @@ pub fn hello(name: &str) -> Hello {
             codecs: PixelFormat::ALL.to_vec(),
             max_width: 1920,
             max_height: 1080,
+            audio: vec![],
         },
     }
 }

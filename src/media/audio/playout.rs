@@ -1,0 +1,488 @@
+//! The receiver's jitter buffer: the peer's packets go in as they arrive,
+//! and samples come out as the sound card asks for them. No I/O and no
+//! clock of its own (times are passed in), so every behaviour below is
+//! tested by simulation, a 30-minute call in a few seconds.
+//!
+//! Why each part:
+//! - **Adaptive depth.** Packets wait until the buffer holds `target`: the
+//!   spread of their transit times (95th percentile minus minimum over the
+//!   last 5 s), plus one frame, between [`MIN_TARGET`] and [`MAX_TARGET`].
+//!   On a LAN that is 30 ms; on a path whose TCP stalls for a
+//!   retransmission it grows to cover the stall. Every underrun raises a
+//!   floor under the target by a frame; the floor decays by 2 ms a second,
+//!   so one bad moment does not cost latency for the rest of the call.
+//! - **Concealment.** A packet that is not there when its turn comes is
+//!   replaced by Opus's packet-loss concealment (up to three frames, 60 ms;
+//!   beyond that it would only hum, so playout goes silent and buffers
+//!   again). When the late packet comes after all, it is dropped: the
+//!   timeline never shifts, so latency does not creep up with each stall.
+//! - **Gentle stretching.** Two sound cards never run at exactly the same
+//!   rate (100 ppm is 180 ms in 30 minutes), and a stall leaves a burst of
+//!   packets behind it. The output is resampled by linear interpolation at
+//!   a ratio within 0.5 % of 1 (too small to hear as pitch) that steers the
+//!   buffer back to its target; only an excess of more than 60 ms over it
+//!   (a burst after a long stall) is cut by dropping whole packets.
+//! - **Over TCP nothing is lost, only late**: a gap in sequence numbers is
+//!   audio the sender never sent (it was muted, or dropped a packet too old
+//!   to be worth sending), so playout simply goes on from the next one.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::voice_codec::VoiceDecoder;
+use super::{FRAME_SAMPLES, MICROS_PER_SAMPLE};
+use crate::media::MediaError;
+
+/// The shallowest the buffer gets: a frame and a half, so a sound card
+/// asking for 10 ms at a time never finds it empty on a clean link.
+pub const MIN_TARGET: Duration = Duration::from_millis(30);
+
+/// The deepest it gets: beyond this, conversation suffers more from the
+/// delay than from the gaps.
+pub const MAX_TARGET: Duration = Duration::from_millis(300);
+
+/// Packets whose transit times size the target: the last 5 s.
+const JITTER_WINDOW: usize = 250;
+
+/// Most packets held (2 s): a peer that sends faster than real time loses
+/// the oldest, and memory stays bounded whatever it sends.
+const MAX_PACKETS: usize = 100;
+
+/// Frames of concealment before playout goes silent and rebuffers.
+const CONCEAL_LIMIT: u32 = 3;
+
+/// How far the buffer may be from its target before stretching starts.
+const DEAD_BAND_US: f64 = 5_000.0;
+
+/// Stretch per microsecond of error: 0.1 % per 10 ms off target.
+const STRETCH_GAIN: f64 = 0.001 / 10_000.0;
+
+/// The most the playout speeds up or slows down.
+const MAX_STRETCH: f64 = 0.005;
+
+/// An excess over the target that is cut at once (whole packets dropped)
+/// rather than played off slowly.
+const CUT_EXCESS_US: f64 = 60_000.0;
+
+/// How much an underrun raises the floor under the target.
+const UNDERRUN_STEP_US: f64 = 20_000.0;
+
+/// How fast that floor decays, microseconds per second.
+const FLOOR_DECAY_US_PER_S: f64 = 2_000.0;
+
+/// What the playout has done so far, for the stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlayoutStats {
+    /// Packets taken into the buffer.
+    pub received: u64,
+    /// Packets played (decoded into the output).
+    pub played: u64,
+    /// Packets that came after their turn (already concealed) and were dropped.
+    pub late: u64,
+    /// Frames filled by concealment.
+    pub concealed: u64,
+    /// Packets dropped to cut an excess of delay (or past the buffer's limit).
+    pub discarded: u64,
+    /// Packets Opus could not decode (concealed instead).
+    pub undecodable: u64,
+    /// Times the buffer ran dry and playout went silent to rebuffer.
+    pub underruns: u64,
+    /// The current target depth, microseconds.
+    pub target_us: u64,
+    /// What the buffer holds now, microseconds.
+    pub buffered_us: u64,
+}
+
+/// What one pull produced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pulled {
+    /// The sender's capture time (its clock) of the first sample pulled, if
+    /// it was voice (not silence): the audio clock video is shown against.
+    pub playing_capture_us: Option<u64>,
+    /// Samples of voice (decoded or concealed) in the pull; the rest is silence.
+    pub voiced: usize,
+}
+
+struct Packet {
+    capture_us: u64,
+    payload: Bytes,
+}
+
+/// The jitter buffer and decoder for one peer's voice.
+pub struct Playout {
+    decoder: VoiceDecoder,
+    packets: BTreeMap<u64, Packet>,
+    /// The sequence number whose turn is next (None before the first).
+    next_seq: Option<u64>,
+    /// Decoded samples not yet played; `pos` is the fractional read point.
+    pcm: VecDeque<f32>,
+    pos: f64,
+    /// The sender's capture time of `pcm[0]`.
+    pcm_capture_us: f64,
+    /// Transit times (arrival minus capture, two clocks: only their spread
+    /// counts) of the last packets.
+    transits: VecDeque<i64>,
+    floor_us: f64,
+    /// Added to the target for lip sync (pictures lagging the voice).
+    extra_us: f64,
+    buffering: bool,
+    concealed_in_row: u32,
+    last_pull_us: Option<u64>,
+    stats: PlayoutStats,
+}
+
+impl Playout {
+    /// An empty playout, buffering.
+    pub fn new() -> Result<Self, MediaError> {
+        Ok(Playout {
+            decoder: VoiceDecoder::new()?,
+            packets: BTreeMap::new(),
+            next_seq: None,
+            pcm: VecDeque::with_capacity(FRAME_SAMPLES * 4),
+            pos: 0.0,
+            pcm_capture_us: 0.0,
+            transits: VecDeque::with_capacity(JITTER_WINDOW),
+            floor_us: 0.0,
+            extra_us: 0.0,
+            buffering: true,
+            concealed_in_row: 0,
+            last_pull_us: None,
+            stats: PlayoutStats::default(),
+        })
+    }
+
+    /// Takes one packet from the peer that arrived at `arrived_us` (our
+    /// clock, microseconds).
+    pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes, arrived_us: u64) {
+        if self.next_seq.is_some_and(|next| seq < next) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.transits.len() == JITTER_WINDOW {
+            self.transits.pop_front();
+        }
+        let transit = i128::from(arrived_us) - i128::from(capture_us);
+        self.transits
+            .push_back(transit.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
+        self.stats.received += 1;
+        self.packets.insert(
+            seq,
+            Packet {
+                capture_us,
+                payload,
+            },
+        );
+        while self.packets.len() > MAX_PACKETS {
+            self.packets.pop_first();
+            self.stats.discarded += 1;
+        }
+    }
+
+    /// The depth the buffer aims at now.
+    pub fn target(&self) -> Duration {
+        Duration::from_micros(self.target_us() as u64)
+    }
+
+    fn target_us(&self) -> f64 {
+        let spread = if self.transits.len() < 10 {
+            // Too few packets to judge: assume a moderately jittery path.
+            40_000.0
+        } else {
+            let mut sorted: Vec<i64> = self.transits.iter().copied().collect();
+            sorted.sort_unstable();
+            let min = sorted.first().copied().unwrap_or(0);
+            let index = (sorted.len() * 95 / 100).min(sorted.len() - 1);
+            let p95 = sorted.get(index).copied().unwrap_or(min);
+            p95.saturating_sub(min) as f64
+        };
+        let frame = FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
+        let wanted = (spread + frame).max(self.floor_us) + self.extra_us;
+        wanted.clamp(MIN_TARGET.as_micros() as f64, MAX_TARGET.as_micros() as f64)
+    }
+
+    /// Audio waiting to be played, microseconds: decoded samples plus the
+    /// packets held (each a frame).
+    fn buffered_us(&self) -> f64 {
+        let pcm = (self.pcm.len() as f64 - self.pos).max(0.0);
+        (pcm + (self.packets.len() * FRAME_SAMPLES) as f64) * MICROS_PER_SAMPLE
+    }
+
+    /// Delays the voice by `extra` beyond what the jitter needs, so that it
+    /// waits for pictures that lag it (lip sync); within [`MAX_TARGET`].
+    pub fn set_extra_delay(&mut self, extra: Duration) {
+        self.extra_us = extra.as_micros() as f64;
+    }
+
+    /// What the playout has done, and its depth now.
+    pub fn stats(&self) -> PlayoutStats {
+        PlayoutStats {
+            target_us: self.target_us() as u64,
+            buffered_us: self.buffered_us() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Fills `out` with the next samples to play at `now_us` (our clock).
+    pub fn pull(&mut self, out: &mut [f32], now_us: u64) -> Pulled {
+        if let Some(last) = self.last_pull_us.replace(now_us) {
+            let secs = now_us.saturating_sub(last) as f64 / 1e6;
+            self.floor_us = (self.floor_us - secs * FLOOR_DECAY_US_PER_S).max(0.0);
+        }
+        let target = self.target_us();
+        if self.buffering {
+            if self.packets.is_empty() || self.buffered_us() < target {
+                out.fill(0.0);
+                return Pulled {
+                    playing_capture_us: None,
+                    voiced: 0,
+                };
+            }
+            self.buffering = false;
+        }
+        // A burst after a stall: cut it at once, oldest packets first.
+        let mut excess = self.buffered_us() - target;
+        if excess > CUT_EXCESS_US {
+            while excess > DEAD_BAND_US && self.packets.len() > 1 {
+                if let Some((seq, _)) = self.packets.pop_first() {
+                    self.next_seq = Some(seq + 1);
+                    self.stats.discarded += 1;
+                    excess -= FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
+                }
+            }
+        }
+        let ratio = if excess.abs() <= DEAD_BAND_US {
+            1.0
+        } else {
+            1.0 + (excess * STRETCH_GAIN).clamp(-MAX_STRETCH, MAX_STRETCH)
+        };
+        let playing = self.pcm_capture_us + self.pos * MICROS_PER_SAMPLE;
+        let mut voiced = 0;
+        for sample in out.iter_mut() {
+            // Two samples to interpolate between.
+            while self.pcm.len() < self.pos as usize + 2 {
+                if !self.refill() {
+                    break;
+                }
+            }
+            let index = self.pos as usize;
+            let (Some(&a), Some(&b)) = (self.pcm.get(index), self.pcm.get(index + 1)) else {
+                *sample = 0.0;
+                continue;
+            };
+            let frac = (self.pos - index as f64) as f32;
+            *sample = a + (b - a) * frac;
+            voiced += 1;
+            self.pos += ratio;
+        }
+        let used = (self.pos as usize).min(self.pcm.len());
+        self.pcm.drain(..used);
+        self.pos -= used as f64;
+        self.pcm_capture_us += used as f64 * MICROS_PER_SAMPLE;
+        Pulled {
+            playing_capture_us: (voiced > 0).then_some(playing.max(0.0) as u64),
+            voiced,
+        }
+    }
+
+    /// Appends the next frame to `pcm`: the next packet, or concealment if
+    /// it is not there. False when playout has gone silent to rebuffer.
+    fn refill(&mut self) -> bool {
+        if self.buffering {
+            return false;
+        }
+        if let Some((seq, packet)) = self.packets.pop_first() {
+            // Playing resumes here: its capture time anchors the clock.
+            let fresh = self.pcm.len() <= self.pos as usize;
+            self.next_seq = Some(seq + 1);
+            self.concealed_in_row = 0;
+            let before = self.pcm.len();
+            match self.decoder.decode(&packet.payload) {
+                Ok(samples) => {
+                    self.pcm.extend(samples.iter().copied());
+                    self.stats.played += 1;
+                }
+                Err(_) => {
+                    self.stats.undecodable += 1;
+                    if let Ok(samples) = self.decoder.conceal() {
+                        self.pcm.extend(samples.iter().copied());
+                    }
+                }
+            }
+            if fresh {
+                self.pcm_capture_us = packet.capture_us as f64 - before as f64 * MICROS_PER_SAMPLE;
+            }
+            return self.pcm.len() > before;
+        }
+        if self.concealed_in_row < CONCEAL_LIMIT {
+            if self.concealed_in_row == 0 {
+                self.floor_us = self.floor_us.max(self.target_us()) + UNDERRUN_STEP_US;
+            }
+            self.concealed_in_row += 1;
+            self.stats.concealed += 1;
+            self.next_seq = self.next_seq.map(|n| n + 1);
+            let before = self.pcm.len();
+            if let Ok(samples) = self.decoder.conceal() {
+                self.pcm.extend(samples.iter().copied());
+            }
+            return self.pcm.len() > before;
+        }
+        self.stats.underruns += 1;
+        self.buffering = true;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::VoiceEncoder;
+    use super::*;
+
+    const FRAME_US: u64 = 20_000;
+
+    fn packets() -> Vec<Bytes> {
+        let mut enc = VoiceEncoder::new().unwrap();
+        (0..50)
+            .map(|f| {
+                let frame: Vec<f32> = (0..FRAME_SAMPLES)
+                    .map(|i| {
+                        let t = (f * FRAME_SAMPLES + i) as f32 / 48_000.0;
+                        0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                    })
+                    .collect();
+                Bytes::from(enc.encode(&frame).unwrap())
+            })
+            .collect()
+    }
+
+    /// Runs a call of `secs` seconds: the sender's packet k is captured at
+    /// k * 20 ms on its clock, which runs `ppm` fast, and arrives after
+    /// `delay(k)`; the sound card pulls 10 ms every 10 ms on our clock.
+    /// Returns the stats and the delay (arrival to play) over the last second.
+    fn simulate(secs: u64, ppm: f64, delay: impl Fn(u64) -> u64) -> (PlayoutStats, f64, u64) {
+        let packets = packets();
+        let mut playout = Playout::new().unwrap();
+        let mut out = vec![0.0f32; 480];
+        let mut next_packet = 0u64;
+        let mut max_latency = 0u64;
+        let mut silent_pulls_after_start = 0u64;
+        let mut started = false;
+        let end = secs * 1_000_000;
+        let mut now = 0u64;
+        while now < end {
+            // Everything that has arrived by now.
+            loop {
+                let sent = (next_packet as f64 * FRAME_US as f64 / (1.0 + ppm * 1e-6)) as u64;
+                let arrives = sent + delay(next_packet);
+                if arrives > now {
+                    break;
+                }
+                let payload = packets[(next_packet % 50) as usize].clone();
+                playout.push(next_packet, next_packet * FRAME_US, payload, arrives);
+                next_packet += 1;
+            }
+            let pulled = playout.pull(&mut out, now);
+            match pulled.playing_capture_us {
+                Some(capture) => {
+                    started = true;
+                    // The sender's capture time, on our clock.
+                    let captured_here = (capture as f64 / (1.0 + ppm * 1e-6)) as u64;
+                    if now + 1_000_000 >= end {
+                        max_latency = max_latency.max(now.saturating_sub(captured_here));
+                    }
+                }
+                None if started => silent_pulls_after_start += 1,
+                None => {}
+            }
+            now += 10_000;
+        }
+        (
+            playout.stats(),
+            max_latency as f64 / 1e3,
+            silent_pulls_after_start,
+        )
+    }
+
+    #[test]
+    fn a_clean_link_plays_with_a_shallow_buffer_and_no_gaps() {
+        let (stats, latency_ms, silent) = simulate(20, 0.0, |k| 5_000 + (k % 3) * 300);
+        assert_eq!(stats.concealed, 0, "{stats:?}");
+        assert_eq!(silent, 0);
+        assert_eq!(stats.target_us, MIN_TARGET.as_micros() as u64);
+        // 5 ms transit + about the 30 ms target.
+        assert!(latency_ms < 60.0, "latency {latency_ms} ms");
+    }
+
+    #[test]
+    fn a_100_ppm_drift_either_way_does_not_grow_the_delay_over_30_minutes() {
+        for ppm in [100.0, -100.0] {
+            let (stats, latency_ms, silent) = simulate(30 * 60, ppm, |_| 10_000);
+            assert_eq!(stats.concealed, 0, "{ppm} ppm: {stats:?}");
+            assert_eq!(
+                stats.discarded, 0,
+                "{ppm} ppm: stretched, not cut: {stats:?}"
+            );
+            assert_eq!(silent, 0, "{ppm} ppm");
+            // 10 ms transit + 30 ms target + the dead band and a pull.
+            assert!(latency_ms < 60.0, "{ppm} ppm: latency {latency_ms} ms");
+        }
+    }
+
+    #[test]
+    fn a_jittery_path_gets_a_deeper_buffer_and_stalls_are_concealed_not_accumulated() {
+        // Every 50th packet (once a second) is held up 150 ms, as a TCP
+        // retransmission holds everything behind a lost segment.
+        let stall = |k: u64| {
+            let into = k % 50;
+            if into < 8 {
+                10_000 + 150_000 - into * FRAME_US.min(150_000 / 8)
+            } else {
+                10_000
+            }
+        };
+        let (stats, latency_ms, _) = simulate(60, 0.0, stall);
+        assert!(stats.target_us > 100_000, "{stats:?}");
+        // After the first few stalls the depth covers them.
+        assert!(stats.concealed < 30, "{stats:?}");
+        assert!(latency_ms < 10.0 + 300.0 + 25.0, "latency {latency_ms} ms");
+    }
+
+    #[test]
+    fn a_late_packet_after_concealment_is_dropped_and_a_flood_is_bounded() {
+        let packets = packets();
+        let mut playout = Playout::new().unwrap();
+        let mut out = vec![0.0f32; 960];
+        for k in 0..3 {
+            playout.push(k, k * FRAME_US, packets[k as usize].clone(), k * FRAME_US);
+        }
+        let mut now = 60_000;
+        // Plays 0..3, then conceals 3 (not there).
+        for _ in 0..4 {
+            playout.pull(&mut out, now);
+            now += FRAME_US;
+        }
+        assert!(playout.stats().concealed >= 1);
+        playout.push(3, 3 * FRAME_US, packets[3].clone(), now);
+        assert_eq!(playout.stats().late, 1);
+        // A peer sending far faster than real time cannot grow the buffer.
+        for k in 10..10_000u64 {
+            playout.push(k, k * FRAME_US, packets[0].clone(), now);
+        }
+        assert!(playout.packets.len() <= MAX_PACKETS);
+        assert!(playout.stats().discarded > 9_000);
+    }
+
+    #[test]
+    fn garbage_packets_are_concealed_not_fatal() {
+        let mut playout = Playout::new().unwrap();
+        for k in 0..10 {
+            playout.push(k, k * FRAME_US, Bytes::from_static(&[0xff]), k * FRAME_US);
+        }
+        let mut out = vec![0.0f32; 960];
+        for i in 0..10 {
+            playout.pull(&mut out, 200_000 + i * FRAME_US);
+        }
+        assert!(playout.stats().undecodable > 0);
+    }
+}
