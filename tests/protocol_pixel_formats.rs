@@ -337,8 +337,8 @@ fn receive(max_width: u32, max_height: u32) -> vchat::protocol::Receive {
         codecs: PixelFormat::ALL.to_vec(),
         max_width,
         max_height,
-    },
-    audio: vec![],
+        audio: vec![],
+    }
 }
 
 #[test]
