@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use protocol_support::{annotate, decode_one, encoded, examples, hello, raw_video};
 use vchat::protocol::limits::*;
-use vchat::protocol::{Accept, Bye, ByeReason, Decoded, Message, PixelFormat, PROTOCOL_VERSION};
+use vchat::protocol::{
+    Accept, Audio, AudioFormat, Bye, ByeReason, Decoded, Message, PixelFormat, PROTOCOL_VERSION,
+};
 
 fn protocol_md() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("PROTOCOL.md")
@@ -37,7 +39,7 @@ fn render_examples() -> String {
 }
 
 fn render_limits() -> String {
-    let rows: [(&str, String, &str); 13] = [
+    let rows: [(&str, String, &str); 14] = [
         (
             "PROTOCOL_VERSION",
             PROTOCOL_VERSION.to_string(),
@@ -66,6 +68,11 @@ fn render_limits() -> String {
             "bytes; MAX_PAYLOAD_LEN + HEADER_SLACK, largest N",
         ),
         (
+            "MAX_AUDIO_PAYLOAD_LEN",
+            MAX_AUDIO_PAYLOAD_LEN.to_string(),
+            "bytes of audio.payload; the most one Opus frame holds (RFC 6716)",
+        ),
+        (
             "MAX_DISPLAY_NAME_LEN",
             MAX_DISPLAY_NAME_LEN.to_string(),
             "UTF-8 bytes of hello.name",
@@ -88,7 +95,7 @@ fn render_limits() -> String {
         (
             "MAX_CODECS",
             MAX_CODECS.to_string(),
-            "entries in hello.receive.codecs",
+            "entries in hello.receive.codecs, and in hello.receive.audio",
         ),
         (
             "MAX_MAP_ENTRIES",
@@ -215,6 +222,13 @@ fn fuzz_seeds() {
             }));
         }
         push(Message::Camera { on: true });
+        push(Message::Microphone { on: false });
+        push(Message::Audio(Audio {
+            seq: 1,
+            capture_time_us: 1_000_000,
+            format: AudioFormat::Opus,
+            payload: bytes::Bytes::from_static(&[0x78, 0x01, 0x02]),
+        }));
         push(Message::Video(raw_video(1, 4, 2, PixelFormat::I420)));
         push(Message::Video(raw_video(2, 3, 3, PixelFormat::Rgb24)));
         push(Message::Ping { nonce: 9 });

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use ciborium_ll::{Decoder, Header};
 use vchat::protocol::{
-    decode_frame, encode, Accept, Bye, ByeReason, Decoded, Hello, Message, PixelFormat,
-    ProtocolError, Receive, Video, PROTOCOL_VERSION,
+    decode_frame, encode, Accept, Audio, AudioFormat, Bye, ByeReason, Decoded, Hello, Message,
+    PixelFormat, ProtocolError, Receive, Video, PROTOCOL_VERSION,
 };
 
 /// A typical Hello.
@@ -22,7 +22,7 @@ pub fn hello(name: &str) -> Hello {
             codecs: PixelFormat::ALL.to_vec(),
             max_width: 1920,
             max_height: 1080,
-            audio: vec![],
+            audio: vec![AudioFormat::Opus],
         },
     }
 }
@@ -61,7 +61,15 @@ pub fn examples() -> Vec<Message> {
             nonce: 1_234_567,
             time_us: Some(1_750_000),
         },
+        Message::Audio(Audio {
+            seq: 1,
+            capture_time_us: 1_700_000,
+            format: AudioFormat::Opus,
+            // A 20 ms SILK wideband frame's TOC byte, then its bytes.
+            payload: Bytes::from_static(&[0x48, 0x0b, 0xe4, 0xc1, 0x36]),
+        }),
         Message::Camera { on: false },
+        Message::Microphone { on: false },
         Message::Keyframe,
         Message::Bye(Bye::new(ByeReason::Hangup, "Ada hung up")),
     ]
