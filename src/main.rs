@@ -83,6 +83,9 @@ enum Command {
     },
     /// List cameras and the formats (encoding, size, frame rate) each offers.
     Cameras,
+    /// List cameras, microphones and speakers, numbered as --source
+    /// camera:N, --mic N and --speaker N take them.
+    Devices,
     /// Wait for a call from a pinned peer.
     Listen {
         /// Address and port to listen on. The default, [::]:7878, takes IPv6
@@ -201,6 +204,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
         Command::Cameras => vchat::media::print_cameras(out)?,
+        Command::Devices => {
+            vchat::media::print_cameras(out)?;
+            vchat::media::audio::print_audio_devices(out)?;
+        }
         Command::Listen {
             bind,
             peers,

@@ -397,6 +397,7 @@ impl Core {
                     "peer {} the microphone",
                     if on { "unmuted" } else { "muted" }
                 );
+                self.shared.voice.peer_mic_on.store(on, Ordering::Relaxed);
                 self.ui.update(|s| s.peer_muted = !on);
             }
             Action::RoundTrip { rtt, peer_time_us } => {
@@ -604,6 +605,11 @@ where
     ));
     // Pings go out from the first tick; the handshake left the rest queued.
     core.handle(Event::Tick);
+    if config.audio.muted {
+        info!("microphone muted (--muted)");
+        ui.update(|s| s.self_muted = true);
+        core.handle(Event::SetMicrophone(false));
+    }
 
     let ending = supervise(&core, &config, commands, failure_rx, writer_done).await;
 

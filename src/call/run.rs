@@ -105,10 +105,14 @@ pub struct CallOptions {
     /// Microphone N of `vchat devices` (same as --audio-source mic:N).
     #[arg(long, value_name = "N", conflicts_with = "no_audio")]
     pub mic: Option<usize>,
-    /// Speaker N of `vchat devices` for the peer's voice (default: the
-    /// system's default speaker; without one, the peer is not heard).
-    #[arg(long, value_name = "N", conflicts_with = "no_audio")]
-    pub speaker: Option<usize>,
+    /// Speaker N of `vchat devices` for the peer's voice, or none (the
+    /// peer's voice is still received, timed and recorded). Default: the
+    /// system's default speaker; without one, the peer is not heard.
+    #[arg(long, value_name = "N|none", conflicts_with = "no_audio", value_parser = parse_speaker)]
+    pub speaker: Option<SpeakerChoice>,
+    /// Join with the microphone muted (m in the window unmutes).
+    #[arg(long, conflicts_with = "no_audio")]
+    pub muted: bool,
     /// No audio either way: a video-only call.
     #[arg(long)]
     pub no_audio: bool,
@@ -118,6 +122,16 @@ pub struct CallOptions {
     /// Our audio, worked out once (a microphone tried) and kept for every call.
     #[arg(skip)]
     resolved_audio: Arc<OnceLock<AudioConfig>>,
+}
+
+/// `--speaker`: a device number of `vchat devices`, or `none`.
+fn parse_speaker(text: &str) -> Result<SpeakerChoice, String> {
+    match text {
+        "none" => Ok(SpeakerChoice::None),
+        n => n.parse().map(SpeakerChoice::Index).map_err(|_| {
+            format!("{text:?} is neither a speaker number (see `vchat devices`) nor none")
+        }),
+    }
 }
 
 /// `--max-bitrate`: from 50 kbit/s (a small picture still moves) to 100
@@ -204,11 +218,9 @@ impl CallOptions {
             AudioConfig {
                 source,
                 receive: true,
-                speaker: match self.speaker {
-                    Some(n) => SpeakerChoice::Index(n),
-                    None => SpeakerChoice::Default,
-                },
+                speaker: self.speaker.unwrap_or(SpeakerChoice::Default),
                 record: self.record_audio.clone(),
+                muted: self.muted,
             }
         };
         Ok(self.resolved_audio.get_or_init(|| config).clone())

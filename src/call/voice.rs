@@ -65,6 +65,8 @@ pub struct AudioConfig {
     pub receive: bool,
     pub speaker: SpeakerChoice,
     pub record: Option<PathBuf>,
+    /// `--muted`: the call starts with our microphone off.
+    pub muted: bool,
 }
 
 impl AudioConfig {
@@ -75,6 +77,7 @@ impl AudioConfig {
             receive: false,
             speaker: SpeakerChoice::None,
             record: None,
+            muted: false,
         }
     }
 }
@@ -129,6 +132,8 @@ pub(super) struct Voice {
     pub(super) queue: AudioQueue,
     /// Our microphone: false while muted.
     pub(super) mic_on: AtomicBool,
+    /// The peer's, as its `microphone` messages said.
+    pub(super) peer_mic_on: AtomicBool,
     /// The format we send, if the peer takes one and we have a source.
     pub(super) send_format: Option<AudioFormat>,
     /// The peer's voice, if we take it.
@@ -172,6 +177,7 @@ pub struct VoiceSnapshot {
     pub level_ours_db: f32,
     pub level_peer_db: f32,
     pub muted: bool,
+    pub peer_muted: bool,
     pub dropped_out: u64,
 }
 
@@ -207,6 +213,7 @@ impl VoiceSnapshot {
                 ("level_out_db", round(f64::from(self.level_ours_db)).into()),
                 ("level_in_db", round(f64::from(self.level_peer_db)).into()),
                 ("muted", self.muted.into()),
+                ("peer_muted", self.peer_muted.into()),
             ] {
                 map.insert(key.to_owned(), value);
             }
@@ -221,10 +228,11 @@ impl VoiceSnapshot {
             format!("{}{}", "|".repeat(steps), ".".repeat(10 - steps))
         };
         format!(
-            "voice  you {}{}  peer {}  latency {}  jitter buffer {} ms  a/v {}",
+            "voice  you {}{}  peer {}{}  latency {}  jitter buffer {} ms  a/v {}",
             meter(self.level_ours_db),
             if self.muted { " muted" } else { "" },
             meter(self.level_peer_db),
+            if self.peer_muted { " muted" } else { "" },
             super::stats::text_ms(self.latency_p50),
             self.playout.target_us / 1000,
             self.av_offset_p50_ms
@@ -240,7 +248,8 @@ impl Voice {
     ) -> Result<Self, MediaError> {
         Ok(Voice {
             queue: AudioQueue::default(),
-            mic_on: AtomicBool::new(true),
+            mic_on: AtomicBool::new(!config.muted),
+            peer_mic_on: AtomicBool::new(true),
             send_format,
             playout: if config.receive {
                 Some(Mutex::new(Playout::new()?))
@@ -356,6 +365,7 @@ impl Voice {
             level_ours_db: ours,
             level_peer_db: peer,
             muted: !self.mic_on.load(Ordering::Relaxed),
+            peer_muted: !self.peer_mic_on.load(Ordering::Relaxed),
             dropped_out: Counters::get(&self.dropped_out),
         }
     }

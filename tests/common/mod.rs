@@ -4,6 +4,7 @@
 
 pub mod in_memory;
 pub mod relay;
+pub mod wav;
 
 use std::path::Path;
 use std::process::{Command, Output};

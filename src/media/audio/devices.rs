@@ -36,6 +36,29 @@ pub struct AudioDeviceList {
     pub default_speaker: Option<String>,
 }
 
+/// How many times a sound server that is there gets to answer before
+/// vchat falls back to ALSA. cpal gives it a short time each, and a loaded
+/// machine can miss one; ALSA's route to the same server is far worse
+/// (seconds of delay through its pulse plugin).
+const SOUND_SERVER_ATTEMPTS: u32 = 5;
+
+/// The sound system: PulseAudio (or PipeWire's pulse server) when its
+/// socket is there, else ALSA.
+pub(crate) fn host() -> cpal::Host {
+    #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "netbsd"))]
+    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        for _ in 0..SOUND_SERVER_ATTEMPTS {
+            if let Ok(host) = cpal::host_from_id(cpal::HostId::PulseAudio) {
+                return host;
+            }
+        }
+        tracing::warn!(
+            "the PulseAudio server did not answer {SOUND_SERVER_ATTEMPTS} times; using ALSA"
+        );
+    }
+    cpal::default_host()
+}
+
 fn name_of(device: &cpal::Device) -> String {
     device
         .description()
@@ -45,7 +68,7 @@ fn name_of(device: &cpal::Device) -> String {
 }
 
 fn devices(direction: Direction) -> Result<Vec<cpal::Device>, MediaError> {
-    let host = cpal::default_host();
+    let host = host();
     let list = match direction {
         Direction::Input => host.input_devices().map(|d| d.collect()),
         Direction::Output => host.output_devices().map(|d| d.collect()),
@@ -59,7 +82,7 @@ fn devices(direction: Direction) -> Result<Vec<cpal::Device>, MediaError> {
 impl AudioDeviceList {
     /// Asks the sound system.
     pub fn query() -> Result<Self, MediaError> {
-        let host = cpal::default_host();
+        let host = host();
         Ok(AudioDeviceList {
             microphones: devices(Direction::Input)?.iter().map(name_of).collect(),
             speakers: devices(Direction::Output)?.iter().map(name_of).collect(),
@@ -76,7 +99,7 @@ pub(crate) fn find_device(
     index: Option<usize>,
 ) -> Result<(cpal::Device, String), MediaError> {
     let noun = direction.noun();
-    let host = cpal::default_host();
+    let host = host();
     let device = match index {
         None => match direction {
             Direction::Input => host.default_input_device(),
@@ -111,7 +134,7 @@ pub(crate) fn find_device(
 pub fn print_audio_devices(out: &mut dyn Write) -> std::io::Result<()> {
     match AudioDeviceList::query() {
         Ok(list) => {
-            let host = cpal::default_host();
+            let host = host();
             writeln!(out, "Sound system: {}", host.id().name())?;
             for (title, names, default, flag) in [
                 (

@@ -1,0 +1,177 @@
+//! The device path, for real: a PulseAudio server with a null sink, started
+//! here (and stopped by PID), stands in for a sound card. The caller plays
+//! the listener's tone into the sink with its speaker code and captures the
+//! sink's monitor with its microphone code, so the tone comes back to the
+//! listener, who records it: cpal's output and input both ran.
+//!
+//! Needs `pulseaudio` and `pactl` (scripts/setup.sh installs them): fails
+//! under CI (CI=1) without them, and is skipped, saying why, elsewhere.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{paired_identities, spawn_caller, spawn_listener, vchat, wav};
+
+const CALL_LIMIT: Duration = Duration::from_secs(90);
+
+/// A private sound server: its own runtime folder, one null sink.
+struct SoundServer {
+    child: Child,
+    runtime: tempfile::TempDir,
+}
+
+impl SoundServer {
+    fn start() -> Option<SoundServer> {
+        let runtime = tempfile::tempdir().unwrap();
+        let mut perms = std::fs::metadata(runtime.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
+        std::fs::set_permissions(runtime.path(), perms).unwrap();
+        let child = Command::new("pulseaudio")
+            .args([
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--disable-shm",
+                "-n",
+                "--load=module-native-protocol-unix",
+                "--load=module-null-sink sink_name=vnull",
+            ])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("HOME", runtime.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = SoundServer { child, runtime };
+        // Ready when it answers (polled: it takes some 100 ms).
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            let info = server.pactl(&["info"]);
+            if info.is_some_and(|i| i.contains("Default Sink: vnull")) {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pulseaudio did not answer within 20 s");
+    }
+
+    fn pactl(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("pactl")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "XDG_RUNTIME_DIR",
+            self.runtime.path().to_str().unwrap().to_owned(),
+        )]
+    }
+}
+
+impl Drop for SoundServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn missing(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+}
+
+fn sound_server() -> Option<SoundServer> {
+    if missing("pulseaudio") || missing("pactl") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pulseaudio is not installed (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipped: pulseaudio is not installed (scripts/setup.sh installs it)");
+        return None;
+    }
+    SoundServer::start()
+}
+
+#[test]
+fn vchat_devices_lists_the_sound_servers_sink_and_its_monitor() {
+    let Some(server) = sound_server() else {
+        return;
+    };
+    let env = server.env();
+    let out = vchat()
+        .arg("devices")
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Sound system: PulseAudio"), "{text}");
+    assert!(text.contains("Monitor of Null Output"), "{text}");
+    assert!(text.contains("0: Null Output (default)"), "{text}");
+}
+
+#[test]
+fn a_tone_goes_through_a_real_speaker_and_microphone() {
+    let Some(server) = sound_server() else {
+        return;
+    };
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, b) = paired_identities();
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("echo.wav");
+    let media = ["--headless", "--source", "test", "--size", "160x120"];
+    let mut listener_args = media.to_vec();
+    listener_args.extend([
+        "--audio-source",
+        "tone:440",
+        "--speaker",
+        "none",
+        "--record-audio",
+        recording.to_str().unwrap(),
+    ]);
+    // The caller's defaults: the sound server's sink and its monitor.
+    let mut caller_args = media.to_vec();
+    caller_args.extend(["--duration", "8"]);
+    let (listener, addr) = spawn_listener(a.path(), &listener_args, &env);
+    let caller = spawn_caller(b.path(), &addr, &caller_args, &env);
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    let log = caller.all_output();
+    assert!(
+        log.contains("sending voice from microphone Monitor of Null Output"),
+        "{log}"
+    );
+    assert!(
+        log.contains("playing the peer's voice on speaker Null Output"),
+        "{log}"
+    );
+    heard_the_tone(&recording);
+}
+
+/// The tone made the round trip: at least two seconds of it (the sound
+/// server starts a capture stream late), at 440 Hz.
+fn heard_the_tone(path: &Path) {
+    let samples = wav::read(path);
+    let voiced = wav::voiced(&samples);
+    let secs = voiced.len() as f64 / wav::RATE;
+    assert!(secs >= 2.0, "only {secs:.2} s came back");
+    let hz = wav::dominant_hz(voiced);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz came back, not 440");
+}

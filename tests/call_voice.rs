@@ -1,0 +1,257 @@
+//! Voice end to end: two real `vchat` processes with tone sources, each
+//! recording what it played (`--record-audio`), checked for the tone, the
+//! length, gaps and lip sync; mute; a peer that takes no audio; bad audio
+//! options refused before any call.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{paired_identities, run_err, spawn_caller, spawn_listener, wav, Finished};
+
+const CALL_LIMIT: Duration = Duration::from_secs(90);
+
+/// The `--stats json` lines of `event` from a finished process.
+fn events(end: &Finished, event: &str) -> Vec<serde_json::Value> {
+    end.stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
+
+fn summary(end: &Finished) -> serde_json::Value {
+    events(end, "summary")
+        .pop()
+        .unwrap_or_else(|| panic!("no summary: {}", end.all_output()))
+}
+
+/// A call of `secs` seconds between a listener and a caller, each with
+/// its own extra arguments; both must end well.
+fn call(listener_args: &[&str], caller_args: &[&str], secs: &str) -> (Finished, Finished) {
+    let (a, b) = paired_identities();
+    let common = [
+        "--headless",
+        "--source",
+        "test",
+        "--size",
+        "160x120",
+        "--stats",
+        "json",
+    ];
+    let mut l: Vec<&str> = common.to_vec();
+    l.extend_from_slice(listener_args);
+    let mut c: Vec<&str> = common.to_vec();
+    c.extend_from_slice(&["--duration", secs]);
+    c.extend_from_slice(caller_args);
+    let (listener, addr) = spawn_listener(a.path(), &l, &[]);
+    let caller = spawn_caller(b.path(), &addr, &c, &[]);
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(caller.status.success(), "{}", caller.all_output());
+    (listener, caller)
+}
+
+/// What a side recorded: the peer's tone, whole, with no gap over 40 ms.
+fn heard_whole(path: &Path, tone: f64, call_secs: f64) {
+    let samples = wav::read(path);
+    let total = samples.len() as f64 / wav::RATE;
+    assert!(
+        (call_secs - 1.0..=call_secs + 2.0).contains(&total),
+        "{}: {total:.2} s recorded of a {call_secs} s call",
+        path.display()
+    );
+    let voiced = wav::voiced(&samples);
+    let heard = voiced.len() as f64 / wav::RATE;
+    // The first packets need a jitter buffer's depth; the rest is voice.
+    assert!(
+        heard >= call_secs - 1.5,
+        "{}: only {heard:.2} s of voice",
+        path.display()
+    );
+    let gap = wav::longest_gap_ms(voiced);
+    assert!(gap <= 40.0, "{}: a gap of {gap:.1} ms", path.display());
+    let hz = wav::dominant_hz(voiced);
+    assert!(
+        (hz - tone).abs() <= 10.0,
+        "{}: {hz} Hz, not {tone}",
+        path.display()
+    );
+}
+
+#[test]
+fn tones_both_ways_are_heard_whole_and_in_sync_with_the_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard_by_listener = dir.path().join("listener.wav");
+    let heard_by_caller = dir.path().join("caller.wav");
+    let l = heard_by_listener.to_str().unwrap();
+    let c = heard_by_caller.to_str().unwrap();
+    let (listener, caller) = call(
+        &[
+            "--audio-source",
+            "tone:440",
+            "--speaker",
+            "none",
+            "--record-audio",
+            l,
+        ],
+        &[
+            "--audio-source",
+            "tone:880",
+            "--speaker",
+            "none",
+            "--record-audio",
+            c,
+        ],
+        "6",
+    );
+    heard_whole(&heard_by_listener, 880.0, 6.0);
+    heard_whole(&heard_by_caller, 440.0, 6.0);
+    for end in [&listener, &caller] {
+        let s = summary(end);
+        assert!(s["audio_packets_in"].as_u64().unwrap() >= 200, "{s}");
+        assert!(s["audio_packets_out"].as_u64().unwrap() >= 200, "{s}");
+        assert!(
+            s["recorded_audio_samples"].as_u64().unwrap() > 200_000,
+            "{s}"
+        );
+        // Lip sync, second by second: the pictures wait for the voice.
+        let offsets: Vec<f64> = events(end, "stats")
+            .iter()
+            .filter_map(|v| v["av_offset_p50_ms"].as_f64())
+            .collect();
+        assert!(offsets.len() >= 3, "{}", end.all_output());
+        let mut sorted = offsets.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        assert!(
+            (-125.0..=45.0).contains(&median),
+            "A/V offset {median} ms outside BT.1359's window: {offsets:?}"
+        );
+        // Both sides said the level they heard.
+        let last = events(end, "stats").pop().unwrap();
+        assert!(last["level_in_db"].as_f64().unwrap() > -20.0, "{last}");
+    }
+}
+
+#[test]
+fn a_muted_caller_sends_no_voice_and_the_listener_sees_it_muted() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("listener.wav");
+    let (listener, caller) = call(
+        &[
+            "--audio-source",
+            "tone:440",
+            "--speaker",
+            "none",
+            "--record-audio",
+            heard.to_str().unwrap(),
+        ],
+        &["--audio-source", "tone:880", "--speaker", "none", "--muted"],
+        "3",
+    );
+    let s = summary(&caller);
+    assert_eq!(s["audio_packets_out"], 0, "{s}");
+    assert!(s["audio_packets_in"].as_u64().unwrap() > 50, "{s}");
+    let seconds = events(&listener, "stats");
+    assert!(
+        seconds.iter().any(|v| v["peer_muted"] == true),
+        "{}",
+        listener.all_output()
+    );
+    assert!(
+        wav::voiced(&wav::read(&heard)).is_empty(),
+        "a muted peer was heard"
+    );
+}
+
+#[test]
+fn a_peer_without_audio_still_gets_a_video_call() {
+    let (listener, caller) = call(
+        &["--audio-source", "tone:440", "--speaker", "none"],
+        &["--no-audio"],
+        "3",
+    );
+    let l = summary(&listener);
+    let c = summary(&caller);
+    assert!(c["frames_in"].as_u64().unwrap() > 30, "{c}");
+    assert!(l["frames_in"].as_u64().unwrap() > 30, "{l}");
+    // The caller listed no audio, so the listener sent none; and sent none itself.
+    assert!(l["audio_packets_out"].as_u64().unwrap_or(0) == 0, "{l}");
+    assert!(c["audio_packets_out"].as_u64().unwrap_or(0) == 0, "{c}");
+}
+
+#[test]
+fn bad_audio_options_are_refused_before_any_call() {
+    let (a, _b) = paired_identities();
+    let dir = a.path();
+    let missing = dir.join("missing.wav");
+    let wav = format!("wav:{}", missing.display());
+    let e = run_err(
+        dir,
+        &[
+            "call",
+            "127.0.0.1:9",
+            "--peer",
+            "b",
+            "--headless",
+            "--source",
+            "test",
+            "--audio-source",
+            &wav,
+        ],
+    );
+    assert!(
+        e.contains("missing.wav") && e.contains("cannot read"),
+        "{e}"
+    );
+    let e = run_err(
+        dir,
+        &[
+            "call",
+            "127.0.0.1:9",
+            "--peer",
+            "b",
+            "--audio-source",
+            "tone:5",
+        ],
+    );
+    assert!(e.contains("tone:HZ"), "{e}");
+    let e = run_err(
+        dir,
+        &["call", "127.0.0.1:9", "--peer", "b", "--speaker", "left"],
+    );
+    assert!(e.contains("none"), "{e}");
+    let e = run_err(
+        dir,
+        &[
+            "call",
+            "127.0.0.1:9",
+            "--peer",
+            "b",
+            "--no-audio",
+            "--muted",
+        ],
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
+    let not_wav = dir.join("not.wav");
+    std::fs::write(&not_wav, "hello").unwrap();
+    let wav = format!("wav:{}", not_wav.display());
+    let e = run_err(
+        dir,
+        &[
+            "call",
+            "127.0.0.1:9",
+            "--peer",
+            "b",
+            "--headless",
+            "--source",
+            "test",
+            "--audio-source",
+            &wav,
+        ],
+    );
+    assert!(e.contains("not a usable WAV"), "{e}");
+}
