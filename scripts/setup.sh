@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing vchat needs on Debian/Ubuntu, only when
 # missing: a C toolchain (ring, OpenH264), nasm (OpenH264's assembly),
+# ALSA headers and CMake (cpal, libopus), PulseAudio (the sound test),
 # libclang (nokhwa's V4L2 bindings), openssl
 # and ffmpeg (tests compare against them), Xvfb and screenshot tools (the
 # window test), and Rust itself when cargo is absent.
@@ -17,6 +18,9 @@ packages=(
   man-db                    # tests: `vchat manpage` rendered with man -l
   iproute2 ethtool util-linux python3 # tests: the network lab (namespaces, tbf, offloads off, chrt, the forwarder)
   faketime                  # tests: a peer whose clock is off (latency corrected by the pong's time)
+  libasound2-dev            # cpal's ALSA backend (alsa-sys links libasound)
+  cmake                     # opus: libopus is built from its bundled source with CMake
+  pulseaudio pulseaudio-utils # tests: a real sound server with a null sink (speaker and microphone code)
   tor                       # tests: onion-service calls on a private Tor network (scripts/tornet; the tests never use the system's tor service)
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 # winit on X11
 )
