@@ -156,6 +156,7 @@ fn largest_frame(seq: u64) -> (Bytes, Bytes) {
         height: MAX_HEIGHT,
         format: PixelFormat::Rgb24,
         payload: Bytes::from(vec![0x80; len]),
+        total_len: None,
     };
     let frame = encode_frame(&Message::Video(video)).unwrap();
     (frame.head, frame.payload)
@@ -274,6 +275,7 @@ fn a_pinned_peer_sending_only_the_largest_frames_stays_within_the_stated_bound()
                 height: MAX_HEIGHT,
                 format: PixelFormat::Rgb24,
                 payload: payload.clone(),
+                total_len: None,
             };
             writer.write_message(&Message::Video(video)).await.unwrap();
             sent += 1;

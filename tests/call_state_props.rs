@@ -104,6 +104,7 @@ fn a_video() -> impl Strategy<Value = Video> {
                 height,
                 format,
                 payload,
+                total_len: None,
             }
         })
 }

@@ -82,6 +82,7 @@ fn video() -> impl Strategy<Value = Video> {
             height,
             format,
             payload: Bytes::from(payload),
+            total_len: None,
         },
     )
 }

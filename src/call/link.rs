@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,10 @@ use super::rate::{LinkReading, SAMPLE_INTERVAL};
 use super::state::Event;
 use super::stats::{unix_micros, Counters};
 use super::CallError;
-use crate::protocol::{Connection, Message, MessageReader, MessageWriter, ProtocolError};
+use crate::protocol::limits::VIDEO_PARTS_VERSION;
+use crate::protocol::{
+    Connection, Message, MessageReader, MessageWriter, ProtocolError, Video, VideoPart,
+};
 
 /// Told the number of each of our frames as the link takes it to send: how
 /// `vchat bench` paces an unpaced source by the link (one frame waits while
@@ -49,6 +53,13 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     token: CancellationToken,
     done: impl FnOnce(Result<(), CallError>),
 ) {
+    // Frames go in parts only to a peer that speaks version 4.
+    let parts = writer
+        .session()
+        .version()
+        .is_some_and(|v| v >= VIDEO_PARTS_VERSION);
+    // The frame going out in parts, and how far it has gone.
+    let mut in_parts: Option<(u64, Bytes, usize)> = None;
     let result = async {
         loop {
             let message = tokio::select! {
@@ -79,7 +90,22 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                     }
                     None => return Ok(()),
                 },
-                video = shared.outgoing.take() => match video {
+                // The rest of a frame in parts, before any new frame.
+                () = std::future::ready(()), if in_parts.is_some() => {
+                    let Some((seq, payload, sent)) = in_parts.take() else {
+                        continue;
+                    };
+                    let end = (sent + part_size(&shared)).min(payload.len());
+                    if end < payload.len() {
+                        in_parts = Some((seq, payload.clone(), end));
+                    }
+                    Counters::add(&shared.counters.bytes_sent, (end - sent) as u64);
+                    Message::VideoPart(VideoPart {
+                        seq,
+                        payload: payload.slice(sent..end),
+                    })
+                }
+                video = shared.outgoing.take(), if in_parts.is_none() => match video {
                     Some(v) => {
                         if let Some(hook) = &shared.on_video_taken {
                             hook(v.seq);
@@ -95,7 +121,19 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                             }
                             continue;
                         }
-                        Message::Video(v)
+                        let part = part_size(&shared);
+                        if parts && v.payload.len() > part {
+                            // Voice and control go between the parts.
+                            let first = v.payload.slice(..part);
+                            in_parts = Some((v.seq, v.payload.clone(), part));
+                            Message::Video(Video {
+                                total_len: Some(v.payload.len()),
+                                payload: first,
+                                ..v
+                            })
+                        } else {
+                            Message::Video(v)
+                        }
                     }
                     None => return Ok(()),
                 },
@@ -141,6 +179,25 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Whether a frame captured at `capture_time_us` (Unix µs, our clock) is
 /// older than `budget` now.
+/// The size of one part of a frame sent in parts: what the link carries in
+/// [`PART_TIME`] (so voice waits at most that long behind video), within
+/// 4 to 64 KiB; 16 KiB before the link's rate is known.
+fn part_size(shared: &Shared) -> usize {
+    let rate = Counters::get(&shared.counters.acked_rate);
+    if rate == 0 {
+        return 16 * 1024;
+    }
+    let bytes = rate as f64 / 8.0 * PART_TIME.as_secs_f64();
+    (bytes as usize).clamp(4 * 1024, 64 * 1024)
+}
+
+/// How long one part of a frame holds the link at its current rate.
+const PART_TIME: Duration = Duration::from_millis(20);
+
+/// The first reservation for a frame arriving in parts (it grows as they
+/// come): a declared length alone never reserves more.
+const ASSEMBLY_START: usize = 256 * 1024;
+
 fn older_than(capture_time_us: u64, budget: Duration) -> bool {
     let now = unix_micros(SystemTime::now());
     Duration::from_micros(now.saturating_sub(capture_time_us)) > budget
@@ -197,6 +254,9 @@ async fn read_messages<R: AsyncRead + Unpin>(
     let shared = &core.shared;
     let check_every = peer_timeout / LIVENESS_CHECKS_PER_TIMEOUT;
     let mut heard = reader.bytes_received();
+    // A frame arriving in parts: its message, and its payload so far. The
+    // session has checked each part's seq and length against what is left.
+    let mut assembling: Option<(Video, usize, BytesMut)> = None;
     loop {
         // Liveness counts bytes, not whole messages: a large frame on a slow
         // link may take longer than the timeout to arrive in full. The state
@@ -226,6 +286,34 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 handle(Event::Failed(CallError::Protocol(e)));
                 return true;
             }
+        };
+        let message = match message {
+            Message::Video(mut video) if video.total_len.is_some() => {
+                let total = video.total_len.take().unwrap_or(0);
+                // Grown as parts come, not reserved at the declared length.
+                let mut payload = BytesMut::with_capacity(total.min(ASSEMBLY_START));
+                payload.extend_from_slice(&video.payload);
+                assembling = Some((video, total, payload));
+                handle(Event::Heard);
+                continue;
+            }
+            Message::VideoPart(part) => {
+                handle(Event::Heard);
+                let Some((video, total, mut payload)) = assembling.take() else {
+                    continue;
+                };
+                payload.extend_from_slice(&part.payload);
+                // The session refused any part beyond the frame's length.
+                if payload.len() < total {
+                    assembling = Some((video, total, payload));
+                    continue;
+                }
+                Message::Video(Video {
+                    payload: payload.freeze(),
+                    ..video
+                })
+            }
+            other => other,
         };
         match message {
             Message::Video(video) => {

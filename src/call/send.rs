@@ -146,6 +146,7 @@ pub(super) fn spawn_media_thread(
                         height: encoded.height,
                         format: encoded.format,
                         payload: encoded.payload,
+                        total_len: None,
                     };
                     seq += 1;
                     if !shared.outgoing.put(video) {

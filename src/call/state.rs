@@ -341,6 +341,7 @@ impl CallMachine {
                 Message::Hello(_)
                 | Message::Accept(_)
                 | Message::Video(_)
+                | Message::VideoPart(_)
                 | Message::Audio(_)
                 | Message::Bye(_),
             ) => {}

@@ -179,6 +179,8 @@ pub struct VoiceSnapshot {
     pub muted: bool,
     pub peer_muted: bool,
     pub dropped_out: u64,
+    /// The playout's extra delay for lip sync, µs.
+    pub sync_delay_us: u64,
 }
 
 impl VoiceSnapshot {
@@ -367,6 +369,7 @@ impl Voice {
             muted: !self.mic_on.load(Ordering::Relaxed),
             peer_muted: !self.peer_mic_on.load(Ordering::Relaxed),
             dropped_out: Counters::get(&self.dropped_out),
+            sync_delay_us: self.sync_delay_us.load(Ordering::Relaxed).max(0) as u64,
         }
     }
 

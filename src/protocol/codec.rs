@@ -23,7 +23,7 @@ use super::limits::{
 use super::validate::check_message;
 use super::{
     Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, PixelFormat, ProtocolError,
-    Receive, Video,
+    Receive, Video, VideoPart,
 };
 
 /// Nesting depth of a message body's field values (the outer array is 1, the
@@ -93,7 +93,10 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_uint(head, u64::from(*version));
         }
         Message::Video(video) => {
-            put_head(head, Header::Map(Some(6)));
+            put_head(
+                head,
+                Header::Map(Some(6 + usize::from(video.total_len.is_some()))),
+            );
             put_text(head, "seq");
             put_uint(head, video.seq);
             put_text(head, "time_us");
@@ -104,9 +107,21 @@ pub fn encode_head_into(message: &Message, head: &mut BytesMut) -> Result<Bytes,
             put_uint(head, u64::from(video.height));
             put_text(head, "format");
             put_text(head, video.format.name());
+            if let Some(total) = video.total_len {
+                put_text(head, "total_len");
+                put_uint(head, total as u64);
+            }
             put_text(head, "payload");
             put_head(head, Header::Bytes(Some(video.payload.len())));
             payload = video.payload.clone();
+        }
+        Message::VideoPart(part) => {
+            put_head(head, Header::Map(Some(2)));
+            put_text(head, "seq");
+            put_uint(head, part.seq);
+            put_text(head, "payload");
+            put_head(head, Header::Bytes(Some(part.payload.len())));
+            payload = part.payload.clone();
         }
         Message::Audio(audio) => {
             put_head(head, Header::Map(Some(4)));
@@ -284,6 +299,13 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
         "keyframe" => {
             fields(&mut r, "keyframe body", |_, _| Ok(false))?;
             Decoded::Message(Message::Keyframe)
+        }
+        "video_part" => {
+            let (seq, range) = decode_video_part(&mut r)?;
+            Decoded::Message(Message::VideoPart(VideoPart {
+                seq,
+                payload: item.slice(range),
+            }))
         }
         "audio" => {
             let (audio, range) = decode_audio(&mut r)?;
@@ -491,7 +513,14 @@ fn decode_video(r: &mut Reader<'_>) -> Result<(Video, std::ops::Range<usize>), P
     const M: &str = "video";
     let (mut seq, mut time, mut width, mut height, mut format, mut payload) =
         (None, None, None, None, None, None);
+    let mut total_len = None;
     fields(r, "video body", |r, key| match key {
+        "total_len" => set(
+            &mut total_len,
+            r.uint_max("video.total_len", MAX_PAYLOAD_LEN as u64)?,
+            M,
+            "total_len",
+        ),
         "seq" => set(&mut seq, r.uint("video.seq")?, M, "seq"),
         "time_us" => set(&mut time, r.uint("video.time_us")?, M, "time_us"),
         "width" => set(
@@ -532,11 +561,30 @@ fn decode_video(r: &mut Reader<'_>) -> Result<(Video, std::ops::Range<usize>), P
         height: dim(required(height, M, "height")?),
         format: required(format, M, "format")?,
         payload: Bytes::new(),
+        // Bounded by MAX_PAYLOAD_LEN above.
+        total_len: total_len.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let range = required(payload, M, "payload")?;
     // Check the declared length before the caller slices: same rule as check_message.
-    super::validate::check_payload_len(&video, range.len())?;
+    super::validate::check_video_lengths(&video, range.len())?;
     Ok((video, range))
+}
+
+/// Decodes a video_part body: the frame's seq and the payload's range.
+fn decode_video_part(r: &mut Reader<'_>) -> Result<(u64, std::ops::Range<usize>), ProtocolError> {
+    const M: &str = "video_part";
+    let (mut seq, mut payload) = (None, None);
+    fields(r, "video_part body", |r, key| match key {
+        "seq" => set(&mut seq, r.uint("video_part.seq")?, M, "seq"),
+        "payload" => set(
+            &mut payload,
+            r.byte_range("video_part.payload", MAX_PAYLOAD_LEN)?,
+            M,
+            "payload",
+        ),
+        _ => Ok(false),
+    })?;
+    Ok((required(seq, M, "seq")?, required(payload, M, "payload")?))
 }
 
 fn decode_ping(r: &mut Reader<'_>) -> Result<u64, ProtocolError> {
@@ -642,6 +690,7 @@ mod tests {
             height,
             format,
             payload: Bytes::from(vec![0xAB; payload_len]),
+            total_len: None,
         })
     }
 

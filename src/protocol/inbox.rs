@@ -215,6 +215,7 @@ mod tests {
             height: 1,
             format: PixelFormat::Jpeg,
             payload: Bytes::from(vec![seq as u8; payload_len]),
+            total_len: None,
         });
         let mut frame = BytesMut::new();
         encode(&message, &mut frame).unwrap();

@@ -18,6 +18,10 @@ pub const PROTOCOL_VERSION: u32 = 4;
 /// The first version whose calls carry `audio` and `microphone` messages.
 pub const AUDIO_VERSION: u32 = 4;
 
+/// The first version whose calls may send a video frame in parts
+/// (`video.total_len`, `video_part`).
+pub const VIDEO_PARTS_VERSION: u32 = 4;
+
 /// Largest `audio` payload, in bytes: the most one Opus frame may hold
 /// (RFC 6716, section 3.2.1). A 20 ms speech packet at 32 kbit/s is 80.
 pub const MAX_AUDIO_PAYLOAD_LEN: usize = 1275;

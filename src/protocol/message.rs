@@ -18,6 +18,8 @@ pub enum Message {
     Accept(Accept),
     /// One picture.
     Video(Video),
+    /// The next part of a picture sent in parts (version 4).
+    VideoPart(VideoPart),
     /// 20 ms of the sender's voice (version 4).
     Audio(Audio),
     /// Asks the peer to answer with a [`Message::Pong`] echoing `nonce`.
@@ -62,6 +64,7 @@ impl Message {
             Message::Hello(_) => "hello",
             Message::Accept(_) => "accept",
             Message::Video(_) => "video",
+            Message::VideoPart(_) => "video_part",
             Message::Audio(_) => "audio",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
@@ -165,6 +168,20 @@ pub struct Video {
     /// The picture. For raw formats exactly `format.raw_len(width, height)`
     /// bytes; for JPEG `1..=MAX_PAYLOAD_LEN` bytes. On decode this is a slice of
     /// the receive buffer (no copy); on encode it is written as one slice.
+    /// With `total_len`, only the first part of it.
+    pub payload: Bytes,
+    /// Version 4: the whole payload's length when it comes in parts, this
+    /// message holding the first and [`Message::VideoPart`]s the rest, so
+    /// that voice is never stuck behind a large frame. `None`: whole.
+    pub total_len: Option<usize>,
+}
+
+/// The next part of a video frame sent in parts (version 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPart {
+    /// The frame's `seq`.
+    pub seq: u64,
+    /// The next bytes of its payload, at least 1.
     pub payload: Bytes,
 }
 

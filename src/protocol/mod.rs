@@ -88,7 +88,7 @@ pub use connection::{Connection, MessageReader, MessageWriter};
 pub use error::{bye_text, io_in_words, ProtocolError};
 pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use message::{
-    fit_size, Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, Receive, Video,
+    fit_size, Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, Receive, Video, VideoPart,
 };
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};
 pub use validate::{check_message, check_payload_len, PingMeter, Role, Session};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::limits::{
     AUDIO_VERSION, MAX_AUDIO_PAYLOAD_LEN, MAX_BYE_TEXT_LEN, MAX_CODECS, MAX_DISPLAY_NAME_LEN,
     MAX_HEIGHT, MAX_PAYLOAD_LEN, MAX_PINGS_PER_SECOND, MAX_SOFTWARE_LEN, MAX_WIDTH,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, VIDEO_PARTS_VERSION,
 };
 use super::{Hello, Message, ProtocolError, Receive, Video};
 
@@ -38,8 +38,13 @@ pub fn check_message(message: &Message) -> Result<(), ProtocolError> {
         Message::Video(video) => {
             check_dimension("video.width", video.width, MAX_WIDTH)?;
             check_dimension("video.height", video.height, MAX_HEIGHT)?;
-            check_payload_len(video, video.payload.len())
+            check_video_lengths(video, video.payload.len())
         }
+        Message::VideoPart(part) if part.payload.is_empty() => Err(ProtocolError::InvalidValue {
+            field: "video_part.payload",
+            problem: "an empty part".into(),
+        }),
+        Message::VideoPart(_) => Ok(()),
         Message::Audio(audio) => check_audio_payload_len(audio.payload.len()),
         Message::Ping { .. }
         | Message::Pong { .. }
@@ -138,6 +143,26 @@ pub fn check_payload_len(video: &Video, len: usize) -> Result<(), ProtocolError>
     }
 }
 
+/// Checks a video message's lengths: a whole payload by
+/// [`check_payload_len`]; a frame in parts (version 4) by its `total_len`,
+/// with a first part of at least 1 byte and less than the whole.
+pub fn check_video_lengths(video: &Video, len: usize) -> Result<(), ProtocolError> {
+    let Some(total) = video.total_len else {
+        return check_payload_len(video, len);
+    };
+    check_payload_len(video, total)?;
+    if len == 0 || len >= total {
+        return Err(ProtocolError::InvalidValue {
+            field: "video.payload",
+            problem: format!(
+                "a first part of {len} bytes of a {total}-byte frame (it must be 1 to {})",
+                total.saturating_sub(1)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks an audio payload's length: `1..=MAX_AUDIO_PAYLOAD_LEN`.
 fn check_audio_payload_len(len: usize) -> Result<(), ProtocolError> {
     if len == 0 {
@@ -178,6 +203,9 @@ pub struct Session {
     last_received_seq: Option<u64>,
     last_sent_audio_seq: Option<u64>,
     last_received_audio_seq: Option<u64>,
+    /// A frame in parts being received / sent: its seq and bytes to come.
+    receiving_parts: Option<(u64, usize)>,
+    sending_parts: Option<(u64, usize)>,
     unknown_received: u64,
 }
 
@@ -195,6 +223,8 @@ impl Session {
             last_received_seq: None,
             last_sent_audio_seq: None,
             last_received_audio_seq: None,
+            receiving_parts: None,
+            sending_parts: None,
             unknown_received: 0,
         }
     }
@@ -303,7 +333,34 @@ impl Session {
                         });
                     }
                 }
-                check_seq(&mut self.last_received_seq, video.seq)
+                if let Some((seq, left)) = self.receiving_parts {
+                    return Err(ProtocolError::InvalidValue {
+                        field: "video",
+                        problem: format!(
+                            "came while frame {seq} still lacks {left} bytes of its parts"
+                        ),
+                    });
+                }
+                if video.total_len.is_some()
+                    && self.version().is_some_and(|v| v < VIDEO_PARTS_VERSION)
+                {
+                    return Err(unexpected("frames in parts need version 4"));
+                }
+                check_seq(&mut self.last_received_seq, video.seq)?;
+                if let Some(total) = video.total_len {
+                    self.receiving_parts = Some((video.seq, total - video.payload.len()));
+                }
+                Ok(())
+            }
+            Message::VideoPart(part) => {
+                self.receiving_parts =
+                    next_part(self.receiving_parts, part).map_err(|problem| {
+                        ProtocolError::InvalidValue {
+                            field: "video_part",
+                            problem,
+                        }
+                    })?;
+                Ok(())
             }
             Message::Audio(audio) => {
                 if !self.accepted {
@@ -418,7 +475,25 @@ impl Session {
                         )));
                     }
                 }
-                check_seq(&mut self.last_sent_seq, video.seq).map_err(|e| refuse(e.to_string()))
+                if let Some((seq, left)) = self.sending_parts {
+                    return Err(refuse(format!(
+                        "video frame {seq} still lacks {left} bytes of its parts"
+                    )));
+                }
+                if video.total_len.is_some()
+                    && self.version().is_some_and(|v| v < VIDEO_PARTS_VERSION)
+                {
+                    return Err(refuse("frames in parts need version 4".into()));
+                }
+                check_seq(&mut self.last_sent_seq, video.seq).map_err(|e| refuse(e.to_string()))?;
+                if let Some(total) = video.total_len {
+                    self.sending_parts = Some((video.seq, total - video.payload.len()));
+                }
+                Ok(())
+            }
+            Message::VideoPart(part) => {
+                self.sending_parts = next_part(self.sending_parts, part).map_err(refuse)?;
+                Ok(())
             }
             Message::Audio(audio) => {
                 if !self.accepted {
@@ -496,6 +571,28 @@ impl PingMeter {
     }
 }
 
+/// What is left of a frame in parts after `part`, or why `part` does not
+/// belong (no frame in parts, another frame's, more bytes than are left).
+fn next_part(
+    parts: Option<(u64, usize)>,
+    part: &super::VideoPart,
+) -> Result<Option<(u64, usize)>, String> {
+    let Some((seq, left)) = parts else {
+        return Err("no video frame in parts is open".into());
+    };
+    if part.seq != seq {
+        return Err(format!(
+            "it belongs to frame {}, but frame {seq} is still open",
+            part.seq
+        ));
+    }
+    let len = part.payload.len();
+    if len > left {
+        return Err(format!("{len} bytes, but frame {seq} has only {left} left"));
+    }
+    Ok((len < left).then_some((seq, left - len)))
+}
+
 fn check_seq(last: &mut Option<u64>, seq: u64) -> Result<(), ProtocolError> {
     if let Some(previous) = *last {
         if seq <= previous {
@@ -547,6 +644,7 @@ mod tests {
             height: 2,
             format,
             payload: Bytes::from(vec![0; len]),
+            total_len: None,
         })
     }
 

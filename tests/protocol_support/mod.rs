@@ -55,6 +55,7 @@ pub fn examples() -> Vec<Message> {
             format: PixelFormat::Rgb24,
             // red, green / blue, white
             payload: Bytes::from_static(&[0xFF, 0, 0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]),
+            total_len: None,
         }),
         Message::Ping { nonce: 1_234_567 },
         Message::Pong {

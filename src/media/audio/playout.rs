@@ -9,7 +9,7 @@
 //!   last 5 s), plus one frame, between [`MIN_TARGET`] and [`MAX_TARGET`].
 //!   On a LAN that is 30 ms; on a path whose TCP stalls for a
 //!   retransmission it grows to cover the stall. Every underrun raises a
-//!   floor under the target by a frame; the floor decays by 2 ms a second,
+//!   floor under the target by a frame; the floor decays by 5 ms a second,
 //!   so one bad moment does not cost latency for the rest of the call.
 //! - **Concealment.** A packet that is not there when its turn comes is
 //!   replaced by Opus's packet-loss concealment (up to three frames, 60 ms;
@@ -43,8 +43,10 @@ pub const MIN_TARGET: Duration = Duration::from_millis(30);
 /// delay than from the gaps.
 pub const MAX_TARGET: Duration = Duration::from_millis(300);
 
-/// Packets whose transit times size the target: the last 5 s.
-const JITTER_WINDOW: usize = 250;
+/// Packets whose transit times size the target: the last 2 s. Short, so
+/// that a queue that builds up slowly on the path (its delay drifting, not
+/// jittering) is followed by the stretching rather than taken for jitter.
+const JITTER_WINDOW: usize = 100;
 
 /// Most packets held (2 s): a peer that sends faster than real time loses
 /// the oldest, and memory stays bounded whatever it sends.
@@ -70,7 +72,7 @@ const CUT_EXCESS_US: f64 = 60_000.0;
 const UNDERRUN_STEP_US: f64 = 20_000.0;
 
 /// How fast that floor decays, microseconds per second.
-const FLOOR_DECAY_US_PER_S: f64 = 2_000.0;
+const FLOOR_DECAY_US_PER_S: f64 = 5_000.0;
 
 /// What the playout has done so far, for the stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -192,10 +194,11 @@ impl Playout {
         } else {
             let mut sorted: Vec<i64> = self.transits.iter().copied().collect();
             sorted.sort_unstable();
-            let min = sorted.first().copied().unwrap_or(0);
-            let index = (sorted.len() * 95 / 100).min(sorted.len() - 1);
-            let p95 = sorted.get(index).copied().unwrap_or(min);
-            p95.saturating_sub(min) as f64
+            let at = |p: usize| {
+                let index = (sorted.len() * p / 100).min(sorted.len() - 1);
+                sorted.get(index).copied().unwrap_or(0)
+            };
+            at(95).saturating_sub(at(5)) as f64
         };
         let frame = FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
         let wanted = (spread + frame).max(self.floor_us) + self.extra_us;
@@ -293,8 +296,6 @@ impl Playout {
             return false;
         }
         if let Some((seq, packet)) = self.packets.pop_first() {
-            // Playing resumes here: its capture time anchors the clock.
-            let fresh = self.pcm.len() <= self.pos as usize;
             self.next_seq = Some(seq + 1);
             self.concealed_in_row = 0;
             let before = self.pcm.len();
@@ -310,14 +311,17 @@ impl Playout {
                     }
                 }
             }
-            if fresh {
-                self.pcm_capture_us = packet.capture_us as f64 - before as f64 * MICROS_PER_SAMPLE;
-            }
+            // Each packet anchors the clock anew: after a gap (the sender
+            // skipped, or playout went silent to rebuffer) the samples
+            // before it are not its neighbours in time.
+            self.pcm_capture_us = packet.capture_us as f64 - before as f64 * MICROS_PER_SAMPLE;
             return self.pcm.len() > before;
         }
         if self.concealed_in_row < CONCEAL_LIMIT {
             if self.concealed_in_row == 0 {
-                self.floor_us = self.floor_us.max(self.target_us()) + UNDERRUN_STEP_US;
+                // Learnt, not copied from a target a passing spike inflated.
+                self.floor_us =
+                    (self.floor_us + UNDERRUN_STEP_US).min(MAX_TARGET.as_micros() as f64);
             }
             self.concealed_in_row += 1;
             self.stats.concealed += 1;
