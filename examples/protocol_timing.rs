@@ -25,6 +25,7 @@ fn frame(seq: u64) -> Video {
         height: 1080,
         format: PixelFormat::Rgb24,
         payload: Bytes::from(vec![0x5A; len]),
+        total_len: None,
     }
 }
 

@@ -37,6 +37,7 @@ pub fn raw_video(seq: u64, width: u32, height: u32, format: PixelFormat) -> Vide
         height,
         format,
         payload: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+        total_len: None,
     }
 }
 
