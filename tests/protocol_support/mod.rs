@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ciborium_ll::{Decoder, Header};
 use vchat::protocol::{
     decode_frame, encode, Accept, Audio, AudioFormat, Bye, ByeReason, Decoded, Hello, Message,
-    PixelFormat, ProtocolError, Receive, Video, PROTOCOL_VERSION,
+    PixelFormat, ProtocolError, Receive, Video, VideoPart, PROTOCOL_VERSION,
 };
 
 /// A typical Hello.
@@ -63,6 +63,10 @@ pub fn examples() -> Vec<Message> {
             nonce: 1_234_567,
             time_us: Some(1_750_000),
         },
+        Message::VideoPart(VideoPart {
+            seq: 2,
+            payload: Bytes::from_static(&[0x00, 0x00, 0x00, 0x01, 0x41, 0x9a]),
+        }),
         Message::Audio(Audio {
             seq: 1,
             capture_time_us: 1_700_000,
