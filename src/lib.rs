@@ -14,12 +14,15 @@
 //! - [`protocol`]: what the peers say once the channel is up. A pure, I/O-free
 //!   codec (length-prefixed CBOR messages) plus a `Connection` that owns the
 //!   stream.
-//! - [`media`]: where pictures come from and how they travel: camera, test
-//!   pattern and Y4M file sources, raw, JPEG and H.264 codecs, Y4M recording.
+//! - [`media`]: where pictures and voice come from and how they travel:
+//!   camera, test pattern and Y4M file sources, raw, JPEG and H.264 codecs,
+//!   Y4M recording; microphone, tone and WAV sources, Opus, the jitter
+//!   buffer and playout ([`media::audio`]).
 //! - [`ui`]: the window: the peer large, yourself small, an overlay, keys.
 //! - [`call`]: joins the parts: `listen` (call after call), `call` and
 //!   `demo`; the call's rules as an I/O-free state machine; the link, media
-//!   send and media receive that move video both ways with bounded latency.
+//!   send and media receive that move video both ways with bounded latency,
+//!   and the voice beside them (`call/voice.rs`).
 //! - [`bench`]: `vchat bench`, both peers in one process over loopback with
 //!   pre-generated frames: throughput, latency, CPU and memory per size and
 //!   codec, against a bare TLS stream carrying the same bytes.
@@ -28,16 +31,26 @@
 //!
 //! ```text
 //!  send.rs: media thread                 link.rs: writer task (owns the write half)
-//!  source ─► encoder ─► [newest frame] ─► control > pong > video ─► Connection ─► TLS ─► TCP ─┐
-//!  (camera/test/y4m)                      ▲ bye, camera, ping                                │
+//!  source ─► encoder ─► [newest frame] ─► control > pong > voice > video ─► Connection ─► TLS ─► TCP ─┐
+//!  (camera/test/y4m)                      ▲ bye, camera, ping  ▲   (large frames in parts)          │
+//!  voice.rs: audio thread                 │                    │                                    │
+//!  mic/tone/wav ─► Opus ─► [voice queue] ─┼────────────────────┘                                    │
 //!                                         │                                            the peer
 //!                              state.rs: CallMachine (no I/O, time passed in)                │
 //!                              hello/accept, pings, liveness, bye, reconnect decision        │
 //!                                         ▲ ping, pong, camera, bye, bytes heard             │
 //!  receive.rs: decoder thread             │                                                  │
-//!  window ◄─ decoder ◄─ [newest frame] ◄─ link.rs: reader task (owns the read half) ◄─ TLS ◄┘
-//!  recorder ◄┘
+//!  window ◄─ held for the voice ◄─ decoder ◄─ [newest frame] ◄─ link.rs: reader task ◄─ TLS ◄┘
+//!  recorder ◄┘          ▲ audio clock                           │ (reassembles parts)
+//!  voice.rs: speaker or clock ◄─ playout (jitter buffer, PLC) ◄─┘ voice
+//!  WAV recorder ◄┘
 //! ```
+//!
+//! Voice goes first on the wire (a queue, not a newest-only slot: every
+//! 20 ms counts), and a large frame goes in parts of about 20 ms of the
+//! link so a packet never waits behind a whole one. The playout publishes
+//! the peer's capture time of what the ear hears; pictures wait for it
+//! (lip sync), and when pictures lag, the voice waits for them instead.
 //!
 //! Every call, whether `listen`, `call`, `demo` or `bench` started it, goes
 //! through `call::setup::handshake_and_run`: the state machine drives the

@@ -4,7 +4,7 @@
 #   scripts/netlab/run.sh --rate 5mbit --rtt 60 [--loss 1] [--duration 20] \
 #       [--step "10:3mbit,20:20mbit"] [--codec h264|jpeg] \
 #       [--source camlike|test|FILE.y4m] [--size 1280x720] [--fps 30] \
-#       [--noise N] [--psnr] --out DIR [--vchat BIN] [--timeline] \
+#       [--noise N] [--psnr] [--voice] --out DIR [--vchat BIN] [--timeline] \
 #       [-- EXTRA CALLER ARGS, e.g. --max-bitrate 2000]
 #
 # Why it is built this way:
@@ -28,6 +28,11 @@
 # - --psnr records what the listener decoded and measures it against the
 #   clip (examples/recording_psnr.rs, built with cargo if missing) into
 #   DIR/psnr.json; the recording (~40 MB a second) is deleted after.
+# - --voice: both ends send a tone (caller 440 Hz, listener 880 Hz) and
+#   the listener records what it played (DIR/heard.wav); DIR/voice.json
+#   then holds the voiced seconds, the longest gap and the gaps over 40 ms.
+#   Without it both ends run --no-audio, so video-only figures stay
+#   comparable with earlier runs.
 # - Everything runs under lab.sh's trap: identities, namespaces and every
 #   process started are removed on exit, Ctrl-C or TERM.
 #
@@ -63,6 +68,7 @@ while [ $# -gt 0 ]; do
     --fps) fps=$2; shift 2 ;;
     --noise) noise=$2; shift 2 ;;
     --psnr) psnr=1; shift ;;
+    --voice) voice=1; shift ;;
     --back-source) back_source=$2; shift 2 ;;
     --back-size) back_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
@@ -134,10 +140,17 @@ EOF
 export RUST_LOG="${RUST_LOG:-info}"
 record=()
 [ -n "$psnr" ] && record=(--record "$out/received.y4m")
+caller_audio=(--no-audio)
+listener_audio=(--no-audio)
+if [ -n "${voice:-}" ]; then
+  caller_audio=(--audio-source tone:440 --speaker none)
+  rm -f "$out/heard.wav"
+  listener_audio=(--audio-source tone:880 --speaker none --record-audio "$out/heard.wav")
+fi
 lab_spawn b "$out/listener.jsonl" "$out/listener.log" \
   "$vchat" --dir "$ids/listener" listen --once --bind "$LAB_IP_B:7878" --peer caller \
   --headless --stats json --codec "$codec" --source "$back_source" --size "$back_size" \
-  --reconnect 0 "${record[@]}"
+  --reconnect 0 "${record[@]}" "${listener_audio[@]}"
 listener=$LAB_LAST_PID
 lab_wait_line "$out/listener.log" "listening on" 30 "$listener" ||
   { echo "run.sh: the listener did not start:" >&2; cat "$out/listener.log" >&2; exit 1; }
@@ -145,7 +158,7 @@ lab_wait_line "$out/listener.log" "listening on" 30 "$listener" ||
 lab_spawn a "$out/caller.jsonl" "$out/caller.log" \
   "$vchat" --dir "$ids/caller" call "$LAB_IP_B:7878" --peer listener \
   --headless --stats json --codec "$codec" --source "$source" --size "$size" --fps "$fps" \
-  --duration "$duration" --reconnect 0 "${extra[@]}"
+  --duration "$duration" --reconnect 0 "${caller_audio[@]}" "${extra[@]}"
 caller=$LAB_LAST_PID
 lab_wait_line "$out/caller.log" "connected" 30 "$caller" ||
   { echo "run.sh: the call did not connect:" >&2; cat "$out/caller.log" >&2; exit 1; }
@@ -184,6 +197,35 @@ if [ -n "$psnr" ]; then
     echo "run.sh: --psnr: the listener recorded nothing" >&2
   fi
   [ -n "${NETLAB_KEEP_RECORDING:-}" ] || rm -f "$out/received.y4m"
+fi
+
+if [ -n "${voice:-}" ] && [ -s "$out/heard.wav" ]; then
+  # What the listener heard: voiced span, longest quiet run, gaps over 40 ms.
+  python3 -B - "$out/heard.wav" >"$out/voice.json" <<'PY' || echo "run.sh: the voice check failed" >&2
+import json, struct, sys, wave
+w = wave.open(sys.argv[1])
+n = w.getnframes()
+d = struct.unpack("<%dh" % n, w.readframes(n))
+quiet = 328  # 0.01 of full scale, as tests/common/wav.rs
+loud = [i for i, s in enumerate(d) if abs(s) > quiet]
+gaps, run, longest = [], 0, 0
+if loud:
+    for s in d[loud[0]:loud[-1] + 1]:
+        if abs(s) <= quiet:
+            run += 1
+        else:
+            if run > 1920:
+                gaps.append(round(run / 48, 1))
+            run = 0
+        longest = max(longest, run)
+print(json.dumps({
+    "recorded_s": round(n / 48000, 2),
+    "voiced_s": round((loud[-1] - loud[0]) / 48000, 2) if loud else 0,
+    "longest_gap_ms": round(longest / 48, 1),
+    "gaps_over_40ms": gaps,
+}))
+PY
+  cat "$out/voice.json"
 fi
 
 python3 -B "$here/summarize.py" "$out" "${summary_opts[@]}" || true

@@ -5,7 +5,8 @@
 //! backlog of frames. The writer owns the write half and, each time it is
 //! free, takes the most urgent thing waiting: control messages (bye, camera,
 //! ping) first, then the newest pong, then our voice (a queue: every packet
-//! counts), then the newest video frame (see [`write_loop`]). The
+//! counts), then the newest video frame, a large one in parts of about
+//! 20 ms of the link so voice goes between them (see [`write_loop`]). The
 //! reader owns the read half: video goes straight to the incoming slot, every
 //! other message goes to the call's state machine through [`Core`].
 

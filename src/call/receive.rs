@@ -9,6 +9,10 @@
 //! numbering has a gap: a link dropped, or the sender gave up on one) the
 //! decoder waits for a keyframe and asks the peer for one. It checks the call's cancellation token
 //! whenever the slot is empty, and finishes the recording before it ends.
+//!
+//! Lip sync: a decoded picture waits (up to 300 ms, in a small queue, so
+//! decoding goes on meanwhile) until the voice the ear hears reaches its
+//! capture time (`call/voice.rs`); with no voice playing it goes up at once.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -545,6 +545,13 @@ impl Playback {
             ui.update(|s| s.audio_note = Some("no speaker: see `vchat devices`".into()));
         }
         info!("playing the peer's voice on {}", output.describe());
+        let microphone = matches!(config.source, Some(AudioSourceSpec::Mic { .. }));
+        if output.is_speaker() && microphone {
+            // No echo cancellation (BENCHMARKS.md): said where it matters.
+            ui.update(|s| {
+                s.audio_note = Some("use headphones: on speakers the peer hears an echo".into())
+            });
+        }
         Ok(Some(Playback { output, recorder }))
     }
 

@@ -40,6 +40,7 @@ pub struct AudioOutput {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     description: String,
+    speaker: bool,
 }
 
 impl AudioOutput {
@@ -66,6 +67,7 @@ impl AudioOutput {
                             stop,
                             thread: Some(thread),
                             description: format!("speaker {name}"),
+                            speaker: true,
                         },
                         None,
                     ))
@@ -80,6 +82,7 @@ impl AudioOutput {
                 stop,
                 thread: Some(thread),
                 description: "no speaker (the system clock)".into(),
+                speaker: false,
             },
             warning,
         ))
@@ -88,6 +91,11 @@ impl AudioOutput {
     /// Where the sound goes, for logs.
     pub fn describe(&self) -> &str {
         &self.description
+    }
+
+    /// Whether the sound comes out of a speaker (not only the clock).
+    pub fn is_speaker(&self) -> bool {
+        self.speaker
     }
 
     /// Stops pulling and waits for the output thread.

@@ -16,6 +16,11 @@ use crate::protocol::limits::MAX_AUDIO_PAYLOAD_LEN;
 /// cost less).
 pub const VOICE_BITRATE: i32 = 24_000;
 
+/// Opus's encoder effort, 0-10 (its default is 10). 5 halves the
+/// encoder's CPU; for wideband speech at 24 kbit/s the difference is hard
+/// to hear (BENCHMARKS.md has the figures).
+const VOICE_COMPLEXITY: i32 = 5;
+
 /// Longest Opus packet duration (120 ms), in samples: a decoder's buffer
 /// must hold the longest packet a peer may send.
 const MAX_PACKET_SAMPLES: usize = SAMPLE_RATE as usize * 120 / 1000;
@@ -45,6 +50,9 @@ impl VoiceEncoder {
         encoder.set_vbr(true).map_err(opus_error("encoder setup"))?;
         encoder
             .set_signal(opus::Signal::Voice)
+            .map_err(opus_error("encoder setup"))?;
+        encoder
+            .set_complexity(VOICE_COMPLEXITY)
             .map_err(opus_error("encoder setup"))?;
         Ok(VoiceEncoder {
             encoder,
