@@ -5,12 +5,14 @@
 //!
 //! Why each part:
 //! - **Adaptive depth.** Packets wait until the buffer holds `target`: the
-//!   spread of their transit times (95th percentile minus minimum over the
-//!   last 5 s), plus one frame, between [`MIN_TARGET`] and [`MAX_TARGET`].
+//!   spread of their transit times (95th minus 5th percentile over the
+//!   last 2 s), plus one frame, between [`MIN_TARGET`] and [`MAX_TARGET`].
 //!   On a LAN that is 30 ms; on a path whose TCP stalls for a
-//!   retransmission it grows to cover the stall. Every underrun raises a
-//!   floor under the target by a frame; the floor decays by 5 ms a second,
-//!   so one bad moment does not cost latency for the rest of the call.
+//!   retransmission it grows to cover the stall. A concealed packet that
+//!   comes after all says how much deeper the buffer should have been: the
+//!   floor under the target rises to that at once, and decays by 5 ms a
+//!   second, so one bad moment does not cost latency for the rest of the
+//!   call.
 //! - **Concealment.** A packet that is not there when its turn comes is
 //!   replaced by Opus's packet-loss concealment (up to three frames, 60 ms;
 //!   beyond that it would only hum, so playout goes silent and buffers
@@ -19,8 +21,8 @@
 //! - **Gentle stretching.** Two sound cards never run at exactly the same
 //!   rate (100 ppm is 180 ms in 30 minutes), and a stall leaves a burst of
 //!   packets behind it. The output is resampled by linear interpolation at
-//!   a ratio within 0.5 % of 1 (too small to hear as pitch) that steers the
-//!   buffer back to its target; only an excess of more than 60 ms over it
+//!   a ratio within 1 % faster and 2 % slower (a third of a semitone at
+//!   most, unnoticed in speech) that steers the buffer back to its target; only an excess of more than 60 ms over it
 //!   (a burst after a long stall) is cut by dropping whole packets.
 //! - **Over TCP nothing is lost, only late**: a gap in sequence numbers is
 //!   audio the sender never sent (it was muted, or dropped a packet too old
@@ -58,18 +60,26 @@ const CONCEAL_LIMIT: u32 = 3;
 /// How far the buffer may be from its target before stretching starts.
 const DEAD_BAND_US: f64 = 5_000.0;
 
-/// Stretch per microsecond of error: 0.1 % per 10 ms off target.
-const STRETCH_GAIN: f64 = 0.001 / 10_000.0;
+/// Stretch per microsecond of error: 0.5 % per 10 ms off target, so the
+/// buffer reaches a new target within a few seconds.
+const STRETCH_GAIN: f64 = 0.005 / 10_000.0;
 
-/// The most the playout speeds up or slows down.
-const MAX_STRETCH: f64 = 0.005;
+/// The most the playout speeds up (a burst drains; beyond this it is cut).
+const MAX_SPEEDUP: f64 = 0.01;
+
+/// The most it slows down, to deepen the buffer after a stall taught it
+/// to (2 %: a third of a semitone, unnoticed in speech).
+const MAX_SLOWDOWN: f64 = 0.02;
 
 /// An excess over the target that is cut at once (whole packets dropped)
 /// rather than played off slowly.
 const CUT_EXCESS_US: f64 = 60_000.0;
 
-/// How much an underrun raises the floor under the target.
-const UNDERRUN_STEP_US: f64 = 20_000.0;
+/// Concealed packets remembered, to learn from when they come late.
+const CONCEAL_MEMORY: usize = 8;
+
+/// Headroom over the lateness of a concealed packet, when learning from it.
+const LATE_MARGIN_US: f64 = 10_000.0;
 
 /// How fast that floor decays, microseconds per second.
 const FLOOR_DECAY_US_PER_S: f64 = 5_000.0;
@@ -127,6 +137,10 @@ pub struct Playout {
     /// counts) of the last packets.
     transits: VecDeque<i64>,
     floor_us: f64,
+    /// Packets concealed lately and when (our clock): when one arrives
+    /// after all, how late it came says how much deeper the buffer should
+    /// have been.
+    concealed_at: VecDeque<(u64, u64)>,
     /// Added to the target for lip sync (pictures lagging the voice).
     extra_us: f64,
     buffering: bool,
@@ -147,6 +161,7 @@ impl Playout {
             pcm_capture_us: 0.0,
             transits: VecDeque::with_capacity(JITTER_WINDOW),
             floor_us: 0.0,
+            concealed_at: VecDeque::with_capacity(CONCEAL_MEMORY),
             extra_us: 0.0,
             buffering: true,
             concealed_in_row: 0,
@@ -160,6 +175,12 @@ impl Playout {
     pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes, arrived_us: u64) {
         if self.next_seq.is_some_and(|next| seq < next) {
             self.stats.late += 1;
+            // Learn the depth that would have caught it.
+            if let Some(&(_, at)) = self.concealed_at.iter().find(|(s, _)| *s == seq) {
+                let lateness = arrived_us.saturating_sub(at) as f64;
+                let wanted = self.target_us() - self.extra_us + lateness + LATE_MARGIN_US;
+                self.floor_us = self.floor_us.max(wanted).min(MAX_TARGET.as_micros() as f64);
+            }
             return;
         }
         if self.transits.len() == JITTER_WINDOW {
@@ -188,6 +209,12 @@ impl Playout {
     }
 
     fn target_us(&self) -> f64 {
+        let wanted = self.spread_target_us().max(self.floor_us) + self.extra_us;
+        wanted.clamp(MIN_TARGET.as_micros() as f64, MAX_TARGET.as_micros() as f64)
+    }
+
+    /// The depth the transit spread alone asks for.
+    fn spread_target_us(&self) -> f64 {
         let spread = if self.transits.len() < 10 {
             // Too few packets to judge: assume a moderately jittery path.
             40_000.0
@@ -200,9 +227,7 @@ impl Playout {
             };
             at(95).saturating_sub(at(5)) as f64
         };
-        let frame = FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
-        let wanted = (spread + frame).max(self.floor_us) + self.extra_us;
-        wanted.clamp(MIN_TARGET.as_micros() as f64, MAX_TARGET.as_micros() as f64)
+        spread + FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE
     }
 
     /// Audio waiting to be played, microseconds: decoded samples plus the
@@ -258,7 +283,7 @@ impl Playout {
         let ratio = if excess.abs() <= DEAD_BAND_US {
             1.0
         } else {
-            1.0 + (excess * STRETCH_GAIN).clamp(-MAX_STRETCH, MAX_STRETCH)
+            1.0 + (excess * STRETCH_GAIN).clamp(-MAX_SLOWDOWN, MAX_SPEEDUP)
         };
         let playing = self.pcm_capture_us + self.pos * MICROS_PER_SAMPLE;
         let mut voiced = 0;
@@ -318,13 +343,15 @@ impl Playout {
             return self.pcm.len() > before;
         }
         if self.concealed_in_row < CONCEAL_LIMIT {
-            if self.concealed_in_row == 0 {
-                // Learnt, not copied from a target a passing spike inflated.
-                self.floor_us =
-                    (self.floor_us + UNDERRUN_STEP_US).min(MAX_TARGET.as_micros() as f64);
-            }
             self.concealed_in_row += 1;
             self.stats.concealed += 1;
+            if let Some(seq) = self.next_seq {
+                if self.concealed_at.len() == CONCEAL_MEMORY {
+                    self.concealed_at.pop_front();
+                }
+                self.concealed_at
+                    .push_back((seq, self.last_pull_us.unwrap_or(0)));
+            }
             self.next_seq = self.next_seq.map(|n| n + 1);
             let before = self.pcm.len();
             if let Ok(samples) = self.decoder.conceal() {
