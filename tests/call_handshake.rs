@@ -22,7 +22,7 @@ use vchat::call::setup::{handshake_and_run, Plan};
 use vchat::call::{CallError, EndReason, PEER_TIMEOUT};
 use vchat::media::{Fps, Size, TestPatternSource};
 use vchat::protocol::{
-    Accept, Bye, ByeReason, Connection, Hello, Message, PixelFormat, Role, Video,
+    Accept, Bye, ByeReason, Connection, FrameAssembler, Hello, Message, PixelFormat, Role, Video,
 };
 use vchat::ui::{DisplayState, UiHandle};
 
@@ -115,13 +115,16 @@ async fn peer_handshake(conn: &mut Connection<DuplexStream>, their_hello: Hello)
     }
 }
 
-/// Reads until the next video frame (answering nothing).
+/// Reads until the next whole video frame (a large one comes in parts
+/// since version 4), answering nothing.
 async fn next_video(conn: &mut Connection<DuplexStream>) -> Video {
+    let mut frames = FrameAssembler::new();
     loop {
-        match conn.read_message().await.unwrap() {
-            Some(Message::Video(v)) => return v,
-            Some(_) => continue,
-            None => panic!("vchat closed the stream before sending video"),
+        let Some(message) = conn.read_message().await.unwrap() else {
+            panic!("vchat closed the stream before sending video");
+        };
+        if let Some(Message::Video(v)) = frames.feed(message) {
+            return v;
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,8 @@ use super::stats::{unix_micros, Counters};
 use super::CallError;
 use crate::protocol::limits::VIDEO_PARTS_VERSION;
 use crate::protocol::{
-    Connection, Message, MessageReader, MessageWriter, ProtocolError, Video, VideoPart,
+    Connection, FrameAssembler, Message, MessageReader, MessageWriter, ProtocolError, Video,
+    VideoPart,
 };
 
 /// Told the number of each of our frames as the link takes it to send: how
@@ -195,10 +196,6 @@ fn part_size(shared: &Shared) -> usize {
 /// How long one part of a frame holds the link at its current rate.
 const PART_TIME: Duration = Duration::from_millis(20);
 
-/// The first reservation for a frame arriving in parts (it grows as they
-/// come): a declared length alone never reserves more.
-const ASSEMBLY_START: usize = 256 * 1024;
-
 fn older_than(capture_time_us: u64, budget: Duration) -> bool {
     let now = unix_micros(SystemTime::now());
     Duration::from_micros(now.saturating_sub(capture_time_us)) > budget
@@ -255,9 +252,9 @@ async fn read_messages<R: AsyncRead + Unpin>(
     let shared = &core.shared;
     let check_every = peer_timeout / LIVENESS_CHECKS_PER_TIMEOUT;
     let mut heard = reader.bytes_received();
-    // A frame arriving in parts: its message, and its payload so far. The
-    // session has checked each part's seq and length against what is left.
-    let mut assembling: Option<(Video, usize, BytesMut)> = None;
+    // The session has checked each part's seq and length against what is
+    // left of the open frame.
+    let mut assembler = FrameAssembler::new();
     loop {
         // Liveness counts bytes, not whole messages: a large frame on a slow
         // link may take longer than the timeout to arrive in full. The state
@@ -288,33 +285,10 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 return true;
             }
         };
-        let message = match message {
-            Message::Video(mut video) if video.total_len.is_some() => {
-                let total = video.total_len.take().unwrap_or(0);
-                // Grown as parts come, not reserved at the declared length.
-                let mut payload = BytesMut::with_capacity(total.min(ASSEMBLY_START));
-                payload.extend_from_slice(&video.payload);
-                assembling = Some((video, total, payload));
-                handle(Event::Heard);
-                continue;
-            }
-            Message::VideoPart(part) => {
-                handle(Event::Heard);
-                let Some((video, total, mut payload)) = assembling.take() else {
-                    continue;
-                };
-                payload.extend_from_slice(&part.payload);
-                // The session refused any part beyond the frame's length.
-                if payload.len() < total {
-                    assembling = Some((video, total, payload));
-                    continue;
-                }
-                Message::Video(Video {
-                    payload: payload.freeze(),
-                    ..video
-                })
-            }
-            other => other,
+        // A frame in parts comes out whole, once its last part is in.
+        let Some(message) = assembler.feed(message) else {
+            handle(Event::Heard);
+            continue;
         };
         match message {
             Message::Video(video) => {

@@ -19,6 +19,8 @@
 //! - `inbox.rs`: the receive buffers, I/O-free: bytes wait there until
 //!   they make a frame, and large frames are read into pooled buffers that
 //!   are reused once the application drops the frames cut from them.
+//! - `parts.rs`: [`FrameAssembler`], joining a frame sent in parts (version 4)
+//!   back into one `video`, I/O-free.
 //! - `connection.rs`: [`Connection`], owning the stream, the inbox and the
 //!   session; [`Connection::into_split`] for a reading and a writing task.
 //! - `error.rs`: [`ProtocolError`], and [`ProtocolError::bye`] to tell the
@@ -77,6 +79,7 @@ mod inbox;
 pub use inbox::MAX_POOLED_BUFFERS;
 pub mod limits;
 mod message;
+mod parts;
 mod pixel_format;
 mod validate;
 
@@ -90,5 +93,6 @@ pub use limits::{MAX_MESSAGE_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use message::{
     fit_size, Accept, Audio, AudioFormat, Bye, ByeReason, Hello, Message, Receive, Video, VideoPart,
 };
+pub use parts::FrameAssembler;
 pub use pixel_format::{PixelFormat, UnknownPixelFormat};
 pub use validate::{check_message, check_payload_len, PingMeter, Role, Session};

@@ -5,6 +5,10 @@
 //! talks to the sound server directly, otherwise it uses ALSA.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait};
 
@@ -127,6 +131,54 @@ pub(crate) fn find_device(
     };
     let name = name_of(&device);
     Ok((device, name))
+}
+
+/// How long the sound system may take to open a stream.
+const OPEN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `build` on a thread of its own and keeps the stream it makes there
+/// until `stop` is set: a cpal stream must stay on the thread that made it,
+/// and the callers' threads have other work. Returns the thread and the
+/// device's name once the stream plays, or why it could not (`what` names
+/// the device in errors: "microphone", "speaker").
+pub(crate) fn keep_stream_on_thread(
+    what: &'static str,
+    stop: Arc<AtomicBool>,
+    build: impl FnOnce() -> Result<(cpal::Stream, String), MediaError> + Send + 'static,
+) -> Result<(JoinHandle<()>, String), MediaError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("vchat-{what}"))
+        .spawn(move || {
+            let stream = match build() {
+                Ok((stream, name)) => {
+                    let _ = ready_tx.send(Ok(name));
+                    stream
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(stream);
+        })
+        .map_err(|e| MediaError::AudioDevice {
+            device: what.into(),
+            problem: format!("cannot start its thread: {e}"),
+        })?;
+    let name = ready_rx
+        .recv_timeout(OPEN_LIMIT)
+        .map_err(|_| MediaError::AudioDevice {
+            device: what.into(),
+            problem: format!(
+                "the sound system did not answer within {} s",
+                OPEN_LIMIT.as_secs()
+            ),
+        })??;
+    Ok((thread, name))
 }
 
 /// Prints the microphones and speakers, numbered as `--mic` and `--speaker`

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
 
-use super::devices::{find_device, Direction};
+use super::devices::{find_device, keep_stream_on_thread, Direction};
 use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::media::MediaError;
 
@@ -154,36 +154,7 @@ fn start_speaker(
     pull: Arc<Mutex<PullSamples>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(JoinHandle<()>, String), MediaError> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("vchat-speaker".into())
-        .spawn(move || {
-            let stream = match build_speaker(index, pull) {
-                Ok((stream, name)) => {
-                    let _ = ready_tx.send(Ok(name));
-                    stream
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            drop(stream);
-        })
-        .map_err(|e| MediaError::AudioDevice {
-            device: "speaker".into(),
-            problem: format!("cannot start its thread: {e}"),
-        })?;
-    let name = ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| MediaError::AudioDevice {
-            device: "speaker".into(),
-            problem: "the sound system did not answer within 10 s".into(),
-        })??;
-    Ok((thread, name))
+    keep_stream_on_thread("speaker", stop, move || build_speaker(index, pull))
 }
 
 fn build_speaker(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
 
-use super::devices::{find_device, Direction};
+use super::devices::{find_device, keep_stream_on_thread, Direction};
 use super::{AudioSourceSpec, FRAME_DURATION, FRAME_SAMPLES, MICROS_PER_SAMPLE, SAMPLE_RATE};
 use crate::media::MediaError;
 
@@ -250,39 +250,11 @@ pub struct MicSource {
 impl MicSource {
     /// Opens microphone `index` (of `vchat devices`), or the default one.
     pub fn open(index: Option<usize>) -> Result<Self, MediaError> {
-        let (ready_tx, ready_rx) = mpsc::channel();
         let (chunk_tx, chunks) = mpsc::sync_channel(MIC_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
-        let stop_thread = stop.clone();
-        std::thread::Builder::new()
-            .name("vchat-mic".into())
-            .spawn(move || {
-                let stream = match start_capture(index, chunk_tx) {
-                    Ok((stream, name)) => {
-                        let _ = ready_tx.send(Ok(name));
-                        stream
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                // The stream lives as long as this thread.
-                while !stop_thread.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                drop(stream);
-            })
-            .map_err(|e| MediaError::AudioDevice {
-                device: "microphone".into(),
-                problem: format!("cannot start its thread: {e}"),
-            })?;
-        let name = ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| MediaError::AudioDevice {
-                device: "microphone".into(),
-                problem: "the sound system did not answer within 10 s".into(),
-            })??;
+        let (_thread, name) = keep_stream_on_thread("microphone", stop.clone(), move || {
+            start_capture(index, chunk_tx)
+        })?;
         Ok(MicSource {
             name,
             chunks,
