@@ -441,8 +441,12 @@ impl Snapshot {
                 self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped
             ));
         }
-        if let Some(voice) = &self.voice {
-            lines.push(voice.overlay_line());
+        // Voice joins the latency line: the overlay must not grow down
+        // over the picture.
+        let flowing = self.voice.filter(|v| v.packets_in + v.packets_out > 0);
+        if let (Some(voice), Some(line)) = (flowing, lines.get_mut(1)) {
+            line.push_str("   ");
+            line.push_str(&voice.overlay_part());
         }
         lines
     }

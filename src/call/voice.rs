@@ -222,23 +222,22 @@ impl VoiceSnapshot {
         }
     }
 
-    /// The overlay's voice line, with a level meter for each side.
-    pub fn overlay_line(&self) -> String {
-        let meter = |db: f32| {
-            // -60 dBFS (quiet room) to 0: ten steps.
+    /// The overlay's words on voice, with a level meter for each side:
+    /// "voice 48 ms |||||..... / |||.......". Short, as it joins a line.
+    pub fn overlay_part(&self) -> String {
+        let meter = |db: f32, muted: bool| {
+            if muted {
+                return "muted".to_owned();
+            }
+            // -60 dBFS (a quiet room) to 0: ten steps.
             let steps = (((db + 60.0) / 6.0).clamp(0.0, 10.0)) as usize;
             format!("{}{}", "|".repeat(steps), ".".repeat(10 - steps))
         };
         format!(
-            "voice  you {}{}  peer {}{}  latency {}  jitter buffer {} ms  a/v {}",
-            meter(self.level_ours_db),
-            if self.muted { " muted" } else { "" },
-            meter(self.level_peer_db),
-            if self.peer_muted { " muted" } else { "" },
+            "voice {} {} / {}",
             super::stats::text_ms(self.latency_p50),
-            self.playout.target_us / 1000,
-            self.av_offset_p50_ms
-                .map_or_else(|| "-".into(), |o| format!("{o:+.0} ms")),
+            meter(self.level_ours_db, self.muted),
+            meter(self.level_peer_db, self.peer_muted),
         )
     }
 }
@@ -541,8 +540,7 @@ impl Playback {
         });
         let (output, warning) = AudioOutput::start(config.speaker, pull)?;
         if let Some(e) = warning {
-            warn!("no speaker ({e}); you will not hear the peer (the recording still works)");
-            ui.update(|s| s.audio_note = Some("no speaker: see `vchat devices`".into()));
+            warn!("no speaker ({e}); you will not hear the peer (see `vchat devices`; a recording still works)");
         }
         info!("playing the peer's voice on {}", output.describe());
         let microphone = matches!(config.source, Some(AudioSourceSpec::Mic { .. }));

@@ -487,9 +487,13 @@ pub fn overlay_lines(state: &DisplayState) -> Vec<String> {
         }
         _ => status,
     };
+    // A word on audio ("use headphones") joins the status line too.
+    let status = match &state.audio_note {
+        Some(note) => format!("{status} - {note}"),
+        None => status,
+    };
     let mut lines = vec![who, status];
     lines.extend(state.stats.iter().cloned());
-    lines.extend(state.audio_note.iter().cloned());
     lines
 }
 
