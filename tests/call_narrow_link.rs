@@ -13,21 +13,12 @@ mod common;
 use std::time::Duration;
 
 use common::relay::Relay;
-use common::{paired_identities, spawn_caller, spawn_listener, Finished};
+use common::{paired_identities, spawn_caller, spawn_listener};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// 2 Mbit/s.
 const LINK_BYTES_PER_SECOND: u64 = 250_000;
-
-/// The `summary` line of a finished `--stats json` run.
-fn summary(run: &Finished) -> serde_json::Value {
-    run.stdout
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary\n{}", run.all_output()))
-}
 
 #[test]
 fn a_narrow_link_costs_frames_not_seconds_of_delay() {
@@ -55,8 +46,8 @@ fn a_narrow_link_costs_frames_not_seconds_of_delay() {
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
 
-    let sent = summary(&caller);
-    let received = summary(&listener);
+    let sent = caller.summary();
+    let received = listener.summary();
     let p50_ms = received["latency_p50_ms"]
         .as_f64()
         .expect("latency measured");
@@ -81,40 +72,6 @@ fn a_narrow_link_costs_frames_not_seconds_of_delay() {
     assert!(p50_ms < 1500.0, "latency p50 {p50_ms} ms");
 }
 
-/// The `stats` lines (one a second) of a finished `--stats json` run.
-fn stats_lines(run: &Finished) -> Vec<serde_json::Value> {
-    run.stdout
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "stats")
-        .collect()
-}
-
-/// One second of camera-like 720p30 video, looped by the file source: the
-/// moving test picture of ffmpeg's `testsrc2` under strong temporal noise,
-/// which an encoder cannot predict (vchat's own test pattern codes to
-/// 0.14 Mbit/s and never meets the link).
-fn camera_like_y4m(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("camera-like.y4m");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-f",
-            "lavfi",
-        ])
-        .args(["-i", "testsrc2=size=1280x720:rate=30,noise=alls=24:allf=t"])
-        .args(["-t", "1", "-pix_fmt", "yuv420p"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(status.success(), "ffmpeg made the clip");
-    path
-}
-
 /// Issue 13, rate control: with H.264 the stream adapts to the link
 /// instead of skipping most pictures. The caller sends camera-like
 /// 720p30, starts at 0.8 Mbit/s, probes up, meets the 2 Mbit/s relay (its
@@ -125,7 +82,7 @@ fn camera_like_y4m(dir: &std::path::Path) -> std::path::PathBuf {
 fn h264_adapts_to_a_narrow_link() {
     let (a, b) = paired_identities();
     let clip_dir = tempfile::tempdir().unwrap();
-    let clip = camera_like_y4m(clip_dir.path());
+    let clip = common::camera_like_y4m(clip_dir.path());
     let video = [
         "--headless",
         "--source",
@@ -146,14 +103,14 @@ fn h264_adapts_to_a_narrow_link() {
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
 
-    let sent = stats_lines(&caller);
+    let sent = caller.events("stats");
     let targets: Vec<u64> = sent
         .iter()
         .filter_map(|s| s["target_kbit"].as_u64())
         .collect();
     assert!(targets.len() >= 10, "target in the stats: {targets:?}");
     assert_eq!(sent.last().unwrap()["rtt_source"], "kernel");
-    let summary_in = summary(&listener);
+    let summary_in = listener.summary();
     let frames_in = summary_in["frames_in"].as_u64().unwrap();
     let p50_ms = summary_in["latency_p50_ms"].as_f64().unwrap();
     let last: Vec<&serde_json::Value> = sent.iter().rev().take(8).collect();

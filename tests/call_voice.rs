@@ -12,21 +12,6 @@ use common::{paired_identities, run_err, spawn_caller, spawn_listener, wav, Fini
 
 const CALL_LIMIT: Duration = Duration::from_secs(90);
 
-/// The `--stats json` lines of `event` from a finished process.
-fn events(end: &Finished, event: &str) -> Vec<serde_json::Value> {
-    end.stdout
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == event)
-        .collect()
-}
-
-fn summary(end: &Finished) -> serde_json::Value {
-    events(end, "summary")
-        .pop()
-        .unwrap_or_else(|| panic!("no summary: {}", end.all_output()))
-}
-
 /// A call of `secs` seconds between a listener and a caller, each with
 /// its own extra arguments; both must end well.
 fn call(listener_args: &[&str], caller_args: &[&str], secs: &str) -> (Finished, Finished) {
@@ -110,7 +95,7 @@ fn tones_both_ways_are_heard_whole_and_in_sync_with_the_pictures() {
     heard_whole(&heard_by_listener, 880.0, 6.0);
     heard_whole(&heard_by_caller, 440.0, 6.0);
     for end in [&listener, &caller] {
-        let s = summary(end);
+        let s = end.summary();
         assert!(s["audio_packets_in"].as_u64().unwrap() >= 200, "{s}");
         assert!(s["audio_packets_out"].as_u64().unwrap() >= 200, "{s}");
         assert!(
@@ -118,7 +103,8 @@ fn tones_both_ways_are_heard_whole_and_in_sync_with_the_pictures() {
             "{s}"
         );
         // Lip sync, second by second: the pictures wait for the voice.
-        let offsets: Vec<f64> = events(end, "stats")
+        let offsets: Vec<f64> = end
+            .events("stats")
             .iter()
             .filter_map(|v| v["av_offset_p50_ms"].as_f64())
             .collect();
@@ -131,7 +117,7 @@ fn tones_both_ways_are_heard_whole_and_in_sync_with_the_pictures() {
             "A/V offset {median} ms outside BT.1359's window: {offsets:?}"
         );
         // Both sides said the level they heard.
-        let last = events(end, "stats").pop().unwrap();
+        let last = end.events("stats").pop().unwrap();
         assert!(last["level_in_db"].as_f64().unwrap() > -20.0, "{last}");
     }
 }
@@ -152,10 +138,10 @@ fn a_muted_caller_sends_no_voice_and_the_listener_sees_it_muted() {
         &["--audio-source", "tone:880", "--speaker", "none", "--muted"],
         "3",
     );
-    let s = summary(&caller);
+    let s = caller.summary();
     assert_eq!(s["audio_packets_out"], 0, "{s}");
     assert!(s["audio_packets_in"].as_u64().unwrap() > 50, "{s}");
-    let seconds = events(&listener, "stats");
+    let seconds = listener.events("stats");
     assert!(
         seconds.iter().any(|v| v["peer_muted"] == true),
         "{}",
@@ -174,8 +160,8 @@ fn a_peer_without_audio_still_gets_a_video_call() {
         &["--no-audio"],
         "3",
     );
-    let l = summary(&listener);
-    let c = summary(&caller);
+    let l = listener.summary();
+    let c = caller.summary();
     assert!(c["frames_in"].as_u64().unwrap() > 30, "{c}");
     assert!(l["frames_in"].as_u64().unwrap() > 30, "{l}");
     // The caller listed no audio, so the listener sent none; and sent none itself.
@@ -187,71 +173,27 @@ fn a_peer_without_audio_still_gets_a_video_call() {
 fn bad_audio_options_are_refused_before_any_call() {
     let (a, _b) = paired_identities();
     let dir = a.path();
-    let missing = dir.join("missing.wav");
-    let wav = format!("wav:{}", missing.display());
-    let e = run_err(
-        dir,
-        &[
-            "call",
-            "127.0.0.1:9",
-            "--peer",
-            "b",
-            "--headless",
-            "--source",
-            "test",
-            "--audio-source",
-            &wav,
-        ],
-    );
+    // `vchat call` (to a port nobody listens on) with these options.
+    let refused = |options: &[&str]| {
+        let mut args = vec!["call", "127.0.0.1:9", "--peer", "b", "--headless"];
+        args.extend_from_slice(&["--source", "test"]);
+        args.extend_from_slice(options);
+        run_err(dir, &args)
+    };
+    let missing = format!("wav:{}", dir.join("missing.wav").display());
+    let e = refused(&["--audio-source", &missing]);
     assert!(
         e.contains("missing.wav") && e.contains("cannot read"),
         "{e}"
     );
-    let e = run_err(
-        dir,
-        &[
-            "call",
-            "127.0.0.1:9",
-            "--peer",
-            "b",
-            "--audio-source",
-            "tone:5",
-        ],
-    );
+    let e = refused(&["--audio-source", "tone:5"]);
     assert!(e.contains("tone:HZ"), "{e}");
-    let e = run_err(
-        dir,
-        &["call", "127.0.0.1:9", "--peer", "b", "--speaker", "left"],
-    );
+    let e = refused(&["--speaker", "left"]);
     assert!(e.contains("none"), "{e}");
-    let e = run_err(
-        dir,
-        &[
-            "call",
-            "127.0.0.1:9",
-            "--peer",
-            "b",
-            "--no-audio",
-            "--muted",
-        ],
-    );
+    let e = refused(&["--no-audio", "--muted"]);
     assert!(e.contains("cannot be used with"), "{e}");
     let not_wav = dir.join("not.wav");
     std::fs::write(&not_wav, "hello").unwrap();
-    let wav = format!("wav:{}", not_wav.display());
-    let e = run_err(
-        dir,
-        &[
-            "call",
-            "127.0.0.1:9",
-            "--peer",
-            "b",
-            "--headless",
-            "--source",
-            "test",
-            "--audio-source",
-            &wav,
-        ],
-    );
+    let e = refused(&["--audio-source", &format!("wav:{}", not_wav.display())]);
     assert!(e.contains("not a usable WAV"), "{e}");
 }

@@ -9,47 +9,19 @@ mod common;
 use std::time::Duration;
 
 use common::relay::Relay;
-use common::{paired_identities, spawn_caller, spawn_listener, wav, Finished};
+use common::{paired_identities, spawn_caller, spawn_listener, wav};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// 2 Mbit/s.
 const LINK_BYTES_PER_SECOND: u64 = 250_000;
 
-fn summary(run: &Finished) -> serde_json::Value {
-    run.stdout
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary\n{}", run.all_output()))
-}
-
-/// One second of camera-like 720p30 (test pattern and grain), which H.264
-/// cannot code in 2 Mbit/s without giving something up.
-fn camera_like_y4m(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("camera-like.y4m");
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30,noise=alls=24:allf=t",
-        ])
-        .args(["-t", "1", "-pix_fmt", "yuv420p"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(status.success(), "ffmpeg made the clip");
-    path
-}
-
 #[test]
 fn voice_keeps_flowing_when_the_video_is_squeezed() {
     let (a, b) = paired_identities();
     let dir = tempfile::tempdir().unwrap();
     let heard = dir.path().join("heard.wav");
-    let clip = camera_like_y4m(dir.path());
+    let clip = common::camera_like_y4m(dir.path());
     let media = [
         "--headless",
         "--source",
@@ -80,17 +52,13 @@ fn voice_keeps_flowing_when_the_video_is_squeezed() {
     assert!(caller.status.success(), "{}", caller.all_output());
     assert!(listener.status.success(), "{}", listener.all_output());
 
-    let sent = summary(&caller);
-    let received = summary(&listener);
+    let sent = caller.summary();
+    let received = listener.summary();
     let audio_p50 = received["audio_latency_p50_ms"].as_f64().unwrap();
     let audio_p99 = received["audio_latency_p99_ms"].as_f64().unwrap();
     let video_p50 = received["latency_p50_ms"].as_f64().unwrap();
-    for v in listener
-        .stdout
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "stats")
-    {
+    let seconds = listener.events("stats");
+    for v in &seconds {
         eprintln!(
             "{:>5} s: video {} Mbit/s latency {} ms; voice latency {} ms, buffered {} ms, target {} ms, sync delay {} ms, a/v {} ms, concealed {}",
             v["elapsed_s"], v["mbit_in"], v["latency_p50_ms"], v["audio_latency_p50_ms"],
@@ -112,11 +80,8 @@ fn voice_keeps_flowing_when_the_video_is_squeezed() {
         received["audio_concealed"],
     );
     // The video fills the link (its rate control probes above it)...
-    let seconds: Vec<f64> = listener
-        .stdout
+    let seconds: Vec<f64> = seconds
         .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "stats")
         .filter_map(|v| v["mbit_in"].as_f64())
         .collect();
     let busy = seconds.iter().rev().take(8).sum::<f64>() / 8.0;

@@ -241,21 +241,17 @@ impl CallSummary {
             "recorded_frames": self.recorded.as_ref().map(|(_, n)| *n),
             "recorded_audio_samples": self.recorded_audio.as_ref().map(|(_, n)| *n),
         });
-        if let (Some(v), Some(map)) = (&self.voice, line.as_object_mut()) {
-            for (key, value) in [
-                ("audio_packets_out", v.packets_out.into()),
-                ("audio_packets_in", v.packets_in.into()),
-                ("audio_latency_p50_ms", ms(v.latency_p50).into()),
-                ("audio_latency_p99_ms", ms(v.latency_max).into()),
-                ("audio_concealed", v.playout.concealed.into()),
-                ("audio_late", v.playout.late.into()),
-                ("audio_underruns", v.playout.underruns.into()),
-                ("audio_discarded", v.playout.discarded.into()),
-                ("audio_dropped_out", v.dropped_out.into()),
-                ("av_offset_min_ms", v.av_offset_min_ms.into()),
-                ("av_offset_max_ms", v.av_offset_max_ms.into()),
-            ] {
-                map.insert(key.to_owned(), value);
+        if let Some(v) = &self.voice {
+            v.add_counts_to_json(&mut line);
+            if let Some(map) = line.as_object_mut() {
+                for (key, value) in [
+                    ("audio_latency_p50_ms", ms(v.latency_p50).into()),
+                    ("audio_latency_p99_ms", ms(v.latency_max).into()),
+                    ("av_offset_min_ms", v.av_offset_min_ms.into()),
+                    ("av_offset_max_ms", v.av_offset_max_ms.into()),
+                ] {
+                    map.insert(key.to_owned(), value);
+                }
             }
         }
         self.totals.add_to_json(&mut line);

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::clock::Estimate;
 
@@ -491,16 +491,8 @@ pub fn text_ms(d: Option<Duration>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Microseconds since the Unix epoch: the clock of `Video::capture_time_us`.
-///
-/// Wall-clock time so the receiver can compute capture-to-display latency.
-/// Exact when both peers share a clock (same machine: the demo, the tests, the
-/// benchmark); across machines it is as good as their clock synchronisation.
-pub fn unix_micros(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
-}
+/// The capture clock, defined with the media that is stamped by it.
+pub use crate::media::unix_micros;
 
 #[cfg(test)]
 mod tests {

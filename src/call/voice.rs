@@ -147,8 +147,6 @@ pub(super) struct Voice {
     pub(super) bytes_received: AtomicU64,
     /// Our packets dropped unsent (too old, or the queue overflowed).
     pub(super) dropped_out: AtomicU64,
-    /// Samples of silence played while the peer's voice was expected.
-    silent_samples: AtomicU64,
     level_ours: AtomicU32,
     level_peer: AtomicU32,
     latency_second: Mutex<Histogram>,
@@ -186,12 +184,11 @@ pub struct VoiceSnapshot {
 impl VoiceSnapshot {
     /// Adds the voice's figures to a `--stats json` line.
     pub fn add_to_json(&self, object: &mut serde_json::Value) {
+        self.add_counts_to_json(object);
         let ms = super::stats::json_ms;
         let round = |v: f64| (v * 10.0).round() / 10.0;
         if let Some(map) = object.as_object_mut() {
             for (key, value) in [
-                ("audio_packets_out", self.packets_out.into()),
-                ("audio_packets_in", self.packets_in.into()),
                 ("audio_kbit_out", round(self.kbit_out).into()),
                 ("audio_kbit_in", round(self.kbit_in).into()),
                 ("audio_latency_p50_ms", ms(self.latency_p50).into()),
@@ -204,11 +201,6 @@ impl VoiceSnapshot {
                     "audio_buffered_ms",
                     (self.playout.buffered_us / 1000).into(),
                 ),
-                ("audio_concealed", self.playout.concealed.into()),
-                ("audio_late", self.playout.late.into()),
-                ("audio_underruns", self.playout.underruns.into()),
-                ("audio_discarded", self.playout.discarded.into()),
-                ("audio_dropped_out", self.dropped_out.into()),
                 ("av_offset_p50_ms", self.av_offset_p50_ms.map(round).into()),
                 ("av_offset_min_ms", self.av_offset_min_ms.map(round).into()),
                 ("av_offset_max_ms", self.av_offset_max_ms.map(round).into()),
@@ -218,6 +210,24 @@ impl VoiceSnapshot {
                 ("peer_muted", self.peer_muted.into()),
             ] {
                 map.insert(key.to_owned(), value);
+            }
+        }
+    }
+
+    /// Adds the counts every `--stats json` line with voice carries, per
+    /// second and in the summary, under one set of names.
+    pub fn add_counts_to_json(&self, object: &mut serde_json::Value) {
+        if let Some(map) = object.as_object_mut() {
+            for (key, value) in [
+                ("audio_packets_out", self.packets_out),
+                ("audio_packets_in", self.packets_in),
+                ("audio_concealed", self.playout.concealed),
+                ("audio_late", self.playout.late),
+                ("audio_underruns", self.playout.underruns),
+                ("audio_discarded", self.playout.discarded),
+                ("audio_dropped_out", self.dropped_out),
+            ] {
+                map.insert(key.to_owned(), value.into());
             }
         }
     }
@@ -263,7 +273,6 @@ impl Voice {
             packets_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             dropped_out: AtomicU64::new(0),
-            silent_samples: AtomicU64::new(0),
             level_ours: AtomicU32::new((-100f32).to_bits()),
             level_peer: AtomicU32::new((-100f32).to_bits()),
             latency_second: Mutex::new(Histogram::default()),
@@ -510,25 +519,20 @@ impl Playback {
                 .unwrap_or_else(PoisonError::into_inner)
                 .pull(out, now);
             let delay = device_latency.as_micros() as u64;
-            match pulled.playing_capture_us {
-                Some(capture) => {
-                    let heard = now + delay;
-                    let latency = heard.saturating_sub(peer_time(capture));
-                    for h in [&pull_voice.latency_second, &pull_voice.latency_total] {
-                        h.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .record(Duration::from_micros(latency));
-                    }
-                    // What the ear hears now was captured `delay` earlier.
-                    *pull_voice
-                        .clock
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) =
-                        Some((capture.saturating_sub(delay), Instant::now()));
+            if let Some(capture) = pulled.playing_capture_us {
+                let heard = now + delay;
+                let latency = heard.saturating_sub(peer_time(capture));
+                for h in [&pull_voice.latency_second, &pull_voice.latency_total] {
+                    h.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record(Duration::from_micros(latency));
                 }
-                None => {
-                    Counters::add(&pull_voice.silent_samples, out.len() as u64);
-                }
+                // What the ear hears now was captured `delay` earlier.
+                *pull_voice
+                    .clock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some((capture.saturating_sub(delay), Instant::now()));
             }
             pull_voice
                 .level_peer

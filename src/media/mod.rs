@@ -37,6 +37,8 @@
 //! definition, handled inside the JPEG crates.
 
 pub mod audio;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 mod camera;
 mod codec;
 mod convert;
@@ -71,3 +73,15 @@ pub use source::FrameSource;
 pub use y4m::{
     FrameRate, Placement, Timeline, Y4mChroma, Y4mHeader, Y4mReader, Y4mRecorder, MAX_FILL,
 };
+
+/// Microseconds since the Unix epoch: the clock of `Video::capture_time_us` and
+/// `Audio::capture_time_us`.
+///
+/// Wall-clock time so the receiver can compute capture-to-display latency.
+/// Exact when both peers share a clock (same machine: the demo, the tests, the
+/// benchmark); across machines it is as good as their clock synchronisation.
+pub fn unix_micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}

@@ -315,10 +315,10 @@ pub fn decode_message(item: Bytes) -> Result<Decoded, ProtocolError> {
             }))
         }
         "camera" => Decoded::Message(Message::Camera {
-            on: decode_on_off(&mut r, "camera")?,
+            on: decode_on_off(&mut r, "camera", "camera.on")?,
         }),
         "microphone" => Decoded::Message(Message::Microphone {
-            on: decode_on_off(&mut r, "microphone")?,
+            on: decode_on_off(&mut r, "microphone", "microphone.on")?,
         }),
         "bye" => Decoded::Message(Message::Bye(decode_bye(&mut r)?)),
         other => {
@@ -608,13 +608,12 @@ fn decode_pong(r: &mut Reader<'_>) -> Result<(u64, Option<u64>), ProtocolError> 
 }
 
 /// The `on` of a `camera` or `microphone` body.
-fn decode_on_off(r: &mut Reader<'_>, message: &'static str) -> Result<bool, ProtocolError> {
+fn decode_on_off(
+    r: &mut Reader<'_>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<bool, ProtocolError> {
     let mut on = None;
-    let field = if message == "camera" {
-        "camera.on"
-    } else {
-        "microphone.on"
-    };
     fields(r, "on/off body", |r, key| match key {
         "on" => set(&mut on, r.bool(field)?, message, "on"),
         _ => Ok(false),

@@ -258,6 +258,39 @@ impl Finished {
             self.stderr.join("\n")
         )
     }
+
+    /// The `--stats json` lines whose `event` is `event`, in order.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.stdout
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
+    /// The `summary` line of a `--stats json` run.
+    pub fn summary(&self) -> serde_json::Value {
+        self.events("summary")
+            .pop()
+            .unwrap_or_else(|| panic!("no summary\n{}", self.all_output()))
+    }
+}
+
+/// One second of camera-like 720p30 (ffmpeg's testsrc2 under heavy
+/// temporal grain), in `dir`: a picture H.264 cannot code in 2 Mbit/s
+/// without giving something up, unlike vchat's own pattern.
+pub fn camera_like_y4m(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("camera-like.y4m");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi"])
+        .args(["-i", "testsrc2=size=1280x720:rate=30,noise=alls=24:allf=t"])
+        .args(["-t", "1", "-pix_fmt", "yuv420p"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(status.success(), "ffmpeg made the clip");
+    path
 }
 
 /// The spoken check an end printed on stderr ("spoken check: 123 456. ..."),

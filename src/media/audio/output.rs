@@ -221,27 +221,15 @@ impl WavRecorder {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let write_error = |e: hound::Error| MediaError::FileWrite {
-            path: path.to_owned(),
-            source: match e {
-                hound::Error::IoError(io) => io,
-                other => std::io::Error::other(other.to_string()),
-            },
-        };
-        let mut writer = hound::WavWriter::create(path, spec).map_err(write_error)?;
+        let mut writer =
+            hound::WavWriter::create(path, spec).map_err(|e| wav_write_error(path, e))?;
         let (tx, rx) = mpsc::sync_channel::<Vec<f32>>(RECORDER_QUEUE);
         let owned = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("vchat-record-audio".into())
             .spawn(move || {
                 let mut samples = 0u64;
-                let fail = |e: hound::Error| MediaError::FileWrite {
-                    path: owned.clone(),
-                    source: match e {
-                        hound::Error::IoError(io) => io,
-                        other => std::io::Error::other(other.to_string()),
-                    },
-                };
+                let fail = |e| wav_write_error(&owned, e);
                 for chunk in rx {
                     for s in chunk {
                         let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
@@ -276,5 +264,16 @@ impl WavRecorder {
             source: std::io::Error::other("the recording thread panicked"),
         })??;
         Ok((self.path, samples))
+    }
+}
+
+/// A WAV writer's error as the recording's write error.
+fn wav_write_error(path: &Path, e: hound::Error) -> MediaError {
+    MediaError::FileWrite {
+        path: path.to_owned(),
+        source: match e {
+            hound::Error::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        },
     }
 }

@@ -203,11 +203,6 @@ impl Playout {
         }
     }
 
-    /// The depth the buffer aims at now.
-    pub fn target(&self) -> Duration {
-        Duration::from_micros(self.target_us() as u64)
-    }
-
     fn target_us(&self) -> f64 {
         let wanted = self.spread_target_us().max(self.floor_us) + self.extra_us;
         wanted.clamp(MIN_TARGET.as_micros() as f64, MAX_TARGET.as_micros() as f64)

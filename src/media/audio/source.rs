@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
 
 use super::devices::{find_device, keep_stream_on_thread, Direction};
 use super::{AudioSourceSpec, FRAME_DURATION, FRAME_SAMPLES, MICROS_PER_SAMPLE, SAMPLE_RATE};
-use crate::media::MediaError;
+use crate::media::{unix_micros, MediaError};
 
 /// One 20 ms frame of our voice.
 #[derive(Debug, Clone)]
@@ -38,11 +38,6 @@ pub trait AudioSource: Send {
 
     /// What the source is, for logs.
     fn describe(&self) -> String;
-}
-
-fn unix_micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Opens the source `spec` names. A missing microphone is reported here,
