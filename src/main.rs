@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use vchat::call::{self, CallOptions, CallSummary, Serve};
 use vchat::identity::{self, commands};
-use vchat::net::Route;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +69,11 @@ enum Command {
             identity::peers::peer_name_rule()
         ))]
         name: Option<String>,
+        /// Where to reach them, HOST[:PORT] or ID.onion[:PORT], kept with
+        /// the certificate so that `vchat call NAME` dials it. With --force
+        /// and no --address, a stored address is kept.
+        #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_address)]
+        address: Option<String>,
         /// Replace a peer of that name, or trust the same certificate twice.
         #[arg(long)]
         force: bool,
@@ -130,16 +134,24 @@ enum Command {
         /// address, e.g. alice.example.org or 192.0.2.7:7878. The port
         /// defaults to 7878, the one `vchat listen` uses. Every address the
         /// name resolves to is tried, IPv6 and IPv4 (Happy Eyeballs).
-        #[arg(value_name = "HOST[:PORT]")]
+        /// ID.onion[:PORT] goes through Tor: a tor vchat starts for the
+        /// call, or --proxy's. Or the name of a trusted peer whose address
+        /// `vchat trust --address` stored: `vchat call bob`.
+        #[arg(value_name = "HOST[:PORT]|PEER")]
         addr: String,
-        /// Whom you expect: a trusted peer's name or a certificate file.
+        /// Whom you expect: a trusted peer's name or a certificate file
+        /// (not needed when calling a trusted peer by name).
         #[arg(long, value_name = "NAME_OR_CERT")]
-        peer: String,
+        peer: Option<String>,
         /// Connect through this SOCKS5 proxy, e.g. socks5://127.0.0.1:9050 (a
-        /// tor's SocksPort; needed for NAME.onion). The host name goes to
-        /// the proxy unresolved: no DNS query leaves this machine.
+        /// running tor's SocksPort). The host name goes to the proxy
+        /// unresolved: no DNS query leaves this machine.
         #[arg(long, value_name = "socks5://HOST:PORT", value_parser = parse_proxy)]
         proxy: Option<SocketAddr>,
+        /// For an ID.onion address without --proxy: torrc lines for the tor
+        /// vchat starts (bridges, a test network), included after its own.
+        #[arg(long, value_name = "FILE", conflicts_with = "proxy")]
+        torrc: Option<PathBuf>,
         #[command(flatten)]
         options: CallOptions,
     },
@@ -177,6 +189,13 @@ fn parse_proxy(url: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("proxy {url:?} names no address"))
 }
 
+/// A peer's address as `vchat call` takes it (checked now, not at the call).
+fn parse_address(address: &str) -> Result<String, String> {
+    vchat::net::parse_target(address)
+        .map(|_| address.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -197,9 +216,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { name, force } => commands::keygen(&dir()?, &name, force, out)?,
         Command::Id => commands::id(&dir()?, out)?,
-        Command::Trust { cert, name, force } => {
+        Command::Trust {
+            cert,
+            name,
+            address,
+            force,
+        } => {
             let stdin = &mut std::io::stdin().lock();
-            commands::trust(&dir()?, &cert, name.as_deref(), force, stdin, out)?
+            let (name, address) = (name.as_deref(), address.as_deref());
+            commands::trust(&dir()?, &cert, name, address, force, stdin, out)?
         }
         Command::Peers => commands::list_peers(&dir()?, out)?,
         Command::Untrust { name } => commands::untrust(&dir()?, &name, out)?,
@@ -240,9 +265,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             peer,
             proxy,
+            torrc,
             options,
         } => {
-            let route = proxy.map_or(Route::Direct, Route::Socks5);
+            let route = match proxy {
+                Some(proxy) => call::CallRoute::Proxy(proxy),
+                None => call::CallRoute::Direct { torrc },
+            };
+            let (addr, peer) = identity::peers::callee(&dir()?, &addr, peer.as_deref())?;
             report(
                 &peer,
                 || call::call(&dir()?, &addr, route, &peer, &options),

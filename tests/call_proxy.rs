@@ -5,7 +5,7 @@
 //! records each request and connects every name to the listener; the call
 //! succeeding proves the name went to the proxy unresolved (ATYP 3), and
 //! the recorded request shows it byte for byte. An onion address without a
-//! proxy is refused before anything is looked up.
+//! proxy goes to a tor of vchat's own, never to DNS.
 //!
 //! The real Tor path (an onion service on a private Tor network) is in
 //! tests/tor_calls.rs.
@@ -123,10 +123,15 @@ fn a_call_through_a_socks5_proxy_sends_the_name_unresolved() {
     );
 }
 
+/// Without --proxy an onion address goes to a tor vchat starts, never to
+/// a DNS resolver: with no tor on PATH the call stops there, saying how to
+/// install it, before any lookup (a lookup would fail with "cannot
+/// resolve").
 #[test]
-fn an_onion_address_without_a_proxy_is_refused_before_any_lookup() {
+fn an_onion_address_without_a_proxy_goes_to_tor_not_to_dns() {
     let (_a, b) = paired_identities();
-    let err = run_err(
+    let empty = tempfile::tempdir().unwrap();
+    let out = common::run_in_env(
         b.path(),
         &[
             "call",
@@ -134,12 +139,18 @@ fn an_onion_address_without_a_proxy_is_refused_before_any_lookup() {
             "--peer",
             "a",
             "--headless",
+            "--source",
+            "test",
         ],
+        &[("PATH", empty.path().to_str().unwrap())],
     );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("only through Tor") && err.contains("--proxy"),
+        err.contains("tor is not installed") && err.contains("apt-get install tor"),
         "{err}"
     );
+    assert!(!err.contains("resolve"), "{err}");
 }
 
 #[test]

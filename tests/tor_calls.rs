@@ -13,8 +13,13 @@
 //!    key is kept (0600) in the identity folder, `vchat id` prints the
 //!    address, a call through client a reaches it, and a second run
 //!    publishes the same address.
+//! 3. `vchat listen --onion` and `vchat call a` (a trusted peer whose onion
+//!    address `vchat trust --address` stored) each start a tor of their own;
+//!    the listener hangs up and its bye reaches the caller. Recorded both
+//!    ways; the spoken check is the same on both ends.
 //!
-//! The time from `vchat call` to connected is printed (`--nocapture`).
+//! The times from `vchat call` to connected and to the first picture are
+//! printed (`--nocapture`).
 //!
 //! Needs `tor` (scripts/setup.sh installs it) and python3. Without tor the
 //! test fails under CI (CI=1) and is skipped, saying why, elsewhere.
@@ -181,20 +186,26 @@ fn calls_over_a_private_tor_network() {
     let net = TorNet::up();
     a_call_to_an_onion_service_published_by_hand(&net);
     listen_onion_publishes_a_lasting_address_that_a_call_reaches(&net);
-    listen_onion_starts_its_own_tor(&net);
+    both_start_their_own_tor_and_call_by_name(&net);
 }
 
-/// `listen --onion` without --tor-control: vchat starts tor itself (here
-/// joined to the private network through --torrc), says how far it got,
-/// publishes, and a call reaches it; its tor is gone when vchat exits.
-fn listen_onion_starts_its_own_tor(net: &TorNet) {
+/// `listen --onion` and `call ID.onion` without --tor-control or --proxy:
+/// each vchat starts a tor of its own (here joined to the private network
+/// through --torrc) and says how far it got. The caller knows the listener
+/// only by name: `vchat trust --address` stored its onion address, so
+/// `vchat call a` dials it. The listener hangs up, and its bye reaches the
+/// caller through Tor before its tor stops (the caller ends with "hung
+/// up", exit 0, instead of redialling a service that is gone). Both tors
+/// are gone when the two exit.
+fn both_start_their_own_tor_and_call_by_name(net: &TorNet) {
     let (a, b) = paired_identities();
     let torrc = net.get("TORNET_CLIENT_TORRC").to_owned();
-    // The caller hangs up here: a listener whose own tor stops with it
-    // may lose its bye on the way out (see the issue's note), which would
-    // leave the caller redialling a service that is gone.
-    let mut args = vec!["--headless", "--source", "test", "--size", "160x120"];
-    args.extend(["--onion", "--torrc", torrc.as_str()]);
+    let media = ["--headless", "--source", "test", "--size", "160x120"];
+    let rec_a = a.path().join("received-by-listener.y4m");
+    let rec_b = b.path().join("received-by-caller.y4m");
+    let mut args = media.to_vec();
+    args.extend(["--onion", "--torrc", torrc.as_str(), "--frames", "60"]);
+    args.extend(["--record", rec_a.to_str().unwrap()]);
     let (mut listener, _) = spawn_listener(a.path(), &args, &[]);
     let started = Instant::now();
     let line = listener.wait_for("(onion service)", CALL_LIMIT);
@@ -203,41 +214,87 @@ fn listen_onion_starts_its_own_tor(net: &TorNet) {
         started.elapsed()
     );
     let address = onion_address(&line);
-    let media = [
-        "--headless",
-        "--source",
-        "test",
-        "--size",
-        "160x120",
-        "--frames",
-        "20",
-    ];
-    let (_caller, listener) = call_through_tor(
-        net,
+    let a_cert = a.path().join("cert.pem");
+    let stored = common::run_ok(
         b.path(),
-        &address,
-        &media,
-        listener,
-        "own tor: connected after vchat call",
+        &[
+            "trust",
+            a_cert.to_str().unwrap(),
+            "--name",
+            "a",
+            "--address",
+            &address,
+            "--force",
+        ],
+    );
+    assert!(stored.contains(&address), "{stored}");
+    let peers = common::run_ok(b.path(), &["peers"]);
+    assert!(
+        peers.contains(&format!("address:          {address}")),
+        "{peers}"
+    );
+
+    let dir = b.path().to_str().unwrap();
+    let mut call_args = vec!["--dir", dir, "call", "a", "--torrc", torrc.as_str()];
+    call_args.extend(media);
+    call_args.extend(["--record", rec_b.to_str().unwrap()]);
+    let started = Instant::now();
+    let mut caller = Running::spawn(&call_args, &[]);
+    caller.wait_for("bootstrapping 100%", CALL_LIMIT);
+    let bootstrapped = started.elapsed();
+    caller.wait_for("connected to", CALL_LIMIT);
+    let connected = started.elapsed();
+    caller.wait_for("first picture from the peer", CALL_LIMIT);
+    let first_picture = started.elapsed();
+    println!(
+        "caller's own tor: bootstrapped {bootstrapped:?}, connected {connected:?}, \
+         first picture {first_picture:?} after vchat call \
+         ({:?} after bootstrap)",
+        first_picture - bootstrapped
+    );
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(listener.status.success(), "{}", listener.all_output());
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(
+        caller.stdout.iter().any(|l| l.contains("hung up")),
+        "the listener's bye came through: {}",
+        caller.all_output()
     );
     assert!(
-        listener
-            .stderr
-            .iter()
-            .any(|l| l.contains("starting Tor (bootstrapping 100%")),
-        "progress shown: {}",
-        listener.all_output()
+        !caller.stderr.iter().any(|l| l.contains("redialling")),
+        "no redial after the listener hung up: {}",
+        caller.all_output()
     );
-    // Its tor stopped with it.
-    let torrc_path = a.path().join("tor").join("torrc");
-    let still = Command::new("pgrep")
-        .args(["-f", &torrc_path.to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&still.stdout).trim().is_empty(),
-        "vchat's tor outlived it"
-    );
+    assert_eq!(spoken_code(&caller), spoken_code(&listener));
+    let (by_caller, by_listener) = (recorded_frames(&rec_b), recorded_frames(&rec_a));
+    println!("own tors: frames recorded: caller {by_caller}, listener {by_listener}");
+    assert!(by_caller >= 10, "the caller recorded {by_caller} frames");
+    assert!(by_listener >= 10, "the listener recorded {by_listener} frames");
+    for end in [&listener, &caller] {
+        assert!(
+            end.stderr
+                .iter()
+                .any(|l| l.contains("starting Tor (bootstrapping 100%")),
+            "progress shown: {}",
+            end.all_output()
+        );
+    }
+    // Both tors stopped with their vchat.
+    for torrc_path in [
+        a.path().join("tor").join("torrc"),
+        b.path().join("tor-calls").join("torrc"),
+    ] {
+        let still = Command::new("pgrep")
+            .args(["-f", &torrc_path.to_string_lossy()])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&still.stdout).trim().is_empty(),
+            "vchat's tor ({}) outlived it",
+            torrc_path.display()
+        );
+    }
 }
 
 #[test]

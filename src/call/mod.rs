@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use link::VideoTakenHook;
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
-pub use run::{call, demo, listen, CallOptions, Serve, TorAccess};
+pub use run::{call, demo, listen, CallOptions, CallRoute, Serve, TorAccess};
 pub use voice::{AudioConfig, VoiceSnapshot, MAX_SYNC_DELAY, SYNC_AIM};
 
 use crate::identity::IdentityError;

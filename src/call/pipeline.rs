@@ -299,7 +299,7 @@ pub(super) struct Shared {
     /// by every task (awaiting it) and thread (polling it).
     pub(super) token: CancellationToken,
     pub(super) frames_reached: Notify,
-    started: Instant,
+    pub(super) started: Instant,
     /// Voice both ways (call/voice.rs).
     pub(super) voice: Arc<Voice>,
 }

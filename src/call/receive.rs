@@ -104,6 +104,13 @@ pub(super) fn spawn_decoder_thread(
                     let latency = Duration::from_micros(now.saturating_sub(captured));
                     shared.counters.record_latency(latency);
                     shared.counters.record_decoded(captured, now);
+                    if Counters::get(&shared.counters.frames_shown) == 0 {
+                        // Time to first picture, as a person waits for it.
+                        tracing::info!(
+                            "first picture from the peer, {} ms after the call connected",
+                            shared.started.elapsed().as_millis()
+                        );
+                    }
                     Counters::add(&shared.counters.frames_shown, 1);
                     let image = ui.has_window().then(|| {
                         let picture =

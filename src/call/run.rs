@@ -453,15 +453,35 @@ pub fn listen(
     })
 }
 
+/// How `vchat call` reaches the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallRoute {
+    /// Straight there, or for an onion address through a tor that vchat
+    /// starts for the call, with `torrc`'s lines included (never DNS).
+    Direct { torrc: Option<PathBuf> },
+    /// Through this SOCKS5 proxy (`--proxy`), names unresolved.
+    Proxy(SocketAddr),
+}
+
 /// `vchat call`: dials `addr`, accepting only `peer_spec`, and runs the call.
 pub fn call(
     dir: &Path,
     addr: &str,
-    route: Route,
+    route: CallRoute,
     peer_spec: &str,
     options: &CallOptions,
 ) -> Result<CallSummary, CallError> {
-    check_route(addr, route)?;
+    let target = parse_target(addr)?;
+    // An onion address must never reach a DNS resolver: it goes to Tor.
+    let own_tor = match &route {
+        CallRoute::Direct { torrc } if is_onion(&target.host) => Some(torrc.clone()),
+        _ => None,
+    };
+    let route = match route {
+        CallRoute::Proxy(proxy) => Route::Socks5(proxy),
+        // Replaced by the own tor's SOCKS port once it runs.
+        CallRoute::Direct { .. } => Route::Direct,
+    };
     let identity = Identity::load(dir)?;
     let peer = peers::resolve(dir, peer_spec)?;
     options.check()?;
@@ -473,7 +493,32 @@ pub fn call(
     let title = format!("vchat - {}", peer.name);
     let window = open_window(options.headless, state)?;
     let identity = Arc::new(identity);
-    run_with_ui(window, title, move |ui, commands| async move {
+    let tor_dir = dir.join(CALLER_TOR_DIR);
+    run_with_ui(window, title, move |ui, mut commands| async move {
+        // Kept for the whole call: redials go through it too.
+        let mut _tor = None;
+        let route = match own_tor {
+            Some(torrc) => {
+                let started = Instant::now();
+                let tor = tokio::select! {
+                    tor = start_own_tor(&tor_dir, torrc.as_deref(), &ui) => tor?,
+                    reason = stop_requested(&mut commands) => {
+                        info!("gave up starting Tor: {reason}");
+                        return Ok(CallSummary::empty(peer.name.clone(), reason, started.elapsed()));
+                    }
+                };
+                ui.update(|s| {
+                    s.progress = Some(format!(
+                        "Reaching {}'s onion service (can take 30 s)",
+                        peer.name
+                    ))
+                });
+                let socks = tor.socks;
+                _tor = Some(tor);
+                Route::Socks5(socks)
+            }
+            None => route,
+        };
         let reconnect = Reconnect {
             relink: caller_relink(
                 addr.clone(),
@@ -876,26 +921,32 @@ async fn publish_onion(
     Ok(())
 }
 
+/// The identity folder's data folder for the tor a call starts: apart from
+/// the listener's (tor/), so that one identity can listen on its onion
+/// service and call out at once (tor locks its data folder).
+const CALLER_TOR_DIR: &str = "tor-calls";
+
+/// Starts a tor of vchat's own for a call to an onion address, saying how
+/// far it got on the terminal and in the window.
+async fn start_own_tor(
+    data_dir: &Path,
+    torrc: Option<&Path>,
+    ui: &UiHandle,
+) -> Result<crate::net::tor::OwnTor, CallError> {
+    eprintln!("vchat: starting Tor");
+    ui.update(|s| s.progress = Some("Starting Tor".into()));
+    let tor = start_tor(data_dir, torrc, |percent, words| {
+        eprintln!("vchat: starting Tor (bootstrapping {percent}%: {words})");
+        ui.update(|s| s.progress = Some(format!("Starting Tor (bootstrapping {percent}%)")));
+    })
+    .await?;
+    Ok(tor)
+}
+
 /// How long a call through a proxy keeps trying an onion service: Tor
 /// answers "not found" until it has fetched the service's descriptor, and a
 /// service that has just started publishing takes tens of seconds to be.
 const ONION_PATIENCE: Duration = Duration::from_secs(90);
-
-/// An onion address without a proxy would be looked up in DNS, telling the
-/// resolver whom we call, and fail: refused before anything leaves.
-fn check_route(addr: &str, route: Route) -> Result<(), CallError> {
-    let target = parse_target(addr)?;
-    if route == Route::Direct && is_onion(&target.host) {
-        return Err(NetError::BadAddress {
-            input: addr.to_owned(),
-            problem: "an onion address is reached only through Tor; add --proxy \
-                      socks5://127.0.0.1:9050 (your tor's SocksPort)"
-                .into(),
-        }
-        .into());
-    }
-    Ok(())
-}
 
 fn is_onion(host: &str) -> bool {
     host.to_ascii_lowercase().ends_with(".onion")

@@ -86,6 +86,7 @@ pub fn trust(
     dir: &Path,
     cert_arg: &Path,
     name: Option<&str>,
+    address: Option<&str>,
     force: bool,
     stdin: &mut impl Read,
     out: &mut impl Write,
@@ -96,7 +97,13 @@ pub fn trust(
     } else {
         (Certificate::from_pem_file(cert_arg)?, cert_arg)
     };
+    if let Some(address) = address {
+        peers::check_address(address)?;
+    }
     let peer = peers::trust(dir, certificate, source, name, force)?;
+    if let Some(address) = address {
+        peers::set_address(dir, &peer.name, address)?;
+    }
     let cert = &peer.certificate;
     let _ = writeln!(
         out,
@@ -104,6 +111,13 @@ pub fn trust(
         peer.name,
         cert.name()
     );
+    if let Some(address) = peers::address(dir, &peer.name)? {
+        let _ = writeln!(
+            out,
+            "Address: {address} (`vchat call {}` dials it)",
+            peer.name
+        );
+    }
     let _ = writeln!(out, "Fingerprint (SHA-256): {}", cert.fingerprint());
     let _ = writeln!(out, "Short fingerprint:     {}", cert.fingerprint().short());
     let _ = writeln!(
@@ -134,6 +148,9 @@ pub fn list_peers(dir: &Path, out: &mut impl Write) -> Result<(), IdentityError>
         let _ = writeln!(out, "  short:            {}", cert.fingerprint().short());
         let _ = writeln!(out, "  SHA-256:          {}", cert.fingerprint());
         let _ = writeln!(out, "  valid:            {}", validity(cert));
+        if let Some(address) = peers::address(dir, &peer.name)? {
+            let _ = writeln!(out, "  address:          {address}");
+        }
     }
     Ok(())
 }

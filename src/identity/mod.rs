@@ -78,6 +78,15 @@ pub enum IdentityError {
     #[error("no trusted peer named {name:?}{}", known_peers(.known))]
     UnknownPeer { name: String, known: Vec<String> },
 
+    #[error("{name} has no stored address: call it with `vchat call HOST --peer {name}`, or store its address with `vchat trust CERT --name {name} --address HOST --force`")]
+    NoPeerAddress { name: String },
+
+    #[error("{target:?} is not a trusted peer's name, so say whom you expect there: `vchat call {target} --peer NAME`{}", known_peers(.known))]
+    PeerNeeded { target: String, known: Vec<String> },
+
+    #[error("{address:?} cannot be stored as an address: {problem}")]
+    BadPeerAddress { address: String, problem: String },
+
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -67,6 +67,80 @@ fn peer_path(dir: &Path, name: &str) -> PathBuf {
     peers_dir(dir).join(format!("{name}.pem"))
 }
 
+/// Where a peer's address (`vchat trust --address`) is kept: one line,
+/// next to its certificate.
+fn address_path(dir: &Path, name: &str) -> PathBuf {
+    peers_dir(dir).join(format!("{name}.address"))
+}
+
+/// Longest address stored (a v3 onion address with a port is 68 bytes; a
+/// DNS name at most 253).
+const MAX_ADDRESS_LEN: usize = 300;
+
+/// The address stored for the peer `name`, if any.
+pub fn address(dir: &Path, name: &str) -> Result<Option<String>, IdentityError> {
+    check_peer_name(name)?;
+    let path = address_path(dir, name);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|a| !a.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IdentityError::io("read", &path, e)),
+    }
+}
+
+/// Whether `address` can be stored: one line of sane length (that it is
+/// HOST[:PORT] is the command line's check).
+pub fn check_address(address: &str) -> Result<(), IdentityError> {
+    let bad = |problem: &str| IdentityError::BadPeerAddress {
+        address: address.to_owned(),
+        problem: problem.to_owned(),
+    };
+    if address.len() > MAX_ADDRESS_LEN {
+        return Err(bad(&format!("longer than {MAX_ADDRESS_LEN} bytes")));
+    }
+    if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(
+            "an address is one word, e.g. ID.onion or host.example.org:7878",
+        ));
+    }
+    Ok(())
+}
+
+/// Stores `address` (checked by the caller as HOST[:PORT]) for the pinned
+/// peer `name`.
+pub fn set_address(dir: &Path, name: &str, address: &str) -> Result<(), IdentityError> {
+    check_address(address)?;
+    load(dir, name)?;
+    let path = address_path(dir, name);
+    write_atomically(&path, format!("{address}\n").as_bytes(), 0o644)
+}
+
+/// What `vchat call TARGET [--peer PEER]` dials and whom it expects there:
+/// with `--peer`, TARGET is the address; without it, TARGET must name a
+/// trusted peer whose address is stored (`vchat call bob`).
+pub fn callee(
+    dir: &Path,
+    target: &str,
+    peer: Option<&str>,
+) -> Result<(String, String), IdentityError> {
+    if let Some(peer) = peer {
+        return Ok((target.to_owned(), peer.to_owned()));
+    }
+    let trusted = check_peer_name(target).is_ok() && peer_path(dir, target).exists();
+    if !trusted {
+        return Err(IdentityError::PeerNeeded {
+            target: target.to_owned(),
+            known: list(dir)?.into_iter().map(|p| p.name).collect(),
+        });
+    }
+    match address(dir, target)? {
+        Some(address) => Ok((address, target.to_owned())),
+        None => Err(IdentityError::NoPeerAddress {
+            name: target.to_owned(),
+        }),
+    }
+}
+
 /// Pins `certificate` (read from `source`, named in errors) under
 /// `given_name`, or when that is `None` under the certificate's own name if
 /// that is a valid peer name. Refuses our own certificate, and, unless `force`, a name
@@ -136,6 +210,13 @@ pub fn untrust(dir: &Path, name: &str) -> Result<PinnedPeer, IdentityError> {
     let peer = load(dir, name)?;
     let path = peer_path(dir, name);
     fs::remove_file(&path).map_err(|e| IdentityError::io("remove", &path, e))?;
+    let address = address_path(dir, name);
+    match fs::remove_file(&address) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(IdentityError::io("remove", &address, e))
+        }
+        _ => {}
+    }
     Ok(peer)
 }
 

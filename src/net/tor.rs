@@ -1,5 +1,6 @@
 //! Tor's control port, as much of it as publishing a listener as a v3 onion
-//! service needs (tor's control-spec.txt): authenticate with the cookie,
+//! service needs (tor's control-spec.txt): authenticate with the cookie
+//! (SAFECOOKIE when tor offers it),
 //! `ADD_ONION` with the identity's own onion key, and wait until a
 //! directory holds the service's descriptor (`650 HS_DESC UPLOADED`); and
 //! [`start_tor`], which runs a tor of vchat's own when the user has none
@@ -105,7 +106,11 @@ impl TorControl {
         let has = |m: &str| methods.split(',').any(|x| x == m);
         if has("NULL") {
             self.command("AUTHENTICATE").await?;
-        } else if has("COOKIE") || has("SAFECOOKIE") {
+        } else if has("SAFECOOKIE") {
+            let path = cookie_file(auth).ok_or_else(|| self.problem("no COOKIEFILE given"))?;
+            let cookie = read_cookie(&path)?;
+            self.authenticate_safecookie(&cookie).await?;
+        } else if has("COOKIE") {
             let path = cookie_file(auth).ok_or_else(|| self.problem("no COOKIEFILE given"))?;
             let cookie = read_cookie(&path)?;
             self.command(&format!("AUTHENTICATE {}", hex(&cookie)))
@@ -113,6 +118,42 @@ impl TorControl {
         } else {
             return Err(TorError::NoUsableAuth(self.addr));
         }
+        Ok(())
+    }
+
+    /// SAFECOOKIE (control-spec 3.24): proves to tor that we read the
+    /// cookie without sending it, and checks that the port is tor's (it
+    /// knows the cookie too) before we send anything derived from it; plain
+    /// COOKIE would hand the cookie to whatever listens on the port.
+    async fn authenticate_safecookie(&mut self, cookie: &[u8]) -> Result<(), TorError> {
+        let mut client_nonce = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut client_nonce)
+            .map_err(|_| self.problem("no randomness for the SAFECOOKIE nonce"))?;
+        let reply = self
+            .command(&format!("AUTHCHALLENGE SAFECOOKIE {}", hex(&client_nonce)))
+            .await?;
+        let field = |name: &str| {
+            reply
+                .iter()
+                .flat_map(|l| l.split_whitespace())
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(unhex)
+        };
+        let (Some(server_hash), Some(server_nonce)) = (field("SERVERHASH="), field("SERVERNONCE="))
+        else {
+            return Err(self.problem("AUTHCHALLENGE gave no SERVERHASH and SERVERNONCE"));
+        };
+        let message = [cookie, &client_nonce, &server_nonce].concat();
+        let key = |key: &[u8]| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+        // Compared in constant time.
+        if ring::hmac::verify(&key(SAFECOOKIE_SERVER_KEY), &message, &server_hash).is_err() {
+            return Err(self.problem(
+                "it does not know tor's authentication cookie: this is not the tor that wrote the cookie file",
+            ));
+        }
+        let client_hash = ring::hmac::sign(&key(SAFECOOKIE_CLIENT_KEY), &message);
+        self.command(&format!("AUTHENTICATE {}", hex(client_hash.as_ref())))
+            .await?;
         Ok(())
     }
 
@@ -316,6 +357,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The HMAC keys of SAFECOOKIE (control-spec 3.24).
+const SAFECOOKIE_SERVER_KEY: &[u8] = b"Tor safe cookie authentication server-to-controller hash";
+const SAFECOOKIE_CLIENT_KEY: &[u8] = b"Tor safe cookie authentication controller-to-server hash";
+
 /// A tor that vchat started for itself, with its own data folder; it is
 /// stopped when this is dropped, and stops by itself if vchat dies
 /// (`__OwningControllerProcess`, `TAKEOWNERSHIP`).
@@ -500,5 +555,8 @@ mod tests {
         );
         assert_eq!(cookie_file("AUTH METHODS=NULL"), None);
         assert_eq!(hex(&[0, 0xab]), "00AB");
+        assert_eq!(unhex("00aB"), Some(vec![0, 0xab]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
     }
 }

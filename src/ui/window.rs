@@ -67,6 +67,9 @@ pub struct DisplayState {
     pub self_muted: bool,
     /// A word about our audio for the overlay (e.g. "use headphones"), if any.
     pub audio_note: Option<String>,
+    /// What connecting is doing, when it takes long enough to say
+    /// ("starting Tor (bootstrapping 45%)"); shown instead of "Connecting...".
+    pub progress: Option<String>,
 }
 
 impl DisplayState {
@@ -86,6 +89,7 @@ impl DisplayState {
             peer_muted: false,
             self_muted: false,
             audio_note: None,
+            progress: None,
         }
     }
 }
@@ -556,6 +560,10 @@ impl FrameParts {
                     image: image.clone(),
                     mirror: false,
                 },
+                label: peer_label,
+            },
+            (None, true, CallState::Connecting) if state.progress.is_some() => PaneParts {
+                content: Content::Placeholder(state.progress.clone().unwrap_or_default()),
                 label: peer_label,
             },
             (None, true, waiting) => PaneParts {

@@ -35,6 +35,17 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run vchat")
 }
 
+/// [`run_in`] with extra environment variables.
+pub fn run_in_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    vchat()
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run vchat")
+}
+
 /// Runs `vchat --dir DIR ARGS`, asserting success, and returns stdout.
 pub fn run_ok(dir: &Path, args: &[&str]) -> String {
     let out = run_in(dir, args);
