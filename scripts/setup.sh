@@ -50,3 +50,17 @@ if ! command -v cargo >/dev/null; then
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt -c clippy
   fi
 fi
+
+# Cargo.toml's rust-version (sonora, the echo canceller, needs 1.91).
+need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [ -n "$need_rust" ] && [ -n "$have_rust" ] &&
+  [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -n1)" != "$need_rust" ]; then
+  if command -v rustup >/dev/null; then
+    echo "setup: Rust $have_rust is older than $need_rust; updating with rustup" >&2
+    rustup update stable >/dev/null
+  else
+    echo "setup: Rust $have_rust is older than the $need_rust vchat needs; install a newer one (https://rustup.rs)" >&2
+    exit 1
+  fi
+fi

@@ -270,7 +270,10 @@ fn both_start_their_own_tor_and_call_by_name(net: &TorNet) {
     let (by_caller, by_listener) = (recorded_frames(&rec_b), recorded_frames(&rec_a));
     println!("own tors: frames recorded: caller {by_caller}, listener {by_listener}");
     assert!(by_caller >= 10, "the caller recorded {by_caller} frames");
-    assert!(by_listener >= 10, "the listener recorded {by_listener} frames");
+    assert!(
+        by_listener >= 10,
+        "the listener recorded {by_listener} frames"
+    );
     for end in [&listener, &caller] {
         assert!(
             end.stderr

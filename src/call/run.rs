@@ -113,6 +113,12 @@ pub struct CallOptions {
     /// Join with the microphone muted (m in the window unmutes).
     #[arg(long, conflicts_with = "no_audio")]
     pub muted: bool,
+    /// Do not cancel echo. By default, with a microphone and a speaker, what
+    /// the speaker plays is taken out of what the microphone hears
+    /// (WebRTC's AEC3), so the peer does not hear itself; headphones need
+    /// none, and turning it off saves some CPU.
+    #[arg(long, conflicts_with = "no_audio")]
+    pub no_echo_cancel: bool,
     /// No audio either way: a video-only call.
     #[arg(long)]
     pub no_audio: bool,
@@ -221,6 +227,7 @@ impl CallOptions {
                 speaker: self.speaker.unwrap_or(SpeakerChoice::Default),
                 record: self.record_audio.clone(),
                 muted: self.muted,
+                echo_cancel: !self.no_echo_cancel,
             }
         };
         Ok(self.resolved_audio.get_or_init(|| config).clone())

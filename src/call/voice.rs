@@ -3,10 +3,15 @@
 //!
 //! ```text
 //!  audio thread                      link.rs writer            link.rs reader
-//!  AudioSource ─► VoiceEncoder ─► [AudioQueue] ─► before video   Audio ─► Playout::push
-//!                                                                 AudioOutput (speaker or clock)
-//!                                                                 └ Playout::pull ─► ear, WAV, audio clock
+//!  AudioSource ─► (EchoCanceller) ─► VoiceEncoder ─► [AudioQueue] ─► before video
+//!                                                    link.rs reader: Audio ─► Playout::push
+//!                                     AudioOutput (speaker or clock)
+//!                                     └ Playout::pull ─► ear, WAV, audio clock, EchoCanceller
 //! ```
+//!
+//! **Echo.** With a microphone and a speaker, the speaker's sound reaches
+//! the microphone; the echo canceller (media/audio/echo.rs) hears what the
+//! speaker plays and takes it out of our voice before it is encoded.
 //!
 //! Why a queue for audio and a newest-only slot for video: every 20 ms of
 //! voice matters (a missing packet is a click or a gap), and packets are
@@ -35,8 +40,8 @@ use tracing::{info, warn};
 use super::pipeline::THREAD_POLL;
 use super::stats::{unix_micros, Counters, Histogram};
 use crate::media::audio::{
-    level_dbfs, open_audio_source, AudioOutput, AudioSource, AudioSourceSpec, Playout,
-    PlayoutStats, SpeakerChoice, VoiceEncoder, WavRecorder,
+    level_dbfs, open_audio_source, AudioOutput, AudioSource, AudioSourceSpec, EchoCanceller,
+    Playout, PlayoutStats, SpeakerChoice, VoiceEncoder, WavRecorder,
 };
 use crate::media::MediaError;
 use crate::protocol::{Audio, AudioFormat};
@@ -67,6 +72,9 @@ pub struct AudioConfig {
     pub record: Option<PathBuf>,
     /// `--muted`: the call starts with our microphone off.
     pub muted: bool,
+    /// Take the speaker's sound out of the microphone's (on unless
+    /// `--no-echo-cancel`); used only when both are devices.
+    pub echo_cancel: bool,
 }
 
 impl AudioConfig {
@@ -78,6 +86,7 @@ impl AudioConfig {
             speaker: SpeakerChoice::None,
             record: None,
             muted: false,
+            echo_cancel: false,
         }
     }
 }
@@ -156,6 +165,8 @@ pub(super) struct Voice {
     av_total: Mutex<(i64, i64, u64)>,
     /// The playout's extra delay for lip sync, µs.
     sync_delay_us: AtomicI64,
+    /// With a microphone and a speaker: the echo canceller between them.
+    pub(super) echo: Option<Arc<EchoCanceller>>,
 }
 
 /// Voice figures for one interval or a whole call.
@@ -179,6 +190,8 @@ pub struct VoiceSnapshot {
     pub dropped_out: u64,
     /// The playout's extra delay for lip sync, µs.
     pub sync_delay_us: u64,
+    /// How much echo the canceller removes now, dB (once it has learnt).
+    pub echo_removed_db: Option<f64>,
 }
 
 impl VoiceSnapshot {
@@ -208,6 +221,7 @@ impl VoiceSnapshot {
                 ("level_in_db", round(f64::from(self.level_peer_db)).into()),
                 ("muted", self.muted.into()),
                 ("peer_muted", self.peer_muted.into()),
+                ("echo_removed_db", self.echo_removed_db.map(round).into()),
             ] {
                 map.insert(key.to_owned(), value);
             }
@@ -280,6 +294,7 @@ impl Voice {
             av_second: Mutex::new(Vec::new()),
             av_total: Mutex::new((i64::MAX, i64::MIN, 0)),
             sync_delay_us: AtomicI64::new(0),
+            echo: uses_echo_canceller(config).then(|| Arc::new(EchoCanceller::new())),
         })
     }
 
@@ -378,6 +393,7 @@ impl Voice {
             peer_muted: !self.peer_mic_on.load(Ordering::Relaxed),
             dropped_out: Counters::get(&self.dropped_out),
             sync_delay_us: self.sync_delay_us.load(Ordering::Relaxed).max(0) as u64,
+            echo_removed_db: self.echo.as_ref().and_then(|e| e.echo_removed_db()),
         }
     }
 
@@ -421,6 +437,15 @@ impl Voice {
     }
 }
 
+/// Whether a call with `config` needs an echo canceller: a microphone can
+/// hear a speaker (a tone or a file cannot, and no speaker plays nothing).
+fn uses_echo_canceller(config: &AudioConfig) -> bool {
+    config.echo_cancel
+        && config.receive
+        && config.speaker != SpeakerChoice::None
+        && matches!(config.source, Some(AudioSourceSpec::Mic { .. }))
+}
+
 /// Captures and encodes our voice until the call's token is cancelled.
 /// A microphone that fails ends our voice, not the call: the peer still
 /// sees us, and the window says what happened.
@@ -443,9 +468,12 @@ pub(super) fn spawn_audio_thread(
                 let mut encoder = VoiceEncoder::new()?;
                 let mut seq = 0u64;
                 while !token.is_cancelled() {
-                    let Some(frame) = source.next_frame(THREAD_POLL)? else {
+                    let Some(mut frame) = source.next_frame(THREAD_POLL)? else {
                         continue;
                     };
+                    if let Some(echo) = &voice.echo {
+                        echo.clean(&mut frame.samples)?;
+                    }
                     let level = if voice.mic_on.load(Ordering::Acquire) {
                         level_dbfs(&frame.samples)
                     } else {
@@ -534,6 +562,9 @@ impl Playback {
                     .unwrap_or_else(PoisonError::into_inner) =
                     Some((capture.saturating_sub(delay), Instant::now()));
             }
+            if let Some(echo) = &pull_voice.echo {
+                echo.played(out);
+            }
             pull_voice
                 .level_peer
                 .store(level_dbfs(out).to_bits(), Ordering::Relaxed);
@@ -547,9 +578,12 @@ impl Playback {
             warn!("no speaker ({e}); you will not hear the peer (see `vchat devices`; a recording still works)");
         }
         info!("playing the peer's voice on {}", output.describe());
+        if voice.echo.is_some() && output.is_speaker() {
+            info!("echo cancellation on (WebRTC AEC3): the peer will not hear itself");
+        }
         let microphone = matches!(config.source, Some(AudioSourceSpec::Mic { .. }));
-        if output.is_speaker() && microphone {
-            // No echo cancellation (BENCHMARKS.md): said where it matters.
+        if output.is_speaker() && microphone && voice.echo.is_none() {
+            // --no-echo-cancel: said where it matters.
             ui.update(|s| {
                 s.audio_note = Some("use headphones: on speakers the peer hears an echo".into())
             });

@@ -17,18 +17,23 @@
 //!   speaker (cpal), or, with no speaker, the system clock; and
 //!   [`WavRecorder`] for `--record-audio`.
 //! - `devices`: listing microphones and speakers (`vchat devices`).
+//! - `echo`: [`EchoCanceller`] (WebRTC's AEC3): what the speaker plays is
+//!   taken out of what the microphone hears, so the peer does not hear
+//!   itself when we use speakers.
 //!
 //! # Data flow in a call
 //!
 //! ```text
 //!  sender                                              receiver
-//!  AudioSource ─20 ms─► VoiceEncoder ─opus─► link ─► Playout::push
+//!  AudioSource ─20 ms─► EchoCanceller::clean ─► VoiceEncoder ─opus─► link ─► Playout::push
 //!  (mic/tone/wav)                      (audio first)   Playout::pull ◄─ AudioOutput (speaker
 //!                                                       (decode, PLC,    or clock) ─► WavRecorder
 //!                                                        stretch)
+//!  (what a speaker plays goes to EchoCanceller::played: the echo's reference)
 //! ```
 
 mod devices;
+mod echo;
 mod options;
 mod output;
 mod playout;
@@ -38,6 +43,7 @@ mod voice_codec;
 use std::time::Duration;
 
 pub use devices::{print_audio_devices, AudioDeviceList};
+pub use echo::EchoCanceller;
 pub use options::AudioSourceSpec;
 pub use output::{AudioOutput, PullSamples, SpeakerChoice, WavRecorder};
 pub use playout::{Playout, PlayoutStats, Pulled, MAX_TARGET, MIN_TARGET};
