@@ -13,6 +13,10 @@
 //! Lip sync: a decoded picture waits (up to 300 ms, in a small queue, so
 //! decoding goes on meanwhile) until the voice the ear hears reaches its
 //! capture time (`call/voice.rs`); with no voice playing it goes up at once.
+//! The recording takes each picture as it goes up, noting the audio
+//! output's sample count then (`FRAME XAUDIO=N`), so `--record` and
+//! `--record-audio` line up and lip sync can be measured from the files
+//! (tests/call_lip_sync.rs).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -57,7 +61,8 @@ pub(super) fn spawn_decoder_thread(
             let result = (|| {
                 loop {
                     // Pictures held for the voice go up when it reaches them.
-                    let wait = held.present(&shared, &ui, &mut on_screen, &mut shown);
+                    let wait =
+                        held.present(&shared, &ui, &mut on_screen, &mut shown, &mut recorder)?;
                     let Some(next) = shared.incoming.take_blocking(wait) else {
                         break;
                     };
@@ -91,11 +96,9 @@ pub(super) fn spawn_decoder_thread(
                         }
                         Err(e) => return Err(CallError::PeerSentBadVideo(e)),
                     }
-                    if let Some(recorder) = recorder.as_mut() {
-                        recorder
-                            .write_at(&for_record, video.capture_time_us)
-                            .map_err(CallError::Media)?;
-                    }
+                    // Recorded when it goes up, so the recording says
+                    // where the voice was at that moment.
+                    let record = recorder.is_some().then(|| for_record.clone());
                     let now = unix_micros(SystemTime::now());
                     // On one clock: the peer's may be off (call/clock.rs).
                     let captured = shared
@@ -122,7 +125,11 @@ pub(super) fn spawn_decoder_thread(
                             pixels: picture.into_shared(),
                         })
                     });
-                    held.hold(video.capture_time_us, image);
+                    held.hold(video.capture_time_us, image, record);
+                }
+                // Pictures still waiting for the voice are kept too.
+                if let Some(recorder) = recorder.as_mut() {
+                    held.record_all(&shared, recorder)?;
                 }
                 match recorder.take() {
                     Some(rec) => {
@@ -157,15 +164,33 @@ const MAX_HELD: usize = 16;
 /// capture time. With no voice playing, pictures go up at once.
 #[derive(Default)]
 struct Held {
-    pictures: VecDeque<(u64, Instant, Option<Arc<RgbImage>>)>,
+    pictures: VecDeque<HeldPicture>,
 }
 
+/// A decoded picture waiting to go up: its capture time, since when it
+/// waits, the window's copy and the recording's.
+type HeldPicture = (u64, Instant, Option<Arc<RgbImage>>, Option<Picture>);
+
 impl Held {
-    fn hold(&mut self, capture_us: u64, image: Option<Arc<RgbImage>>) {
+    fn hold(&mut self, capture_us: u64, image: Option<Arc<RgbImage>>, record: Option<Picture>) {
         if self.pictures.len() == MAX_HELD {
             self.pictures.pop_front();
         }
-        self.pictures.push_back((capture_us, Instant::now(), image));
+        self.pictures
+            .push_back((capture_us, Instant::now(), image, record));
+    }
+
+    /// Writes every held picture to the recording (the call is ending).
+    fn record_all(&mut self, shared: &Shared, recorder: &mut Y4mRecorder) -> Result<(), CallError> {
+        let at = Counters::get(&shared.voice.samples_played);
+        for (capture, _, _, record) in self.pictures.drain(..) {
+            if let Some(picture) = record {
+                recorder
+                    .write_at_shown(&picture, capture, at)
+                    .map_err(CallError::Media)?;
+            }
+        }
+        Ok(())
     }
 
     /// Shows the newest picture that is due (older due ones are passed
@@ -176,11 +201,12 @@ impl Held {
         ui: &UiHandle,
         on_screen: &mut Option<Bytes>,
         shown: &mut Picture,
-    ) -> Duration {
+        recorder: &mut Option<Y4mRecorder>,
+    ) -> Result<Duration, CallError> {
         let clock = shared.voice.audio_clock();
         let aim = SYNC_AIM.as_micros() as u64;
         let mut due = None;
-        while let Some(&(capture, held_at, _)) = self.pictures.front() {
+        while let Some(&(capture, held_at, _, _)) = self.pictures.front() {
             let ready = match clock {
                 None => true,
                 Some(heard) => capture <= heard + aim || held_at.elapsed() >= MAX_HOLD,
@@ -189,8 +215,17 @@ impl Held {
                 break;
             }
             due = self.pictures.pop_front();
+            // Every due picture is recorded, also one passed over on screen.
+            if let (Some(recorder), Some((capture, _, _, Some(picture)))) =
+                (recorder.as_mut(), due.as_mut())
+            {
+                let at = Counters::get(&shared.voice.samples_played);
+                recorder
+                    .write_at_shown(picture, *capture, at)
+                    .map_err(CallError::Media)?;
+            }
         }
-        if let Some((capture, _, image)) = due {
+        if let Some((capture, _, image, _)) = due {
             shared.voice.picture_shown(capture);
             if let Some(image) = image {
                 let previous = on_screen.replace(image.pixels.clone());
@@ -200,8 +235,8 @@ impl Held {
                 }
             }
         }
-        match (self.pictures.front(), clock) {
-            (Some(&(capture, held_at, _)), Some(heard)) => {
+        Ok(match (self.pictures.front(), clock) {
+            (Some(&(capture, held_at, _, _)), Some(heard)) => {
                 let until_heard = Duration::from_micros(capture.saturating_sub(heard + aim));
                 let until_limit = MAX_HOLD.saturating_sub(held_at.elapsed());
                 until_heard
@@ -210,7 +245,7 @@ impl Held {
             }
             (Some(_), None) => Duration::from_millis(1),
             (None, _) => THREAD_POLL,
-        }
+        })
     }
 }
 

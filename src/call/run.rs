@@ -37,7 +37,9 @@ use crate::ui::{CallState, DisplayState, UiCommand, UiHandle, WindowLoop};
 /// The options every command that sends video shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallOptions {
-    /// Video source: camera, camera:N, test (a synthetic pattern) or FILE.y4m.
+    /// Video source: camera, camera:N, test (a synthetic pattern), flash (a
+    /// white frame every whole second, with --audio-source beep for lip
+    /// sync) or FILE.y4m.
     /// Default: camera (the demo: the camera if there is one, else test).
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<SourceSpec>,
@@ -62,7 +64,9 @@ pub struct CallOptions {
     /// No window: for servers, scripts and tests.
     #[arg(long)]
     pub headless: bool,
-    /// Write the video you receive to a YUV4MPEG2 file.
+    /// Write the video you receive to a YUV4MPEG2 file, each picture as it
+    /// goes up (its FRAME line names the sample of --record-audio's WAV
+    /// playing then: `FRAME XAUDIO=N`).
     #[arg(long, value_name = "FILE.y4m")]
     pub record: Option<PathBuf>,
     /// Replace the --record file if it exists.
@@ -98,7 +102,8 @@ pub struct CallOptions {
     #[arg(long, value_name = "KBIT/S", value_parser = parse_max_bitrate)]
     pub max_bitrate: Option<u32>,
     /// Where your voice comes from: mic (the default microphone), mic:N,
-    /// tone:HZ (a test tone) or wav:FILE.wav (48 kHz, looped). Without a
+    /// tone:HZ (a test tone), beep (1 kHz at every whole second, with
+    /// --source flash) or wav:FILE.wav (48 kHz, looped). Without a
     /// microphone you still join: the peer sees you and you hear them.
     #[arg(long, value_name = "SOURCE", conflicts_with_all = ["mic", "no_audio"])]
     pub audio_source: Option<AudioSourceSpec>,

@@ -167,6 +167,9 @@ pub(super) struct Voice {
     sync_delay_us: AtomicI64,
     /// With a microphone and a speaker: the echo canceller between them.
     pub(super) echo: Option<Arc<EchoCanceller>>,
+    /// Samples the output has played (and `--record-audio` written) so
+    /// far: where in the WAV each recorded picture went up.
+    pub(super) samples_played: AtomicU64,
 }
 
 /// Voice figures for one interval or a whole call.
@@ -295,6 +298,7 @@ impl Voice {
             av_total: Mutex::new((i64::MAX, i64::MIN, 0)),
             sync_delay_us: AtomicI64::new(0),
             echo: uses_echo_canceller(config).then(|| Arc::new(EchoCanceller::new())),
+            samples_played: AtomicU64::new(0),
         })
     }
 
@@ -565,6 +569,7 @@ impl Playback {
             if let Some(echo) = &pull_voice.echo {
                 echo.played(out);
             }
+            Counters::add(&pull_voice.samples_played, out.len() as u64);
             pull_voice
                 .level_peer
                 .store(level_dbfs(out).to_bits(), Ordering::Relaxed);

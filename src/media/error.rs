@@ -20,7 +20,7 @@ pub enum MediaError {
     /// A `--source` value that names no kind of source.
     #[error(
         "invalid source {input:?}: expected `camera`, `camera:N` (N from `vchat cameras`), \
-         `test`, or the path of a .y4m file"
+         `test`, `flash`, or the path of a .y4m file"
     )]
     InvalidSource { input: String },
 
@@ -150,7 +150,7 @@ pub enum MediaError {
 
     /// `--audio-source` named something that is not an audio source.
     #[error(
-        "invalid audio source {input:?}: expected mic, mic:N, tone:HZ (20-20000) or wav:FILE.wav"
+        "invalid audio source {input:?}: expected mic, mic:N, tone:HZ (20-20000), beep or wav:FILE.wav"
     )]
     InvalidAudioSource { input: String },
 

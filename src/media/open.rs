@@ -41,6 +41,7 @@ pub fn open_source(
             codec == PixelFormat::Jpeg,
         )?),
         SourceSpec::TestPattern => Box::new(TestPatternSource::new(size, fps)),
+        SourceSpec::Flash => Box::new(FlashSource::new(size, fps)?),
         SourceSpec::Y4mFile(path) => Box::new(Y4mFileSource::open(path.clone())?),
     })
 }
@@ -80,6 +81,68 @@ impl FrameSource for TestPatternSource {
 
     fn describe(&self) -> String {
         format!("test pattern {} at {} fps", self.size, self.fps)
+    }
+}
+
+/// Black frames, and a white one at the start of every second of the
+/// system clock (`--source flash`): frames are paced on a grid anchored at
+/// a whole second, so the white frame's capture time is the second itself,
+/// the instant `--audio-source beep` starts its beep.
+#[derive(Debug)]
+pub struct FlashSource {
+    fps: Fps,
+    pacer: Pacer,
+    next_number: u64,
+    black: Picture,
+    white: Picture,
+}
+
+impl FlashSource {
+    pub fn new(size: Size, fps: Fps) -> Result<Self, MediaError> {
+        let (width, height) = (size.width(), size.height());
+        let black = Picture::black(width, height, PictureFormat::Rgb24)?;
+        let white = Picture::new(
+            width,
+            height,
+            PictureFormat::Rgb24,
+            vec![255; black.data().len()],
+        )?;
+        // The next whole second of the system clock, as an Instant.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let to_second =
+            Duration::from_secs(1) - Duration::from_nanos(u64::from(now.subsec_nanos()));
+        Ok(FlashSource {
+            fps,
+            pacer: Pacer::starting_at(
+                Duration::from_secs(1) / fps.get(),
+                Instant::now() + to_second,
+            ),
+            next_number: 0,
+            black,
+            white,
+        })
+    }
+}
+
+impl FrameSource for FlashSource {
+    fn next_frame(&mut self) -> Result<CapturedFrame, MediaError> {
+        let missed = self.pacer.wait();
+        let number = self.next_number + missed;
+        self.next_number = number + 1;
+        // Slot 0 is a whole second, and every fps-th slot after it.
+        let flash = number.is_multiple_of(u64::from(self.fps.get()));
+        let picture = if flash { &self.white } else { &self.black };
+        Ok(CapturedFrame {
+            captured_at: Instant::now(),
+            sequence: number,
+            content: FrameContent::Picture(picture.clone()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("a white flash every second at {} fps", self.fps)
     }
 }
 

@@ -195,6 +195,10 @@ pub enum SourceSpec {
     Camera { index: u32 },
     /// The synthetic, deterministic test pattern.
     TestPattern,
+    /// Black, with one white frame at the start of every second of the
+    /// clock: with `--audio-source beep`, a picture and a sound made at the
+    /// same instant, for measuring lip sync.
+    Flash,
     /// A YUV4MPEG2 file, played at its own frame rate, looping.
     Y4mFile(PathBuf),
 }
@@ -204,6 +208,7 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Camera { index } => write!(f, "camera:{index}"),
             SourceSpec::TestPattern => f.write_str("test"),
+            SourceSpec::Flash => f.write_str("flash"),
             SourceSpec::Y4mFile(path) => write!(f, "{}", path.display()),
         }
     }
@@ -219,6 +224,7 @@ impl FromStr for SourceSpec {
         match input {
             "camera" => return Ok(SourceSpec::Camera { index: 0 }),
             "test" => return Ok(SourceSpec::TestPattern),
+            "flash" => return Ok(SourceSpec::Flash),
             _ => {}
         }
         if let Some(index) = input.strip_prefix("camera:") {

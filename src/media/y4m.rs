@@ -509,6 +509,8 @@ pub struct Y4mRecorder {
     scaler: Scaler,
     frames_written: u64,
     timeline: Timeline,
+    /// The audio sample the next new frame went up at, if known.
+    note: Option<u64>,
     /// The last frame written, to repeat across periods with no new frame.
     previous: Vec<u8>,
 }
@@ -545,6 +547,7 @@ impl Y4mRecorder {
             scaler: Scaler::new(),
             frames_written: 0,
             timeline: Timeline::new(frame_rate),
+            note: None,
             previous: Vec::new(),
         })
     }
@@ -615,14 +618,37 @@ impl Y4mRecorder {
         // Kept (in a reused buffer) in case the next periods bring no frame.
         self.previous.clear();
         self.previous.extend_from_slice(frame);
-        self.write_previous()
+        let note = self.note.take();
+        self.write_frame(note)
+    }
+
+    /// [`Y4mRecorder::write_at`] for a picture that went up on screen while
+    /// the audio output was at sample `audio_sample` (of `--record-audio`'s
+    /// WAV): its FRAME line says so (`FRAME XAUDIO=<sample>`, a parameter
+    /// players ignore), which lines the two recordings up.
+    pub fn write_at_shown(
+        &mut self,
+        picture: &Picture,
+        capture_us: u64,
+        audio_sample: u64,
+    ) -> Result<(), MediaError> {
+        self.note = Some(audio_sample);
+        let written = self.write_at(picture, capture_us);
+        self.note = None;
+        written
     }
 
     /// Appends the last frame written (again).
     fn write_previous(&mut self) -> Result<(), MediaError> {
-        self.writer
-            .write_all(b"FRAME\n")
-            .and_then(|()| self.writer.write_all(&self.previous))
+        self.write_frame(None)
+    }
+
+    fn write_frame(&mut self, audio_sample: Option<u64>) -> Result<(), MediaError> {
+        let line = match audio_sample {
+            Some(sample) => writeln!(self.writer, "FRAME XAUDIO={sample}"),
+            None => self.writer.write_all(b"FRAME\n"),
+        };
+        line.and_then(|()| self.writer.write_all(&self.previous))
             .map_err(|source| MediaError::FileWrite {
                 path: self.path.clone(),
                 source,

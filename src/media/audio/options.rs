@@ -12,6 +12,9 @@ pub enum AudioSourceSpec {
     Mic { index: Option<usize> },
     /// A sine tone of this many hertz (for tests and sound checks).
     Tone { hz: f32 },
+    /// A 1 kHz beep of 100 ms at the start of every second of the clock,
+    /// silence between: with `--source flash`, for measuring lip sync.
+    Beep,
     /// A WAV file (48 kHz), played in a loop.
     Wav { path: PathBuf },
 }
@@ -31,6 +34,9 @@ impl FromStr for AudioSourceSpec {
         };
         if input == "mic" {
             return Ok(AudioSourceSpec::Mic { index: None });
+        }
+        if input == "beep" {
+            return Ok(AudioSourceSpec::Beep);
         }
         if let Some(n) = input.strip_prefix("mic:") {
             let index = n.parse().map_err(|_| invalid())?;
@@ -59,6 +65,7 @@ impl std::fmt::Display for AudioSourceSpec {
             AudioSourceSpec::Mic { index: None } => f.write_str("mic"),
             AudioSourceSpec::Mic { index: Some(n) } => write!(f, "mic:{n}"),
             AudioSourceSpec::Tone { hz } => write!(f, "tone:{hz}"),
+            AudioSourceSpec::Beep => f.write_str("beep"),
             AudioSourceSpec::Wav { path } => write!(f, "wav:{}", path.display()),
         }
     }

@@ -45,6 +45,7 @@ pub trait AudioSource: Send {
 pub fn open_audio_source(spec: &AudioSourceSpec) -> Result<Box<dyn AudioSource>, MediaError> {
     Ok(match spec {
         AudioSourceSpec::Tone { hz } => Box::new(ToneSource::new(*hz)),
+        AudioSourceSpec::Beep => Box::new(BeepSource::new()),
         AudioSourceSpec::Wav { path } => Box::new(WavSource::open(path)?),
         AudioSourceSpec::Mic { index } => Box::new(MicSource::open(*index)?),
     })
@@ -125,6 +126,59 @@ impl AudioSource for ToneSource {
 
     fn describe(&self) -> String {
         format!("a {} Hz tone", self.hz)
+    }
+}
+
+/// How long each beep of [`BeepSource`] lasts, and its pitch.
+pub const BEEP_LENGTH_US: u64 = 100_000;
+pub const BEEP_HZ: f64 = 1000.0;
+
+/// A 1 kHz beep at the start of every second of the system clock, by each
+/// sample's own capture time (`--audio-source beep`; `--source flash`
+/// flashes at the same instants).
+pub struct BeepSource {
+    clock: FrameClock,
+}
+
+impl BeepSource {
+    pub fn new() -> Self {
+        BeepSource {
+            clock: FrameClock::new(),
+        }
+    }
+}
+
+impl Default for BeepSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AudioSource for BeepSource {
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<CapturedAudio>, MediaError> {
+        let Some(capture_time_us) = self.clock.wait_next(timeout) else {
+            return Ok(None);
+        };
+        let samples = (0..FRAME_SAMPLES)
+            .map(|i| {
+                let at = capture_time_us as f64 + i as f64 * MICROS_PER_SAMPLE;
+                let into_second = at.rem_euclid(1e6);
+                if into_second < BEEP_LENGTH_US as f64 {
+                    let t = into_second / 1e6;
+                    (0.45 * (std::f64::consts::TAU * BEEP_HZ * t).sin()) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Some(CapturedAudio {
+            samples,
+            capture_time_us,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        "a 1 kHz beep every second".into()
     }
 }
 
