@@ -16,8 +16,8 @@
 //!   stream.
 //! - [`media`]: where pictures and voice come from and how they travel:
 //!   camera, test pattern and Y4M file sources, raw, JPEG and H.264 codecs,
-//!   Y4M recording; microphone, tone and WAV sources, Opus, the jitter
-//!   buffer and playout ([`media::audio`]).
+//!   Y4M recording; microphone, tone and WAV sources, echo cancellation,
+//!   Opus, the jitter buffer and playout ([`media::audio`]).
 //! - [`ui`]: the window: the peer large, yourself small, an overlay, keys.
 //! - [`call`]: joins the parts: `listen` (call after call), `call` and
 //!   `demo`; the call's rules as an I/O-free state machine; the link, media
@@ -34,7 +34,7 @@
 //!  source ─► encoder ─► [newest frame] ─► control > pong > voice > video ─► Connection ─► TLS ─► TCP ─┐
 //!  (camera/test/y4m)                      ▲ bye, camera, ping  ▲   (large frames in parts)          │
 //!  voice.rs: audio thread                 │                    │                                    │
-//!  mic/tone/wav ─► Opus ─► [voice queue] ─┼────────────────────┘                                    │
+//!  mic/tone/wav ─► AEC ─► Opus ─► [queue] ┼────────────────────┘                                    │
 //!                                         │                                            the peer
 //!                              state.rs: CallMachine (no I/O, time passed in)                │
 //!                              hello/accept, pings, liveness, bye, reconnect decision        │
@@ -43,7 +43,7 @@
 //!  window ◄─ held for the voice ◄─ decoder ◄─ [newest frame] ◄─ link.rs: reader task ◄─ TLS ◄┘
 //!  recorder ◄┘          ▲ audio clock                           │ (reassembles parts)
 //!  voice.rs: speaker or clock ◄─ playout (jitter buffer, PLC) ◄─┘ voice
-//!  WAV recorder ◄┘
+//!  WAV recorder, AEC's reference ◄┘
 //! ```
 //!
 //! Voice goes first on the wire (a queue, not a newest-only slot: every
@@ -51,6 +51,12 @@
 //! link so a packet never waits behind a whole one. The playout publishes
 //! the peer's capture time of what the ear hears; pictures wait for it
 //! (lip sync), and when pictures lag, the voice waits for them instead.
+//! With a microphone and a speaker, what the speaker plays is the echo
+//! canceller's reference, taken out of the microphone's sound (AEC).
+//!
+//! `net` reaches a peer directly (Happy Eyeballs), through a SOCKS5 proxy,
+//! or for an onion address through a tor that `net::tor` starts and drives
+//! by its control port; the pinned TLS inside is the same on every route.
 //!
 //! Every call, whether `listen`, `call`, `demo` or `bench` started it, goes
 //! through `call::setup::handshake_and_run`: the state machine drives the
