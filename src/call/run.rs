@@ -339,11 +339,7 @@ pub fn listen(
                 (Some(tor), None)
             }
             Some(TorAccess::Start { torrc }) => {
-                eprintln!("vchat: starting Tor");
-                let mut tor = start_tor(&dir.join("tor"), torrc.as_deref(), |percent, words| {
-                    eprintln!("vchat: starting Tor (bootstrapping {percent}%: {words})")
-                })
-                .await?;
+                let mut tor = start_own_tor(&dir.join("tor"), torrc.as_deref(), &ui).await?;
                 publish_onion(&dir, &mut tor.control, addr).await?;
                 (None, Some(tor))
             }
@@ -938,8 +934,8 @@ async fn publish_onion(
 /// service and call out at once (tor locks its data folder).
 const CALLER_TOR_DIR: &str = "tor-calls";
 
-/// Starts a tor of vchat's own for a call to an onion address, saying how
-/// far it got on the terminal and in the window.
+/// Starts a tor of vchat's own (for `listen --onion`, or a call to an
+/// onion address), saying how far it got on the terminal and in the window.
 async fn start_own_tor(
     data_dir: &Path,
     torrc: Option<&Path>,
@@ -952,6 +948,7 @@ async fn start_own_tor(
         ui.update(|s| s.progress = Some(format!("Starting Tor (bootstrapping {percent}%)")));
     })
     .await?;
+    ui.update(|s| s.progress = None);
     Ok(tor)
 }
 
