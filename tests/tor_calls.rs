@@ -283,11 +283,16 @@ fn both_start_their_own_tor_and_call_by_name(net: &TorNet) {
             end.all_output()
         );
     }
-    // Both tors stopped with their vchat.
-    for torrc_path in [
-        a.path().join("tor").join("torrc"),
-        b.path().join("tor-calls").join("torrc"),
-    ] {
+    // Both tors stopped with their vchat, by themselves (their owner let
+    // go of them, so they saved their state), not killed.
+    for tor_dir in [a.path().join("tor"), b.path().join("tor-calls")] {
+        let log = std::fs::read_to_string(tor_dir.join("tor.log")).unwrap_or_default();
+        assert!(
+            log.contains("Owning controller connection has closed"),
+            "tor in {} was not stopped by its owner letting go:\n{log}",
+            tor_dir.display()
+        );
+        let torrc_path = tor_dir.join("torrc");
         let still = Command::new("pgrep")
             .args(["-f", &torrc_path.to_string_lossy()])
             .output()

@@ -383,11 +383,29 @@ pub struct OwnTor {
 }
 
 impl Drop for OwnTor {
+    /// Stops tor the way its owner should: closing the owning control
+    /// connection makes it exit by itself, saving its state file (its
+    /// guards above all: a tor killed every time may not keep them, and
+    /// fresh guards on every run widen who can watch you). Killed only if
+    /// it has not gone within [`TOR_STOP_LIMIT`].
     fn drop(&mut self) {
+        let _ =
+            socket2::SockRef::from(self.control.writer.as_ref()).shutdown(std::net::Shutdown::Both);
+        let deadline = std::time::Instant::now() + TOR_STOP_LIMIT;
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// How long tor may take to exit once its owner has let go of it.
+const TOR_STOP_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long tor may take to open its control port.
 const TOR_START_LIMIT: Duration = Duration::from_secs(30);
