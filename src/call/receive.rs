@@ -48,7 +48,6 @@ pub(super) fn spawn_decoder_thread(
             let mut decoder = Decoder::new();
             // Reused frame after frame; handed to the window (and replaced) only when there is one.
             let mut shown = Picture::empty(PictureFormat::Rgb24);
-            let mut for_record = Picture::empty(PictureFormat::I420);
             // The bytes last handed to the window, taken back for decoding
             // once the window shows a newer frame and nothing else holds them.
             let mut on_screen: Option<Bytes> = None;
@@ -85,20 +84,22 @@ pub(super) fn spawn_decoder_thread(
                         height: video.height,
                         payload: video.payload,
                     };
+                    // Recorded when it goes up, so the recording says
+                    // where the voice was at that moment: decoded into a
+                    // picture of its own that waits with it.
+                    let mut record = recorder.as_ref().map(|_| held.spare_picture());
                     // Raw RGB24 is shown from the received bytes, uncopied.
-                    let record_into = recorder.as_ref().map(|_| &mut for_record);
-                    match decoder.decode_for_show_and_record(&picture, &mut shown, record_into) {
+                    match decoder.decode_for_show_and_record(&picture, &mut shown, record.as_mut())
+                    {
                         Ok(()) => {}
                         Err(MediaError::AwaitingKeyframe) => {
                             Counters::add(&shared.counters.awaiting_keyframe, 1);
                             want_keyframe();
+                            held.give_back(record);
                             continue;
                         }
                         Err(e) => return Err(CallError::PeerSentBadVideo(e)),
                     }
-                    // Recorded when it goes up, so the recording says
-                    // where the voice was at that moment.
-                    let record = recorder.is_some().then(|| for_record.clone());
                     let now = unix_micros(SystemTime::now());
                     // On one clock: the peer's may be off (call/clock.rs).
                     let captured = shared
@@ -165,6 +166,8 @@ const MAX_HELD: usize = 16;
 #[derive(Default)]
 struct Held {
     pictures: VecDeque<HeldPicture>,
+    /// Recording pictures already written, to decode into again.
+    spare: Vec<Picture>,
 }
 
 /// A decoded picture waiting to go up: its capture time, since when it
@@ -178,6 +181,20 @@ impl Held {
         }
         self.pictures
             .push_back((capture_us, Instant::now(), image, record));
+    }
+
+    /// A picture to decode the next frame's recording into.
+    fn spare_picture(&mut self) -> Picture {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Picture::empty(PictureFormat::I420))
+    }
+
+    /// Keeps a written recording picture's memory for the next frame.
+    fn give_back(&mut self, picture: Option<Picture>) {
+        if let Some(picture) = picture.filter(|_| self.spare.len() <= MAX_HELD) {
+            self.spare.push(picture);
+        }
     }
 
     /// Writes every held picture to the recording (the call is ending).
@@ -216,13 +233,16 @@ impl Held {
             }
             due = self.pictures.pop_front();
             // Every due picture is recorded, also one passed over on screen.
-            if let (Some(recorder), Some((capture, _, _, Some(picture)))) =
+            if let (Some(recorder), Some((capture, _, _, record))) =
                 (recorder.as_mut(), due.as_mut())
             {
-                let at = Counters::get(&shared.voice.samples_played);
-                recorder
-                    .write_at_shown(picture, *capture, at)
-                    .map_err(CallError::Media)?;
+                if let Some(picture) = record.take() {
+                    let at = Counters::get(&shared.voice.samples_played);
+                    recorder
+                        .write_at_shown(&picture, *capture, at)
+                        .map_err(CallError::Media)?;
+                    self.give_back(Some(picture));
+                }
             }
         }
         if let Some((capture, _, image, _)) = due {
