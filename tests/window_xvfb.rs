@@ -59,10 +59,31 @@ impl Xvfb {
             .expect("Xvfb reports its display number");
         let number = line.trim();
         assert!(!number.is_empty(), "Xvfb did not start");
-        Xvfb {
-            child,
-            display: format!(":{number}"),
+        let display = format!(":{number}");
+        // Once a client can talk to it (CI once saw vchat refused by a
+        // display Xvfb had just reported), polled with a bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answered = Command::new("xdotool")
+                .arg("getdisplaygeometry")
+                .env("DISPLAY", &display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("Xvfb on {display} exited ({status}) right after starting");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Xvfb on {display} does not accept connections"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        Xvfb { child, display }
     }
 }
 
