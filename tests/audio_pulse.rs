@@ -136,21 +136,11 @@ fn a_tone_goes_through_a_real_speaker_and_microphone() {
     let (a, b) = paired_identities();
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("echo.wav");
-    let media = ["--headless", "--source", "test", "--size", "160x120"];
-    let mut listener_args = media.to_vec();
-    listener_args.extend([
-        "--audio-source",
-        "tone:440",
-        "--speaker",
-        "none",
-        "--record-audio",
-        recording.to_str().unwrap(),
-    ]);
     // The caller's defaults: the sound server's sink and its monitor. The
     // echo canceller would take the tone out (see the next test).
-    let mut caller_args = media.to_vec();
+    let mut caller_args = MEDIA.to_vec();
     caller_args.extend(["--duration", "8", "--no-echo-cancel"]);
-    let (listener, addr) = spawn_listener(a.path(), &listener_args, &env);
+    let (listener, addr) = spawn_tone_listener(a.path(), &recording, &env);
     let caller = spawn_caller(b.path(), &addr, &caller_args, &env);
     let caller = caller.finish(CALL_LIMIT);
     let listener = listener.finish(CALL_LIMIT);
@@ -190,22 +180,12 @@ fn the_echo_canceller_removes_the_peers_voice_and_keeps_ours() {
     for cancel in [false, true] {
         let (a, b) = paired_identities();
         let recording = dir.path().join(format!("heard-{cancel}.wav"));
-        let media = ["--headless", "--source", "test", "--size", "160x120"];
-        let mut listener_args = media.to_vec();
-        listener_args.extend([
-            "--audio-source",
-            "tone:440",
-            "--speaker",
-            "none",
-            "--record-audio",
-            recording.to_str().unwrap(),
-        ]);
-        let mut caller_args = media.to_vec();
+        let mut caller_args = MEDIA.to_vec();
         caller_args.extend(["--duration", "10"]);
         if !cancel {
             caller_args.push("--no-echo-cancel");
         }
-        let (listener, addr) = spawn_listener(a.path(), &listener_args, &env);
+        let (listener, addr) = spawn_tone_listener(a.path(), &recording, &env);
         let mut talker = Command::new("paplay")
             .arg("--device=vnull")
             .arg(&ours)
@@ -246,6 +226,28 @@ fn the_echo_canceller_removes_the_peers_voice_and_keeps_ours() {
         "our voice lost {:.1} dB",
         near_off - near_on
     );
+}
+
+/// Both ends' video: small, so the test is about sound.
+const MEDIA: [&str; 5] = ["--headless", "--source", "test", "--size", "160x120"];
+
+/// A listener sending a 440 Hz tone, playing nothing, and recording what
+/// comes back from the caller into `recording`.
+fn spawn_tone_listener(
+    dir: &Path,
+    recording: &Path,
+    env: &[(&str, &str)],
+) -> (common::Running, String) {
+    let mut args = MEDIA.to_vec();
+    args.extend([
+        "--audio-source",
+        "tone:440",
+        "--speaker",
+        "none",
+        "--record-audio",
+        recording.to_str().unwrap(),
+    ]);
+    spawn_listener(dir, &args, env)
 }
 
 /// A mono 48 kHz WAV of a sine tone.

@@ -69,19 +69,7 @@ fn call_by_name_dials_the_stored_address() {
         "5",
     ];
     let (listener, addr) = spawn_listener(a.path(), &media, &[]);
-    let a_cert = a.path().join("cert.pem");
-    run_ok(
-        b.path(),
-        &[
-            "trust",
-            a_cert.to_str().unwrap(),
-            "--name",
-            "a",
-            "--address",
-            &addr,
-            "--force",
-        ],
-    );
+    common::trust_a_at(b.path(), a.path(), &addr);
     let dir = b.path().to_str().unwrap();
     let mut args = vec!["--dir", dir, "call", "a"];
     args.extend(media);

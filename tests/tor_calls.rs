@@ -214,19 +214,7 @@ fn both_start_their_own_tor_and_call_by_name(net: &TorNet) {
         started.elapsed()
     );
     let address = onion_address(&line);
-    let a_cert = a.path().join("cert.pem");
-    let stored = common::run_ok(
-        b.path(),
-        &[
-            "trust",
-            a_cert.to_str().unwrap(),
-            "--name",
-            "a",
-            "--address",
-            &address,
-            "--force",
-        ],
-    );
+    let stored = common::trust_a_at(b.path(), a.path(), &address);
     assert!(stored.contains(&address), "{stored}");
     let peers = common::run_ok(b.path(), &["peers"]);
     assert!(

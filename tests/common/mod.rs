@@ -35,6 +35,25 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run vchat")
 }
 
+/// `vchat --dir DIR trust PEER_DIR/cert.pem --name a --address ADDRESS
+/// --force`: stores where the listener of [`paired_identities`] is, so
+/// `vchat call a` dials it; returns what trust printed.
+pub fn trust_a_at(dir: &Path, a_dir: &Path, address: &str) -> String {
+    let a_cert = a_dir.join("cert.pem");
+    run_ok(
+        dir,
+        &[
+            "trust",
+            a_cert.to_str().unwrap(),
+            "--name",
+            "a",
+            "--address",
+            address,
+            "--force",
+        ],
+    )
+}
+
 /// [`run_in`] with extra environment variables.
 pub fn run_in_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     vchat()
