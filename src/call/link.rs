@@ -112,16 +112,23 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         if let Some(hook) = &shared.on_video_taken {
                             hook(v.seq);
                         }
-                        // Waited too long for the socket: a newer frame
-                        // will come; this one would only arrive late.
+                        // Waited too long for the socket: the link carries
+                        // less than we send (the rate control hears it).
                         if older_than(v.capture_time_us, shared.max_latency) {
-                            Counters::add(&shared.counters.too_late, 1);
-                            // The peer's decoder will miss this one: the
-                            // frames after it need a keyframe to stand on.
-                            if v.format.is_inter_coded() {
-                                shared.keyframe_wanted.store(true, Ordering::Release);
+                            Counters::add(&shared.counters.late_for_link, 1);
+                            // A picture of its own: a newer one will come,
+                            // this one would only arrive late. But the
+                            // frames after an inter-coded one stand on it:
+                            // dropped, it would cost a keyframe, many times
+                            // its size, on the link that is already too
+                            // slow (and the keyframe's own wait made the
+                            // next frame late, and so on: CI once saw 5 fps
+                            // that way). It goes, late, and the media thread
+                            // skips pictures until the link has room.
+                            if !v.format.is_inter_coded() {
+                                Counters::add(&shared.counters.too_late, 1);
+                                continue;
                             }
-                            continue;
                         }
                         let part = part_size(&shared);
                         if parts && v.payload.len() > part {
@@ -362,6 +369,7 @@ pub(super) async fn sample_loop(
             bytes_sent: Counters::get(&counters.bytes_sent),
             keyframes_sent: Counters::get(&counters.keyframes_sent),
             pictures_rate_skipped: Counters::get(&counters.rate_skipped),
+            pictures_late: Counters::get(&counters.late_for_link),
         };
         let (target, acked, content_limited, starting) = {
             let mut rate = shared.rate();

@@ -928,6 +928,7 @@ fn totals(shared: &Shared) -> Totals {
         dropped_in: shared.incoming.dropped(),
         too_late: Counters::get(&c.too_late),
         link_busy: Counters::get(&c.link_busy),
+        late_out: Counters::get(&c.late_for_link),
         keyframes_sent: Counters::get(&c.keyframes_sent),
         rate_skipped: Counters::get(&c.rate_skipped),
         awaiting_keyframe: Counters::get(&c.awaiting_keyframe),

@@ -75,6 +75,11 @@ const STARTUP_GROWTH: f64 = 0.5;
 /// Startup ends by this long after the first reading, pushed back or not.
 pub const STARTUP_LIMIT: Duration = Duration::from_secs(3);
 
+/// A keyframe's queue is forgiven only if the keyframe before it was at
+/// least this long ago: keyframes that keep coming (a receiver asking again
+/// and again because frames arrive too late) are the load itself.
+const KEYFRAME_SPACING_FOR_GRACE: Duration = Duration::from_secs(2);
+
 /// After a decrease, how long the next one waits: the decrease needs about
 /// a round trip and a frame or two to show in the readings.
 const DECREASE_HOLD: Duration = Duration::from_millis(600);
@@ -106,6 +111,9 @@ pub struct LinkReading {
     pub keyframes_sent: u64,
     /// Pictures the encoder skipped to hold its bitrate.
     pub pictures_rate_skipped: u64,
+    /// Encoded frames the link's writer dropped because they had waited
+    /// for the socket past the latency budget.
+    pub pictures_late: u64,
 }
 
 /// Why the target last moved, for the stats.
@@ -132,6 +140,9 @@ pub struct RateController {
     /// When we last sent a keyframe: for a while after it, the queue it
     /// makes is its own, not the link's.
     last_keyframe: Option<Instant>,
+    /// Whether that keyframe's queue is forgiven (it came long enough
+    /// after the one before).
+    keyframe_forgiven: bool,
     /// What the link delivered over the last reading (bits/s), for the stats.
     acked_rate: Option<f64>,
     /// The last reading found the encoder using well under its target
@@ -157,6 +168,7 @@ impl RateController {
             last_decrease: None,
             congested_rate: None,
             last_keyframe: None,
+            keyframe_forgiven: false,
             acked_rate: None,
             content_limited: false,
             bottleneck: None,
@@ -230,20 +242,30 @@ impl RateController {
         }
         self.acked_rate = acked_rate;
         if now.keyframes_sent > before.keyframes_sent {
+            self.keyframe_forgiven = self.last_keyframe.is_none_or(|at| {
+                now.at.saturating_duration_since(at) >= KEYFRAME_SPACING_FOR_GRACE
+            });
             self.last_keyframe = Some(now.at);
         }
         // A keyframe is many frames' worth of bytes at once: the link
         // queues it and the next pictures wait, whatever the link's rate.
         // For a while only a queue well past the target counts.
-        let after_keyframe = self
-            .last_keyframe
-            .is_some_and(|at| now.at.saturating_duration_since(at) < KEYFRAME_GRACE);
+        let after_keyframe = self.keyframe_forgiven
+            && self
+                .last_keyframe
+                .is_some_and(|at| now.at.saturating_duration_since(at) < KEYFRAME_GRACE);
+        // A frame that waited for the socket past the latency budget is
+        // never a keyframe's doing alone: the rate is more than the link
+        // carries (and its loss costs the peer a keyframe).
+        let late = now.pictures_late > before.pictures_late;
         let queue_delay = now.rtt.saturating_sub(now.min_rtt.unwrap_or(now.rtt));
         let pictures = now.pictures_encoded.saturating_sub(before.pictures_encoded)
             + now.pictures_skipped.saturating_sub(before.pictures_skipped);
         let skipped = now.pictures_skipped.saturating_sub(before.pictures_skipped);
         let busy = pictures > 0 && skipped as f64 / pictures as f64 > BUSY_SHARE;
-        let congested = if after_keyframe {
+        let congested = if late {
+            true
+        } else if after_keyframe {
             queue_delay > QUEUE_DELAY_TARGET * 3
         } else {
             queue_delay > QUEUE_DELAY_TARGET || busy
@@ -323,14 +345,41 @@ const STEP_UP_BITS_PER_PIXEL: f64 = 0.07;
 /// The least time between two changes of size: each costs a keyframe.
 const SIZE_CHANGE_SPACING: Duration = Duration::from_secs(4);
 
-/// The last lever after bitrate and frame rate: the picture's size.
+/// Share of the media thread's time spent encoding above which the machine
+/// cannot keep up with the source at this size (WebRTC's overuse
+/// detector adapts down at 85 %): pictures are then lost before the link
+/// sees them, and a higher bitrate only makes each one slower.
+const ENCODE_OVERLOAD: f64 = 0.85;
+
+/// A larger size is taken back only if the encoding load, scaled by its
+/// pixels, would stay under this (WebRTC adapts up under 42 % at the
+/// smaller size; the scaling makes this about the same).
+const ENCODE_ROOM: f64 = 0.7;
+
+/// The last lever after bitrate and frame rate: the picture's size. Also
+/// the lever when the link is fine but this machine cannot encode the
+/// pictures as fast as they come.
 #[derive(Debug, Clone, Default)]
 pub struct SizeLadder {
     step: usize,
     changed_at: Option<Instant>,
+    /// Share of the media thread's time spent encoding, measured at the
+    /// current size (none yet after a change).
+    encode_load: Option<f64>,
 }
 
 impl SizeLadder {
+    /// The share of the media thread's time that encoding took over the
+    /// last second or so, at the current size.
+    pub fn encode_load(&mut self, load: f64) {
+        self.encode_load = Some(load);
+    }
+
+    /// Whether encoding is more than this machine keeps up with.
+    pub fn overloaded(&self) -> bool {
+        self.encode_load.is_some_and(|load| load > ENCODE_OVERLOAD)
+    }
+
     /// The fraction of the captured `width` x `height` to send at `fps`
     /// for `target` bits per second, as of `now`. A picture that codes in
     /// well under the target (`content_limited`) needs no smaller size,
@@ -353,18 +402,33 @@ impl SizeLadder {
         let settled = self
             .changed_at
             .is_none_or(|at| now.saturating_duration_since(at) >= SIZE_CHANGE_SPACING);
+        // The encoding load at the next size up, from the pixels it adds.
+        let load_if_larger = |step: usize| {
+            let ratio = |step: usize| {
+                let (numerator, denominator) = SCALES[step];
+                f64::from(numerator) / f64::from(denominator)
+            };
+            self.encode_load
+                .map(|load| load * (ratio(step - 1) / ratio(step)).powi(2))
+        };
         if settled {
             let starved = bits_per_pixel(self.step) < STEP_DOWN_BITS_PER_PIXEL;
             // In startup the target is a guess still climbing: shrinking
             // to it would cost a keyframe now and another to grow back.
-            if !content_limited && !starting && self.step + 1 < SCALES.len() && starved {
+            let too_few_bits = !content_limited && !starting && starved;
+            let larger_fits_the_link = content_limited
+                || bits_per_pixel(self.step.saturating_sub(1)) >= STEP_UP_BITS_PER_PIXEL;
+            if self.step + 1 < SCALES.len() && (too_few_bits || self.overloaded()) {
                 self.step += 1;
                 self.changed_at = Some(now);
+                self.encode_load = None;
             } else if self.step > 0
-                && (content_limited || bits_per_pixel(self.step - 1) >= STEP_UP_BITS_PER_PIXEL)
+                && larger_fits_the_link
+                && load_if_larger(self.step).is_none_or(|load| load < ENCODE_ROOM)
             {
                 self.step -= 1;
                 self.changed_at = Some(now);
+                self.encode_load = None;
             }
         }
         SCALES[self.step]
@@ -419,6 +483,7 @@ mod tests {
                 bytes_sent: self.sent_bytes,
                 keyframes_sent: 0,
                 pictures_rate_skipped: 0,
+                pictures_late: 0,
             })
         }
     }
@@ -597,6 +662,38 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_that_cannot_keep_up_sends_a_smaller_picture() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut ladder = SizeLadder::default();
+        // Bits enough for 720p30, but encoding takes 95 % of the time.
+        ladder.encode_load(0.95);
+        assert!(ladder.overloaded());
+        assert_eq!(
+            ladder.scale(at(0), 4_000_000, (1280, 720), 30, false, false),
+            (3, 4)
+        );
+        // Measured afresh at the new size: 60 % would be 107 % at full size.
+        assert!(!ladder.overloaded());
+        ladder.encode_load(0.6);
+        assert_eq!(
+            ladder.scale(at(10), 4_000_000, (1280, 720), 30, false, false),
+            (3, 4)
+        );
+        // Even a still picture (content-limited) does not grow past it.
+        assert_eq!(
+            ladder.scale(at(20), 4_000_000, (1280, 720), 30, true, false),
+            (3, 4)
+        );
+        // Once the machine has room (30 %: 53 % at full size), it grows.
+        ladder.encode_load(0.3);
+        assert_eq!(
+            ladder.scale(at(30), 4_000_000, (1280, 720), 30, false, false),
+            (1, 1)
+        );
+    }
+
+    #[test]
     fn a_keyframe_or_a_stalled_reading_does_not_collapse_the_target() {
         let start = Instant::now();
         let reading = |ms: u64, acked: u64, skipped: u64, keyframes: u64| LinkReading {
@@ -612,6 +709,7 @@ mod tests {
             bytes_sent: acked,
             keyframes_sent: keyframes,
             pictures_rate_skipped: 0,
+            pictures_late: 0,
         };
         let mut rate = RateController::new(2_000_000, DEFAULT_MAX_BITRATE);
         rate.update(reading(0, 0, 0, 0));
@@ -623,6 +721,60 @@ mod tests {
         stalled.update(reading(0, 0, 0, 0));
         let cut = stalled.update(reading(200, 100, 6, 0));
         assert_eq!(cut, 850_000);
+    }
+
+    /// The spiral seen once in CI: frames too late for the socket are
+    /// dropped, the peer asks for a keyframe, the keyframe queues, more
+    /// frames are late. Neither the keyframes' grace nor a quiet RTT (the
+    /// queue sits past the kernel, in a relay) may let the target climb.
+    #[test]
+    fn late_frames_and_keyframes_that_keep_coming_bring_the_target_down() {
+        let start = Instant::now();
+        let reading = |step: u64, late: u64| LinkReading {
+            at: start + SAMPLE_INTERVAL * step as u32,
+            rtt: Duration::from_millis(41),
+            min_rtt: Some(Duration::from_millis(40)),
+            delivery_rate: None,
+            app_limited: false,
+            notsent_bytes: 0,
+            bytes_acked: Some(step * 50_000),
+            pictures_skipped: 0,
+            pictures_encoded: step * 6,
+            // A full 2 Mbit/s link: 50 kB each 200 ms.
+            bytes_sent: step * 50_000,
+            // A keyframe every 400 ms.
+            keyframes_sent: step / 2,
+            pictures_rate_skipped: 0,
+            pictures_late: late,
+        };
+        let mut rate = RateController::new(3_000_000, DEFAULT_MAX_BITRATE);
+        rate.update(reading(0, 0));
+        let targets: Vec<u32> = (1..=25)
+            .map(|step| rate.update(reading(step, step)))
+            .collect();
+        assert!(
+            targets.iter().all(|&t| t <= 3_000_000),
+            "never climbs: {targets:?}"
+        );
+        assert!(
+            rate.target() <= 2_000_000,
+            "comes under the link: {targets:?}"
+        );
+        // Without late frames, the same keyframes every 400 ms and the
+        // pictures they hold up (a third skipped) still count once the
+        // first keyframe's grace is spent.
+        let mut rate = RateController::new(3_000_000, DEFAULT_MAX_BITRATE);
+        let busy = |step: u64| LinkReading {
+            pictures_skipped: step * 3,
+            pictures_encoded: step * 3,
+            ..reading(step, 0)
+        };
+        rate.update(busy(0));
+        let targets: Vec<u32> = (1..=25).map(|step| rate.update(busy(step))).collect();
+        assert!(
+            rate.target() <= 2_000_000,
+            "comes under the link: {targets:?}"
+        );
     }
 
     #[test]

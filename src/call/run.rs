@@ -92,7 +92,9 @@ pub struct CallOptions {
     #[arg(long, default_value = "30", value_name = "SECS")]
     pub reconnect: u64,
     /// The most a frame of ours may age between capture and being sent:
-    /// older ones are dropped (and counted) instead of sent late. The
+    /// older ones are dropped (and counted) instead of sent late; an H.264
+    /// frame the next ones stand on goes late rather than cost a keyframe,
+    /// and the next pictures wait for the link to have room. The
     /// default, 400 ms, is ITU-T G.114's limit for one-way delay in
     /// conversation; on top of it come the link's own delay and decoding.
     #[arg(long, default_value_t = DEFAULT_MAX_LATENCY.as_millis() as u64, value_name = "MS", value_parser = parse_max_latency)]

@@ -12,7 +12,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
@@ -62,6 +62,7 @@ pub(super) fn spawn_media_thread(
             let mut last_asked_keyframe: Option<Instant> = None;
             // The picture's size, the rate control's last lever.
             let mut sizes = SizeLadder::default();
+            let mut load = EncodeLoad::new(Instant::now());
             let mut self_view = Encoder::new();
             let mut last_source_seq: Option<u64> = None;
             let mut seq = 0u64;
@@ -108,6 +109,8 @@ pub(super) fn spawn_media_thread(
                         let target = shared.rate_target.load(Ordering::Relaxed);
                         if let Ok(target @ 1..) = u32::try_from(target) {
                             encoder.h264().set_bitrate(target);
+                            let overloaded = sizes.overloaded();
+                            let before = encoder.h264_scale();
                             let (numerator, denominator) = sizes.scale(
                                 now,
                                 target,
@@ -116,6 +119,12 @@ pub(super) fn spawn_media_thread(
                                 shared.content_limited.load(Ordering::Relaxed),
                                 shared.rate_starting.load(Ordering::Relaxed),
                             );
+                            if overloaded && before != (numerator, denominator) {
+                                tracing::info!(
+                                    "this machine cannot encode the picture as fast as it \
+                                     comes: sending it at {numerator}/{denominator} size"
+                                );
+                            }
                             encoder.set_h264_scale(numerator, denominator);
                         }
                         let applied = u64::from(encoder.h264().bitrate());
@@ -126,9 +135,17 @@ pub(super) fn spawn_media_thread(
                     }
                     let capture_time_us = capture_unix_micros(&frame);
                     // A raw frame's pixels move into the message, uncopied.
+                    let encoding_from = Instant::now();
                     let encoded = encoder
                         .encode_to_bytes(frame, format, quality)
                         .map_err(CallError::Media)?;
+                    if let Some(share) = load.add(encoding_from, Instant::now()) {
+                        sizes.encode_load(share);
+                        shared
+                            .counters
+                            .encode_load_percent
+                            .store((share * 100.0).round() as u64, Ordering::Relaxed);
+                    }
                     if format == PixelFormat::H264
                         && encoder.last_h264_frame() == Some(H264Frame::Keyframe)
                     {
@@ -168,6 +185,39 @@ pub(super) fn spawn_media_thread(
         .map_err(|e| CallError::Internal(format!("cannot start the media thread: {e}")))
 }
 
+/// The share of the media thread's time spent encoding, over windows of
+/// about a second: the time between pictures includes waiting for the
+/// source, so a share near 1 means pictures come faster than this machine
+/// encodes them (the source then skips them before the link sees them).
+struct EncodeLoad {
+    window_from: Instant,
+    encoding: Duration,
+}
+
+impl EncodeLoad {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> Self {
+        EncodeLoad {
+            window_from: now,
+            encoding: Duration::ZERO,
+        }
+    }
+
+    /// Adds one encoding from `from` to `to`; at the end of a window,
+    /// returns the window's share and starts the next.
+    fn add(&mut self, from: Instant, to: Instant) -> Option<f64> {
+        self.encoding += to.saturating_duration_since(from);
+        let window = to.saturating_duration_since(self.window_from);
+        if window < Self::WINDOW {
+            return None;
+        }
+        let share = self.encoding.as_secs_f64() / window.as_secs_f64();
+        *self = EncodeLoad::new(to);
+        Some(share.min(1.0))
+    }
+}
+
 /// The frame's capture instant on the shared wall clock.
 fn capture_unix_micros(frame: &CapturedFrame) -> u64 {
     let age = frame.captured_at.elapsed();
@@ -199,4 +249,27 @@ fn show_self(encoder: &mut Encoder, frame: &mut CapturedFrame, quality: Quality,
     };
     let image = Arc::new(image);
     ui.update(|s| s.self_picture = Some(image));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoding_load_is_the_share_of_each_second_spent_encoding() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut load = EncodeLoad::new(start);
+        // 30 pictures a second, 20 ms each: 60 %.
+        let shares: Vec<f64> = (0..31)
+            .filter_map(|i| load.add(ms(i * 33), ms(i * 33 + 20)))
+            .collect();
+        assert_eq!(shares.len(), 1);
+        assert!((shares[0] - 0.6).abs() < 0.02, "{shares:?}");
+        // The next window starts afresh: one 900 ms encoding in 1 s.
+        let share = load
+            .add(ms(1020), ms(1920))
+            .or(load.add(ms(1920), ms(2020)));
+        assert!(share.is_some_and(|s| s > 0.9), "{share:?}");
+    }
 }

@@ -114,6 +114,10 @@ pub struct Counters {
     /// Frames of ours dropped because they were older than `--max-latency`
     /// before being encoded or sent.
     pub too_late: AtomicU64,
+    /// Encoded frames that waited for the socket past `--max-latency` (a
+    /// rate the link cannot carry): dropped, or for an inter-coded format
+    /// whose next frames stand on them, sent late.
+    pub late_for_link: AtomicU64,
     /// Frames of ours not encoded because the link had not yet taken the
     /// one before (inter-coded formats skip before encoding, never after).
     pub link_busy: AtomicU64,
@@ -121,6 +125,9 @@ pub struct Counters {
     pub keyframes_sent: AtomicU64,
     /// Pictures the H.264 encoder skipped to hold its target bitrate.
     pub rate_skipped: AtomicU64,
+    /// Share of the media thread's time spent encoding over the last
+    /// second, percent (0 before the first second).
+    pub encode_load_percent: AtomicU64,
     /// The size of the last frame we sent, width << 32 | height (0 before).
     pub size_out: AtomicU64,
     /// Frames received that could not be decoded because the decoder was
@@ -269,6 +276,9 @@ pub struct Totals {
     pub too_late: u64,
     /// Frames of ours skipped before encoding because the link was busy.
     pub link_busy: u64,
+    /// Encoded frames of ours that waited for the socket past
+    /// `--max-latency` (dropped, or sent late when the next stand on them).
+    pub late_out: u64,
     pub keyframes_sent: u64,
     /// Pictures the encoder skipped to hold its bitrate.
     pub rate_skipped: u64,
@@ -289,6 +299,7 @@ impl Totals {
                 ("dropped_in", self.dropped_in),
                 ("too_late", self.too_late),
                 ("link_busy", self.link_busy),
+                ("late_out", self.late_out),
                 ("keyframes_out", self.keyframes_sent),
                 ("rate_skipped", self.rate_skipped),
                 ("awaiting_keyframe", self.awaiting_keyframe),
@@ -329,6 +340,8 @@ pub struct Snapshot {
     pub frame_bytes_out: Option<u64>,
     /// The size of the last frame we sent.
     pub size_out: Option<(u32, u32)>,
+    /// Share of the media thread's time spent encoding, percent.
+    pub encode_load_percent: Option<u64>,
     pub latency_p50: Option<Duration>,
     pub latency_max: Option<Duration>,
     /// The peer's clock against ours, once a pong said its time.
@@ -368,6 +381,8 @@ impl Snapshot {
                 0 => None,
                 packed => Some(((packed >> 32) as u32, packed as u32)),
             },
+            encode_load_percent: Some(Counters::get(&counters.encode_load_percent))
+                .filter(|&p| p > 0),
             latency_p50,
             latency_max,
             clock: counters.clock(),
@@ -392,6 +407,7 @@ impl Snapshot {
             "acked_kbit": self.acked_rate.map(|b| b / 1000),
             "frame_bytes_out": self.frame_bytes_out,
             "size_out": self.size_out.map(|(w, h)| format!("{w}x{h}")),
+            "encode_load_pct": self.encode_load_percent,
             "latency_p50_ms": ms(self.latency_p50),
             "latency_max_ms": ms(self.latency_max),
             "latency_clock": latency_clock(self.clock),
@@ -431,14 +447,16 @@ impl Snapshot {
         ];
         if self.target_bitrate.is_some() {
             lines.push(format!(
-                "h264 {} {}  acked {}  {}/frame  skipped {}",
+                "h264 {} {}  acked {}  {}/frame  skipped {}  encoding {}",
                 self.size_out
                     .map_or_else(|| "-".into(), |(w, h)| format!("{w}x{h}")),
                 kbit(self.target_bitrate),
                 kbit(self.acked_rate),
                 self.frame_bytes_out
                     .map_or_else(|| "-".into(), |b| format!("{:.1} KB", b as f64 / 1000.0)),
-                self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped
+                self.totals.link_busy + self.totals.too_late + self.totals.rate_skipped,
+                self.encode_load_percent
+                    .map_or_else(|| "-".into(), |p| format!("{p}%"))
             ));
         }
         // Voice joins the latency line: the overlay must not grow down
@@ -570,12 +588,15 @@ mod tests {
         let h264 = Snapshot {
             target_bitrate: Some(1_500_000),
             acked_rate: Some(2_000_000_000),
+            encode_load_percent: Some(37),
             ..snap.clone()
         };
         assert_eq!(
             h264.overlay_lines()[2],
-            "h264 - 1.50 Mbit/s  acked 2.0 Gbit/s  41.7 KB/frame  skipped 0"
+            "h264 - 1.50 Mbit/s  acked 2.0 Gbit/s  41.7 KB/frame  skipped 0  encoding 37%"
         );
+        let json: serde_json::Value = serde_json::from_str(&h264.to_json("bob")).unwrap();
+        assert_eq!(json["encode_load_pct"], 37);
         let json: serde_json::Value = serde_json::from_str(&snap.to_json("bob")).unwrap();
         assert_eq!(json["peer"], "bob");
         assert_eq!(json["frames_out"], 30);

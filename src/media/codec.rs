@@ -122,6 +122,11 @@ impl Encoder {
         self.h264_scale = (numerator.max(1), denominator.max(numerator).max(1));
     }
 
+    /// The fraction of the picture's size H.264 is sent at.
+    pub fn h264_scale(&self) -> (u32, u32) {
+        self.h264_scale
+    }
+
     /// The H.264 encoder, to steer its bitrate and ask for keyframes.
     pub fn h264(&mut self) -> &mut H264Encoder {
         &mut self.h264

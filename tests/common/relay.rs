@@ -25,6 +25,8 @@ pub struct Relay {
     /// Connections closed on arrival while held.
     refused: Arc<AtomicUsize>,
     holding: Arc<AtomicBool>,
+    /// A narrow link carries nothing until then (an outage, a stalled hop).
+    stalled_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Relay {
@@ -53,9 +55,11 @@ impl Relay {
             relayed: Arc::default(),
             refused: Arc::default(),
             holding: Arc::default(),
+            stalled_until: Arc::default(),
         };
         let (all, relayed) = (relay.sockets.clone(), relay.relayed.clone());
         let (refused, holding) = (relay.refused.clone(), relay.holding.clone());
+        let stalled_until = relay.stalled_until.clone();
         // Runs for the rest of the test process: a blocked accept has no
         // other way out, and it holds nothing the test waits for.
         std::thread::spawn(move || {
@@ -76,7 +80,7 @@ impl Relay {
                 copy_in_thread(
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
-                    rate,
+                    rate.map(|rate| (rate, stalled_until.clone())),
                 );
                 copy_in_thread(server, client, None);
                 relayed.fetch_add(1, Ordering::SeqCst);
@@ -103,6 +107,12 @@ impl Relay {
         self.holding.store(false, Ordering::SeqCst);
     }
 
+    /// A narrow link carries nothing caller-to-listener for `outage`,
+    /// from now: the caller's bytes back up as behind a stalled hop.
+    pub fn stall(&self, outage: Duration) {
+        *self.stalled_until.lock().unwrap() = Some(Instant::now() + outage);
+    }
+
     /// Connections relayed so far.
     pub fn relayed(&self) -> usize {
         self.relayed.load(Ordering::SeqCst)
@@ -117,20 +127,30 @@ impl Relay {
 /// Copies `from` to `to` until either ends; with a rate, in small pieces
 /// each sent no earlier than the rate allows (sleeping here paces a link,
 /// it synchronises nothing).
-fn copy_in_thread(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) {
+fn copy_in_thread(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: Option<(u64, Arc<Mutex<Option<Instant>>>)>,
+) {
     use std::io::{Read, Write};
     std::thread::spawn(move || {
         match rate {
             None => {
                 let _ = std::io::copy(&mut from, &mut to);
             }
-            Some(bytes_per_second) => {
+            Some((bytes_per_second, stalled_until)) => {
                 // A token bucket 20 ms deep: a quiet spell does not save up
                 // credit for a later burst above the rate, as no link does.
                 let burst = Duration::from_millis(20);
                 let mut free_at = Instant::now();
                 let mut piece = [0u8; 1500];
                 while let Ok(n @ 1..) = from.read(&mut piece) {
+                    let stall = *stalled_until.lock().unwrap();
+                    if let Some(wait) =
+                        stall.and_then(|until| until.checked_duration_since(Instant::now()))
+                    {
+                        std::thread::sleep(wait);
+                    }
                     let now = Instant::now();
                     free_at = free_at.max(now.checked_sub(burst).unwrap_or(now))
                         + Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
