@@ -111,8 +111,8 @@ pub struct LinkReading {
     pub keyframes_sent: u64,
     /// Pictures the encoder skipped to hold its bitrate.
     pub pictures_rate_skipped: u64,
-    /// Encoded frames the link's writer dropped because they had waited
-    /// for the socket past the latency budget.
+    /// Encoded frames that waited for the socket past the latency budget
+    /// (dropped, or sent late when the next frames stand on them).
     pub pictures_late: u64,
 }
 
@@ -256,7 +256,7 @@ impl RateController {
                 .is_some_and(|at| now.at.saturating_duration_since(at) < KEYFRAME_GRACE);
         // A frame that waited for the socket past the latency budget is
         // never a keyframe's doing alone: the rate is more than the link
-        // carries (and its loss costs the peer a keyframe).
+        // carries.
         let late = now.pictures_late > before.pictures_late;
         let queue_delay = now.rtt.saturating_sub(now.min_rtt.unwrap_or(now.rtt));
         let pictures = now.pictures_encoded.saturating_sub(before.pictures_encoded)
