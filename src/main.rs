@@ -312,11 +312,25 @@ fn report(
 /// other crate (winit, X11, rustls, ...) only when it warns.
 const DEFAULT_LOG_FILTER: &str = "vchat=info,warn";
 
+/// The PulseAudio client library logs "ERROR Reactor error: Client
+/// disconnected" whenever one of its connections closes, which vchat does
+/// after listing devices and at every hang-up: not an error, so silenced
+/// unless `RUST_LOG` asks for that library by name. A sound server that
+/// really goes away mid-call is reported by vchat itself ("speaker: ...",
+/// "voice stopped: ...").
+const PULSEAUDIO_REACTOR_OFF: &str = "pulseaudio::client::reactor=off";
+
 /// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) replaces the
 /// default filter.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let asked_for_pulseaudio = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("pulseaudio"));
+    if !asked_for_pulseaudio {
+        if let Ok(directive) = PULSEAUDIO_REACTOR_OFF.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
