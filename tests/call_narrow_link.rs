@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::relay::Relay;
-use common::{paired_identities, spawn_caller, spawn_listener};
+use common::{paired_identities, spawn_caller, spawn_listener, Finished, Running};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -22,6 +22,7 @@ const LINK_BYTES_PER_SECOND: u64 = 250_000;
 
 #[test]
 fn a_narrow_link_costs_frames_not_seconds_of_delay() {
+    let _serial = common::one_at_a_time();
     let (a, b) = paired_identities();
     let video = [
         "--headless",
@@ -80,28 +81,8 @@ fn a_narrow_link_costs_frames_not_seconds_of_delay() {
 /// timing: the assertions hold with margin on a loaded machine.
 #[test]
 fn h264_adapts_to_a_narrow_link() {
-    let (a, b) = paired_identities();
-    let clip_dir = tempfile::tempdir().unwrap();
-    let clip = common::camera_like_y4m(clip_dir.path());
-    let video = [
-        "--headless",
-        "--source",
-        clip.to_str().unwrap(),
-        "--codec",
-        "h264",
-        "--stats",
-        "json",
-    ];
-    let (listener, addr) = spawn_listener(a.path(), &video, &[]);
-    let relay = Relay::start_throttled(addr.parse().unwrap(), LINK_BYTES_PER_SECOND);
-    let mut caller_args = video.to_vec();
-    // Starts high so the link, not the start, is what must bring it down.
-    caller_args.extend_from_slice(&["--duration", "20", "--max-bitrate", "4000"]);
-    let caller = spawn_caller(b.path(), &relay.addr.to_string(), &caller_args, &[]);
-    let caller = caller.finish(LIMIT);
-    let listener = listener.finish(LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let _serial = common::one_at_a_time();
+    let (caller, listener) = h264_call_through_the_relay(&[], |_, _| {});
 
     let sent = caller.events("stats");
     let targets: Vec<u64> = sent
@@ -168,36 +149,12 @@ fn h264_adapts_to_a_narrow_link() {
 /// most of the 30 pictures a second.
 #[test]
 fn h264_recovers_from_a_stall_on_a_narrow_link() {
-    let (a, b) = paired_identities();
-    let clip_dir = tempfile::tempdir().unwrap();
-    let clip = common::camera_like_y4m(clip_dir.path());
-    let video = [
-        "--headless",
-        "--source",
-        clip.to_str().unwrap(),
-        "--codec",
-        "h264",
-        "--stats",
-        "json",
-    ];
-    let (listener, addr) = spawn_listener(a.path(), &video, &[]);
-    let relay = Relay::start_throttled(addr.parse().unwrap(), LINK_BYTES_PER_SECOND);
-    let mut caller_args = video.to_vec();
-    caller_args.extend_from_slice(&[
-        "--duration",
-        "20",
-        "--max-bitrate",
-        "4000",
-        "--max-latency",
-        "250",
-    ]);
-    let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &caller_args, &[]);
-    caller.wait_for("\"elapsed_s\":6", LIMIT);
-    relay.stall(Duration::from_millis(700));
-    let caller = caller.finish(LIMIT);
-    let listener = listener.finish(LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let _serial = common::one_at_a_time();
+    let (caller, _listener) =
+        h264_call_through_the_relay(&["--max-latency", "250"], |caller, relay| {
+            caller.wait_for("\"elapsed_s\":6", LIMIT);
+            relay.stall(Duration::from_millis(700));
+        });
     let sent = caller.events("stats");
     let last: Vec<&serde_json::Value> = sent.iter().rev().take(6).collect();
     let mean = |key: &str| {
@@ -227,4 +184,38 @@ fn h264_recovers_from_a_stall_on_a_narrow_link() {
     assert!(keyframes <= 4, "{keyframes} keyframes");
     assert!(fps_out >= 12.0, "frame rate back: {fps_out:.1} fps");
     assert!(mbit_out <= 2.05, "within the link: {mbit_out:.2} Mbit/s");
+}
+
+/// A 20 s call of camera-like 720p30 H.264 (`common::camera_like_y4m`)
+/// both ways, the caller's through the 2 Mbit/s relay, starting high (so
+/// the link, not the start, is what must bring it down) with `extra`
+/// arguments; `during` runs while the call does. Both must end well.
+fn h264_call_through_the_relay(
+    extra: &[&str],
+    during: impl FnOnce(&mut Running, &Relay),
+) -> (Finished, Finished) {
+    let (a, b) = paired_identities();
+    let clip_dir = tempfile::tempdir().unwrap();
+    let clip = common::camera_like_y4m(clip_dir.path());
+    let video = [
+        "--headless",
+        "--source",
+        clip.to_str().unwrap(),
+        "--codec",
+        "h264",
+        "--stats",
+        "json",
+    ];
+    let (listener, addr) = spawn_listener(a.path(), &video, &[]);
+    let relay = Relay::start_throttled(addr.parse().unwrap(), LINK_BYTES_PER_SECOND);
+    let mut caller_args = video.to_vec();
+    caller_args.extend_from_slice(&["--duration", "20", "--max-bitrate", "4000"]);
+    caller_args.extend_from_slice(extra);
+    let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &caller_args, &[]);
+    during(&mut caller, &relay);
+    let caller = caller.finish(LIMIT);
+    let listener = listener.finish(LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    (caller, listener)
 }

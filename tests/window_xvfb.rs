@@ -27,19 +27,6 @@ use vchat::ui::compose::{
     fit, layout, pip_rect, Compositor, Notice, Pane, Rect, Scene, View, BACKGROUND, TEXT,
 };
 
-/// The tests in this file run one at a time. Run together, about one run
-/// in five had a vchat fail to connect to its own, freshly started and
-/// answering Xvfb ("Failed to open connection to X server"); run one by
-/// one, never. The likely cause, an X server resetting as its last client
-/// leaves, is now ruled out by `-noreset`; the serialising stays, as a
-/// loaded CI machine is where it showed and where it is hard to see.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// An Xvfb server on a free display, stopped when dropped.
 struct Xvfb {
     child: Child,
@@ -241,7 +228,13 @@ fn crop(img: &(u32, u32, Vec<u8>), r: Rect) -> Vec<u8> {
 
 #[test]
 fn window_shows_the_peer_large_and_yourself_in_the_corner() {
-    let _serial = one_at_a_time();
+    // One at a time: run together, about one run in five had a vchat
+    // fail to connect to its own, freshly started and answering Xvfb
+    // ("Failed to open connection to X server"). The likely cause, an X
+    // server resetting as its last client leaves, is now ruled out by
+    // `-noreset`; the serialising stays, as a loaded CI machine is where it
+    // showed and where it is hard to see.
+    let _serial = common::one_at_a_time();
     let xvfb = Xvfb::start("1280x720");
     let (a, b) = paired_identities();
     let blue = b.path().join("blue.y4m");
@@ -386,7 +379,7 @@ fn press_until(
 
 #[test]
 fn camera_off_reaches_the_peer_and_resizing_keeps_the_layout() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     // Room for both windows side by side: xwd reads the screen, so a window
     // covered by another would show the other's pixels.
     let xvfb = Xvfb::start("2000x1200");
@@ -653,7 +646,7 @@ fn press_any_key_to_exit(
 
 #[test]
 fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let xvfb = Xvfb::start("1280x720");
     let shots = tempfile::tempdir().unwrap();
     let (a, b) = paired_identities();
@@ -741,7 +734,7 @@ fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
 
 #[test]
 fn a_failed_call_keeps_its_reason_on_screen_even_in_a_narrow_window() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let xvfb = Xvfb::start("1280x720");
     let shots = tempfile::tempdir().unwrap();
     let (_a, b) = paired_identities();
@@ -861,7 +854,7 @@ fn screenshot_until(
 
 #[test]
 fn both_windows_say_reconnecting_while_the_link_is_down_then_show_the_call_again() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     // A display each: without a window manager, two windows on one display
     // sit on top of each other and the lower one cannot be screenshot.
     let listener_x = Xvfb::start("1280x720");

@@ -406,3 +406,13 @@ pub fn spawn_caller(dir: &Path, addr: &str, args: &[&str], envs: &[(&str, &str)]
     all.extend_from_slice(args);
     Running::spawn(&all, envs)
 }
+
+/// Holds the other tests of the same file back while it lives: for tests
+/// whose calls would otherwise share this machine's two cores with each
+/// other and measure the crowding instead of what they test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
