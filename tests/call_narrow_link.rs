@@ -197,18 +197,10 @@ fn h264_call_through_the_relay(
     let (a, b) = paired_identities();
     let clip_dir = tempfile::tempdir().unwrap();
     let clip = common::camera_like_y4m(clip_dir.path());
-    let video = [
-        "--headless",
-        "--source",
-        clip.to_str().unwrap(),
-        "--codec",
-        "h264",
-        "--stats",
-        "json",
-    ];
+    let video = common::headless_h264_from(&clip);
     let (listener, addr) = spawn_listener(a.path(), &video, &[]);
     let relay = Relay::start_throttled(addr.parse().unwrap(), LINK_BYTES_PER_SECOND);
-    let mut caller_args = video.to_vec();
+    let mut caller_args = video.clone();
     caller_args.extend_from_slice(&["--duration", "20", "--max-bitrate", "4000"]);
     caller_args.extend_from_slice(extra);
     let mut caller = spawn_caller(b.path(), &relay.addr.to_string(), &caller_args, &[]);

@@ -22,22 +22,13 @@ fn voice_keeps_flowing_when_the_video_is_squeezed() {
     let dir = tempfile::tempdir().unwrap();
     let heard = dir.path().join("heard.wav");
     let clip = common::camera_like_y4m(dir.path());
-    let media = [
-        "--headless",
-        "--source",
-        clip.to_str().unwrap(),
-        "--codec",
-        "h264",
-        "--stats",
-        "json",
-        "--speaker",
-        "none",
-    ];
-    let mut listener_args = media.to_vec();
+    let mut media = common::headless_h264_from(&clip);
+    media.extend(["--speaker", "none"]);
+    let mut listener_args = media.clone();
     listener_args.extend(["--record-audio", heard.to_str().unwrap()]);
     let (listener, addr) = spawn_listener(a.path(), &listener_args, &[]);
     let relay = Relay::start_throttled(addr.parse().unwrap(), LINK_BYTES_PER_SECOND);
-    let mut caller_args = media.to_vec();
+    let mut caller_args = media.clone();
     caller_args.extend([
         "--audio-source",
         "tone:440",

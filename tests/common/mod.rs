@@ -323,6 +323,20 @@ pub fn camera_like_y4m(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A headless end sending `clip` (see [`camera_like_y4m`]) as H.264, with
+/// its stats as JSON lines.
+pub fn headless_h264_from(clip: &Path) -> Vec<&str> {
+    vec![
+        "--headless",
+        "--source",
+        clip.to_str().expect("a UTF-8 temporary path"),
+        "--codec",
+        "h264",
+        "--stats",
+        "json",
+    ]
+}
+
 /// The spoken check an end printed on stderr ("spoken check: 123 456. ..."),
 /// checked to be six digits in two groups (PROTOCOL.md 2.4).
 pub fn spoken_code(end: &Finished) -> String {
