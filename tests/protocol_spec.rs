@@ -10,6 +10,10 @@ mod protocol_support;
 use std::path::{Path, PathBuf};
 
 use protocol_support::{annotate, decode_one, encoded, examples, hello, raw_video};
+use vchat::protocol::datagram::{
+    decode_audio_body, encode_audio_body, open, seal, DatagramKeys, ReplayWindow,
+    DATAGRAM_KEYING_LEN, MAX_AUDIO_PER_DATAGRAM, MAX_DATAGRAM_LEN,
+};
 use vchat::protocol::limits::*;
 use vchat::protocol::{
     Accept, Audio, AudioFormat, Bye, ByeReason, Decoded, Message, PixelFormat, PROTOCOL_VERSION,
@@ -38,8 +42,50 @@ fn render_examples() -> String {
     out
 }
 
+/// Section 2.5's test vector: keying material 00..3f, the caller's first
+/// datagram carrying one `audio` message; opened again with the
+/// listener's key before it is written down.
+fn render_datagram_vector() -> String {
+    let material: [u8; DATAGRAM_KEYING_LEN] = std::array::from_fn(|i| i as u8);
+    let caller = DatagramKeys::from_keying_material(&material, true);
+    let listener = DatagramKeys::from_keying_material(&material, false);
+    let audio = Audio {
+        seq: 0,
+        capture_time_us: 1_767_225_600_000_000,
+        format: AudioFormat::Opus,
+        payload: bytes::Bytes::from_static(&[0x48, 0x01, 0x02]),
+    };
+    let body = encode_audio_body(&[&audio]).unwrap();
+    let datagram = seal(&caller.send, 1, 0, &body);
+    let opened = open(&listener.receive, &mut ReplayWindow::default(), &datagram).unwrap();
+    assert_eq!(decode_audio_body(opened.body).unwrap(), vec![audio]);
+    let hex = |b: &[u8]| {
+        b.chunks(32)
+            .map(|row| row.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    };
+    format!(
+        "```text\n\
+         keying material (exporter output): {}\n\
+         caller's key:   {}\n\
+         listener's key: {}\n\
+         audio: seq 0, time_us 1767225600000000, format \"opus\", payload 480102\n\
+         body ({} bytes, one frame as in the stream):\n  {}\n\
+         datagram from the caller, counter 1, ack 0 ({} bytes):\n  {}\n\
+         ```\n",
+        hex(&material).replace("\n  ", ""),
+        hex(&material[..32]),
+        hex(&material[32..]),
+        body.len(),
+        hex(&body),
+        datagram.len(),
+        hex(&datagram),
+    )
+}
+
 fn render_limits() -> String {
-    let rows: [(&str, String, &str); 14] = [
+    let rows: [(&str, String, &str); 16] = [
         (
             "PROTOCOL_VERSION",
             PROTOCOL_VERSION.to_string(),
@@ -71,6 +117,16 @@ fn render_limits() -> String {
             "MAX_AUDIO_PAYLOAD_LEN",
             MAX_AUDIO_PAYLOAD_LEN.to_string(),
             "bytes of audio.payload; the most one Opus frame holds (RFC 6716)",
+        ),
+        (
+            "MAX_DATAGRAM_LEN",
+            MAX_DATAGRAM_LEN.to_string(),
+            "bytes of one voice datagram, header and tag included (2.5)",
+        ),
+        (
+            "MAX_AUDIO_PER_DATAGRAM",
+            MAX_AUDIO_PER_DATAGRAM.to_string(),
+            "audio messages in one voice datagram (2.5)",
         ),
         (
             "MAX_DISPLAY_NAME_LEN",
@@ -183,7 +239,8 @@ fn protocol_md_matches_the_code() {
     let mut doc = std::fs::read_to_string(&path).expect("PROTOCOL.md exists");
     let examples_ok = sync_section(&mut doc, "EXAMPLES", &render_examples());
     let limits_ok = sync_section(&mut doc, "LIMITS", &render_limits());
-    if examples_ok && limits_ok {
+    let datagram_ok = sync_section(&mut doc, "DATAGRAM", &render_datagram_vector());
+    if examples_ok && limits_ok && datagram_ok {
         return;
     }
     if std::env::var_os("VCHAT_UPDATE_PROTOCOL_MD").is_some() {
@@ -192,7 +249,7 @@ fn protocol_md_matches_the_code() {
     }
     panic!(
         "PROTOCOL.md's generated sections differ from the code (examples ok: {examples_ok}, limits ok: \
-         {limits_ok}). If the change is deliberate: VCHAT_UPDATE_PROTOCOL_MD=1 cargo test --test protocol_spec"
+         {limits_ok}, datagram ok: {datagram_ok}). If the change is deliberate: VCHAT_UPDATE_PROTOCOL_MD=1 cargo test --test protocol_spec"
     );
 }
 

@@ -176,6 +176,23 @@ const ACCEPT_BACKLOG: i32 = 1024;
 
 /// Binds `address`; the unspecified IPv6 address becomes a dual-stack socket,
 /// or the unspecified IPv4 address where IPv6 is unavailable.
+/// A UDP socket on `address` (the listener's bound address: one socket
+/// for both families when that is `[::]`), for voice datagrams beside the
+/// listener's calls (call/voice_path.rs).
+pub fn bind_udp(address: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
     match open_listening_socket(address) {
         Err(error)

@@ -11,6 +11,9 @@
 //! - `happy_eyeballs`: [`connect_first`] races a host's IPv6 and IPv4
 //!   addresses (RFC 8305) so a dead family costs 250 ms, not a TCP timeout.
 //!
+//! - `voice_keys`: the keys of the voice datagrams, exported from the
+//!   TLS session ([`voice_datagram_keys`]).
+//!
 //! Both sides end with a [`SecureStream`]: an authenticated stream and the
 //! pinned peer it is known to come from.
 
@@ -25,6 +28,7 @@ pub mod socket;
 mod spoken_code;
 pub mod tls;
 pub mod tor;
+mod voice_keys;
 
 use std::net::SocketAddr;
 
@@ -37,10 +41,11 @@ pub use dial::{dial, dial_via, Route};
 pub use error::{classify, NetError};
 pub use happy_eyeballs::{connect_first, interleave_families, CONNECTION_ATTEMPT_DELAY};
 pub use listener::{
-    Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
+    bind_udp, Listener, ListenerOptions, HANDSHAKE_TIMEOUT, KNOCK_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MAX_UNKNOCKED, STRANGER_LINGER_MAX, STRANGER_LINGER_MIN,
 };
 pub use spoken_code::{SpokenCode, SPOKEN_CODE_LABEL};
+pub use voice_keys::voice_datagram_keys;
 
 use crate::identity::PinnedPeer;
 

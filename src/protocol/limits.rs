@@ -12,8 +12,12 @@ use super::PixelFormat;
 /// The protocol version this build speaks (the newest one it knows).
 /// Version 2 changed the transport (the pre-TLS knock, no SNI, no ALPN);
 /// version 3 added the `h264` format and the `keyframe` message; version 4
-/// added voice (`audio`, `microphone`, `hello.receive.audio`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// added voice (`audio`, `microphone`, `hello.receive.audio`); version 5
+/// added voice datagrams (the UDP path beside the stream, `datagram.rs`).
+pub const PROTOCOL_VERSION: u32 = 5;
+
+/// The first version whose calls may carry voice in datagrams.
+pub const VOICE_DATAGRAMS_VERSION: u32 = 5;
 
 /// The first version whose calls carry `audio` and `microphone` messages.
 pub const AUDIO_VERSION: u32 = 4;

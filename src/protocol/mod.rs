@@ -74,6 +74,7 @@
 mod cbor;
 mod codec;
 mod connection;
+pub mod datagram;
 mod error;
 mod inbox;
 pub use inbox::MAX_POOLED_BUFFERS;
