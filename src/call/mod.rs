@@ -26,6 +26,7 @@ pub mod setup;
 pub mod state;
 pub mod stats;
 mod voice;
+mod voice_path;
 
 use std::fmt;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub use link::VideoTakenHook;
 pub use pipeline::{print_line, CallSummary, PEER_TIMEOUT, PING_INTERVAL};
 pub use run::{call, demo, listen, CallOptions, CallRoute, Serve, TorAccess};
 pub use voice::{AudioConfig, VoiceSnapshot, MAX_SYNC_DELAY, SYNC_AIM};
+pub use voice_path::VoiceDatagrams;
 
 use crate::identity::IdentityError;
 use crate::media::MediaError;

@@ -45,10 +45,11 @@ use super::stats::{
     json_ms, latency_clock, text_ms, unix_micros, Counters, LatencySummary, Snapshot, Totals,
 };
 use super::voice::{self, AudioConfig, Voice, VoiceSnapshot};
+use super::voice_path::{self, VoiceDatagrams};
 use super::{link, receive, send};
 use super::{CallError, EndReason, StatsFormat};
 use crate::media::{Fps, FrameSource, Latest, Quality, Y4mRecorder, START_BITRATE_BPS};
-use crate::protocol::{Bye, Connection, Message, Video};
+use crate::protocol::{Bye, Connection, Message, PixelFormat, Video};
 use crate::ui::{CallState, UiCommand, UiHandle};
 
 pub use crate::protocol::limits::{PEER_TIMEOUT, PING_INTERVAL};
@@ -105,6 +106,8 @@ pub struct PipelineConfig {
     pub max_bitrate: Option<u32>,
     /// Voice: where ours comes from, whether we take the peer's, where it plays.
     pub audio: AudioConfig,
+    /// Whether voice may go by UDP datagram beside the stream.
+    pub voice_datagrams: VoiceDatagrams,
 }
 
 impl PipelineConfig {
@@ -125,6 +128,7 @@ impl PipelineConfig {
             max_latency: DEFAULT_MAX_LATENCY,
             max_bitrate: None,
             audio: AudioConfig::off(),
+            voice_datagrams: VoiceDatagrams::Off,
         }
     }
 }
@@ -302,6 +306,9 @@ pub(super) struct Shared {
     pub(super) started: Instant,
     /// Voice both ways (call/voice.rs).
     pub(super) voice: Arc<Voice>,
+    /// Our video follows the rate control's target (H.264), so the link's
+    /// socket is paced by it (link.rs, [`link::sample_loop`]).
+    pub(super) pace_video: bool,
 }
 
 impl Shared {
@@ -501,6 +508,7 @@ where
         token: CancellationToken::new(),
         frames_reached: Notify::new(),
         started: Instant::now(),
+        pace_video: send.format == Some(PixelFormat::H264),
         voice: Arc::new(
             Voice::new(
                 &config.audio,
@@ -587,6 +595,7 @@ where
         peer_timeout: config.peer_timeout,
         writer_done: writer_done_tx,
         next: 1,
+        voice_datagrams: config.voice_datagrams.clone(),
     };
     links.start(connection);
     if let Some(relink) = relink {
@@ -617,6 +626,7 @@ where
     shared.pong.close();
     shared.incoming.close();
     shared.voice.queue.close();
+    shared.voice.stream_copies.close();
     tasks.close();
     if tokio::time::timeout(TASKS_STOP_LIMIT, tasks.wait())
         .await
@@ -696,6 +706,8 @@ struct Links {
     /// How each writer ended, with its link's number, for the supervisor.
     writer_done: UnboundedSender<(u64, Result<(), CallError>)>,
     next: u64,
+    /// Whether each link may carry voice by datagram (call/voice_path.rs).
+    voice_datagrams: VoiceDatagrams,
 }
 
 impl Links {
@@ -713,6 +725,14 @@ impl Links {
         if let Some(probe) = link::kernel_probe(&connection) {
             self.tasks
                 .spawn(link::sample_loop(probe, core.shared.clone(), token.clone()));
+        }
+        if let Some(path) = voice_path::task_for(
+            &connection,
+            &self.voice_datagrams,
+            &core.shared,
+            token.clone(),
+        ) {
+            self.tasks.spawn(path);
         }
         let (reader, writer) = connection.into_split();
         let (control_tx, control_rx) = mpsc::unbounded_channel::<Message>();

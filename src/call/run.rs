@@ -21,6 +21,7 @@ use super::setup::{
     Reconnect,
 };
 use super::voice::AudioConfig;
+use super::voice_path::VoiceDatagrams;
 use super::{CallError, EndReason, StatsFormat, PEER_TIMEOUT};
 use crate::identity::{peers, Identity, IdentityError, PinnedPeer};
 use crate::media::audio::{open_audio_source, AudioSourceSpec, SpeakerChoice};
@@ -129,6 +130,13 @@ pub struct CallOptions {
     /// No audio either way: a video-only call.
     #[arg(long)]
     pub no_audio: bool,
+    /// Keep voice inside the TLS stream. By default, on a direct route,
+    /// voice goes by UDP beside it (to and from the listen port's number,
+    /// encrypted with keys from the call's TLS session) whenever that path
+    /// works both ways, so a lost packet does not hold up the ones behind
+    /// it; through Tor or a proxy it always stays in the stream.
+    #[arg(long)]
+    pub no_udp: bool,
     /// Write the peer's voice, as you heard it, to a WAV file (48 kHz mono).
     #[arg(long, value_name = "FILE.wav", conflicts_with = "no_audio")]
     pub record_audio: Option<PathBuf>,
@@ -269,6 +277,8 @@ impl CallOptions {
             max_latency: Duration::from_millis(self.max_latency),
             max_bitrate: self.max_bitrate,
             audio: self.audio()?,
+            // Set by `listen` and `call`, which know the route.
+            voice_datagrams: VoiceDatagrams::Off,
         })
     }
 
@@ -325,6 +335,10 @@ pub fn listen(
         let mut listener =
             Listener::bind(&bind, &identity, pins, ListenerOptions::default()).await?;
         let addr = listener.local_addr();
+        let voice_datagrams = match options.no_udp {
+            true => VoiceDatagrams::Off,
+            false => bind_voice_socket(addr),
+        };
         // A stable line scripts and tests can wait for (the port may be 0 = any).
         // The addresses a peer can dial, never 0.0.0.0 or [::].
         let addresses: Vec<String> = crate::net::usable_addresses(addr)
@@ -377,6 +391,7 @@ pub fn listen(
             announce_spoken_code(&secure, Some(&ui));
             let conn = Connection::new(secure.stream, Role::Listener);
             let mut plan = options.plan(&name, &peer.name)?;
+            plan.config.voice_datagrams = voice_datagrams.clone();
             // Each call after the first records to its own numbered file.
             if let (Some(path), true) = (&options.record, calls_served > 0) {
                 let numbered = numbered_path(path, calls_served + 1);
@@ -461,6 +476,23 @@ pub fn listen(
             }
         }
     })
+}
+
+/// The listener's UDP socket for voice datagrams (call/voice_path.rs),
+/// on the TCP listener's address and port number: the one number a router
+/// forwards, and the one a caller aims at. If it cannot be had, calls keep
+/// voice in the TLS stream.
+fn bind_voice_socket(addr: std::net::SocketAddr) -> VoiceDatagrams {
+    match crate::net::bind_udp(addr) {
+        Ok(socket) => VoiceDatagrams::Answer(Arc::new(socket)),
+        Err(e) => {
+            warn!(
+                "cannot take UDP port {} for voice ({e}); voice goes in the TLS stream",
+                addr.port()
+            );
+            VoiceDatagrams::Off
+        }
+    }
 }
 
 /// How `vchat call` reaches the listener.
@@ -639,7 +671,11 @@ async fn connect_and_run(
     announce_spoken_code(&secure, Some(&ui));
     let remote = secure.remote;
     let conn = Connection::new(secure.stream, Role::Caller);
-    let plan = options.plan(name, &peer.name)?;
+    let mut plan = options.plan(name, &peer.name)?;
+    // Through Tor or a proxy the listener's UDP port is out of reach.
+    if matches!(route, Route::Direct) && !options.no_udp {
+        plan.config.voice_datagrams = VoiceDatagrams::Dial;
+    }
     let map_io = move |e| CallError::Net(classify(remote, e));
     handshake_and_run_relinking(conn, plan, map_io, source, ui, commands, reconnect).await
 }

@@ -44,6 +44,7 @@ use crate::media::audio::{
     Playout, PlayoutStats, SpeakerChoice, VoiceEncoder, WavRecorder,
 };
 use crate::media::MediaError;
+use crate::protocol::datagram::ReplayWindow;
 use crate::protocol::{Audio, AudioFormat};
 use crate::ui::UiHandle;
 
@@ -100,7 +101,7 @@ pub(super) struct AudioQueue {
 }
 
 impl AudioQueue {
-    fn push(&self, audio: Audio) -> bool {
+    pub(super) fn push(&self, audio: Audio) -> bool {
         let mut packets = self.packets.lock().unwrap_or_else(PoisonError::into_inner);
         let dropped = packets.len() >= QUEUE_LIMIT;
         if dropped {
@@ -139,6 +140,10 @@ impl AudioQueue {
 /// The call's voice state, shared by its stages.
 pub(super) struct Voice {
     pub(super) queue: AudioQueue,
+    /// Copies of packets sent by datagram while the UDP path is in doubt,
+    /// for the stream too (call/voice_path.rs); the writer skips any it
+    /// has passed already.
+    pub(super) stream_copies: AudioQueue,
     /// Our microphone: false while muted.
     pub(super) mic_on: AtomicBool,
     /// The peer's, as its `microphone` messages said.
@@ -156,6 +161,22 @@ pub(super) struct Voice {
     pub(super) bytes_received: AtomicU64,
     /// Our packets dropped unsent (too old, or the queue overflowed).
     pub(super) dropped_out: AtomicU64,
+    /// Our packets sent by datagram (call/voice_path.rs).
+    pub(super) udp_packets_out: AtomicU64,
+    /// The peer's packets whose first copy came by datagram.
+    pub(super) udp_packets_in: AtomicU64,
+    /// Datagrams refused: not the call's key, replayed, malformed.
+    pub(super) udp_refused: AtomicU64,
+    /// Second copies of the peer's packets (repeats, or both paths), dropped.
+    pub(super) duplicates: AtomicU64,
+    /// Copies of our datagram packets also sent in the stream (path in doubt).
+    pub(super) stream_copies_sent: AtomicU64,
+    /// Whether our voice goes by datagram now; told to the writer, which
+    /// takes voice only while it does not.
+    path_up: AtomicBool,
+    pub(super) path_changed: Notify,
+    /// The peer's packet numbers seen lately, to drop second copies.
+    seen: Mutex<ReplayWindow>,
     level_ours: AtomicU32,
     level_peer: AtomicU32,
     latency_second: Mutex<Histogram>,
@@ -191,6 +212,16 @@ pub struct VoiceSnapshot {
     pub muted: bool,
     pub peer_muted: bool,
     pub dropped_out: u64,
+    /// Our packets sent by datagram, the peer's that came by datagram
+    /// first, datagrams refused, second copies dropped.
+    pub udp_out: u64,
+    pub udp_in: u64,
+    pub udp_refused: u64,
+    pub duplicates: u64,
+    /// Of `udp_out`, how many also went in the stream (the path in doubt).
+    pub stream_copies: u64,
+    /// Whether our voice goes by datagram at the end of the interval.
+    pub by_udp: bool,
     /// The playout's extra delay for lip sync, µs.
     pub sync_delay_us: u64,
     /// How much echo the canceller removes now, dB (once it has learnt).
@@ -225,6 +256,10 @@ impl VoiceSnapshot {
                 ("muted", self.muted.into()),
                 ("peer_muted", self.peer_muted.into()),
                 ("echo_removed_db", self.echo_removed_db.map(round).into()),
+                (
+                    "audio_path",
+                    if self.by_udp { "udp" } else { "stream" }.into(),
+                ),
             ] {
                 map.insert(key.to_owned(), value);
             }
@@ -243,6 +278,11 @@ impl VoiceSnapshot {
                 ("audio_underruns", self.playout.underruns),
                 ("audio_discarded", self.playout.discarded),
                 ("audio_dropped_out", self.dropped_out),
+                ("audio_udp_out", self.udp_out),
+                ("audio_udp_in", self.udp_in),
+                ("audio_udp_refused", self.udp_refused),
+                ("audio_duplicates", self.duplicates),
+                ("audio_stream_copies", self.stream_copies),
             ] {
                 map.insert(key.to_owned(), value.into());
             }
@@ -261,7 +301,8 @@ impl VoiceSnapshot {
             format!("{}{}", "|".repeat(steps), ".".repeat(10 - steps))
         };
         format!(
-            "voice {} {} / {}",
+            "voice{} {} {} / {}",
+            if self.by_udp { " udp" } else { "" },
             super::stats::text_ms(self.latency_p50),
             meter(self.level_ours_db, self.muted),
             meter(self.level_peer_db, self.peer_muted),
@@ -276,6 +317,7 @@ impl Voice {
     ) -> Result<Self, MediaError> {
         Ok(Voice {
             queue: AudioQueue::default(),
+            stream_copies: AudioQueue::default(),
             mic_on: AtomicBool::new(!config.muted),
             peer_mic_on: AtomicBool::new(true),
             send_format,
@@ -290,6 +332,14 @@ impl Voice {
             packets_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             dropped_out: AtomicU64::new(0),
+            udp_packets_out: AtomicU64::new(0),
+            udp_packets_in: AtomicU64::new(0),
+            udp_refused: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            stream_copies_sent: AtomicU64::new(0),
+            path_up: AtomicBool::new(false),
+            path_changed: Notify::new(),
+            seen: Mutex::new(ReplayWindow::default()),
             level_ours: AtomicU32::new((-100f32).to_bits()),
             level_peer: AtomicU32::new((-100f32).to_bits()),
             latency_second: Mutex::new(Histogram::default()),
@@ -302,8 +352,18 @@ impl Voice {
         })
     }
 
-    /// Takes a packet from the peer.
-    pub(super) fn receive(&self, audio: Audio) {
+    /// Takes a packet from the peer, by stream or datagram; false for a
+    /// second copy (a repeat, or the same packet by the other path).
+    pub(super) fn receive(&self, audio: Audio) -> bool {
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_time(audio.seq);
+        if !first {
+            Counters::add(&self.duplicates, 1);
+            return false;
+        }
         Counters::add(&self.packets_received, 1);
         Counters::add(&self.bytes_received, audio.payload.len() as u64);
         if let Some(playout) = &self.playout {
@@ -315,6 +375,22 @@ impl Voice {
                 now,
             );
         }
+        true
+    }
+
+    /// Whether our voice goes by datagram now.
+    pub(super) fn path_up(&self) -> bool {
+        self.path_up.load(Ordering::Acquire)
+    }
+
+    /// Sets [`path_up`](Self::path_up); true if that changed it (the writer
+    /// is told).
+    pub(super) fn set_path_up(&self, up: bool) -> bool {
+        let changed = self.path_up.swap(up, Ordering::AcqRel) != up;
+        if changed {
+            self.path_changed.notify_waiters();
+        }
+        changed
     }
 
     /// The peer's capture time of what our ear hears now, if voice is
@@ -396,6 +472,12 @@ impl Voice {
             muted: !self.mic_on.load(Ordering::Relaxed),
             peer_muted: !self.peer_mic_on.load(Ordering::Relaxed),
             dropped_out: Counters::get(&self.dropped_out),
+            udp_out: Counters::get(&self.udp_packets_out),
+            udp_in: Counters::get(&self.udp_packets_in),
+            udp_refused: Counters::get(&self.udp_refused),
+            duplicates: Counters::get(&self.duplicates),
+            stream_copies: Counters::get(&self.stream_copies_sent),
+            by_udp: self.path_up(),
             sync_delay_us: self.sync_delay_us.load(Ordering::Relaxed).max(0) as u64,
             echo_removed_db: self.echo.as_ref().and_then(|e| e.echo_removed_db()),
         }
@@ -419,6 +501,11 @@ impl Voice {
             av_offset_max_ms: (n > 0).then(|| max as f64 / 1e3),
             playout: self.playout_stats(),
             dropped_out: Counters::get(&self.dropped_out),
+            udp_out: Counters::get(&self.udp_packets_out),
+            udp_in: Counters::get(&self.udp_packets_in),
+            udp_refused: Counters::get(&self.udp_refused),
+            duplicates: Counters::get(&self.duplicates),
+            stream_copies: Counters::get(&self.stream_copies_sent),
             ..VoiceSnapshot::default()
         }
     }

@@ -166,3 +166,76 @@ fn copy_in_thread(
         let _ = to.shutdown(Shutdown::Write);
     });
 }
+
+/// A UDP forwarder beside a [`Relay`], on the same port number (where a
+/// caller sends voice datagrams: the number of the TCP port it called), to
+/// the listener's UDP socket; it sends the listener's datagrams back to
+/// wherever the caller's last one came from. A test can cut it (every
+/// datagram dropped, both ways, as behind a firewall that stopped passing
+/// UDP) and restore it.
+pub struct UdpRelay {
+    cut: Arc<AtomicBool>,
+    /// Datagrams forwarded, both ways.
+    forwarded: Arc<AtomicUsize>,
+}
+
+impl UdpRelay {
+    /// Forwards `127.0.0.1:port` to `target`; `None` if that UDP port is
+    /// taken (the caller of this picks another relay).
+    pub fn start(port: u16, target: SocketAddr) -> Option<UdpRelay> {
+        let front = std::net::UdpSocket::bind(("127.0.0.1", port)).ok()?;
+        let back = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(target).unwrap();
+        let relay = UdpRelay {
+            cut: Arc::default(),
+            forwarded: Arc::default(),
+        };
+        let caller: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+        let (cut, forwarded, caller2) =
+            (relay.cut.clone(), relay.forwarded.clone(), caller.clone());
+        // Both threads run for the rest of the test process, like Relay's.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((len, from)) = front.recv_from(&mut buf) {
+                *caller2.lock().unwrap() = Some(from);
+                if !cut.load(Ordering::SeqCst) {
+                    let _ = back.send(&buf[..len]);
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let (cut, forwarded) = (relay.cut.clone(), relay.forwarded.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            loop {
+                let len = match back2.recv(&mut buf) {
+                    Ok(len) => len,
+                    // The listener's port closed (the call ended): an ICMP
+                    // error, not the end of the relay.
+                    Err(_) => continue,
+                };
+                let to = *caller.lock().unwrap();
+                if let (Some(to), false) = (to, cut.load(Ordering::SeqCst)) {
+                    let _ = front2.send_to(&buf[..len], to);
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Some(relay)
+    }
+
+    /// Drops every datagram, both ways, until [`UdpRelay::restore`].
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Datagrams forwarded so far, both ways.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
+    }
+}

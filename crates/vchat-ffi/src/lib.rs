@@ -1,10 +1,14 @@
-//! The only `unsafe` code vchat has, kept to two calls that no safe crate
+//! The only `unsafe` code vchat has, kept to three calls that no safe crate
 //! offers, each behind a safe function:
 //!
 //! - [`tcp_info`]: `getsockopt(TCP_INFO)`, what the kernel knows about a TCP
 //!   connection (smoothed RTT, delivery rate, bytes not yet sent). socket2,
 //!   nix and rustix do not expose it; vchat's rate control and its honest
 //!   RTT need it.
+//! - [`set_max_pacing_rate`]: `setsockopt(SO_MAX_PACING_RATE)`, which
+//!   spreads a TCP socket's bursts over time (socket2 and rustix lack it).
+//!   A keyframe sent at the line's rate fills the bottleneck's queue, and
+//!   the voice datagrams beside the stream wait in it or are dropped.
 //! - [`set_h264_bitrate`]: OpenH264's `SetOption(ENCODER_OPTION_BITRATE)`.
 //!   The openh264 crate applies a bitrate only when an encoder is built, and
 //!   building a new one costs a keyframe (tens of kilobytes) each time the
@@ -87,6 +91,60 @@ pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
     Ok(parse_tcp_info(&buffer[..(len as usize).min(BUFFER_LEN)]))
 }
 
+/// Caps the rate a socket sends at, in bytes per second
+/// (`SO_MAX_PACING_RATE`; `u32::MAX`: no cap). On TCP, Linux 4.13+ paces
+/// the socket itself (no `fq` qdisc needed): segments leave spread over
+/// time instead of in a burst as large as the congestion window allows.
+pub fn set_max_pacing_rate(socket: &impl AsFd, bytes_per_second: u32) -> io::Result<()> {
+    let fd = socket.as_fd().as_raw_fd();
+    let value = bytes_per_second;
+    // SAFETY: `fd` is a file descriptor borrowed for the call; the kernel
+    // reads exactly `size_of::<u32>()` bytes from `value`, which lives for
+    // the call. Any error is returned as is.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The current cap of [`set_max_pacing_rate`], bytes per second.
+pub fn max_pacing_rate(socket: &impl AsFd) -> io::Result<u64> {
+    let fd = socket.as_fd().as_raw_fd();
+    let mut value = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: as in `tcp_info`: the kernel writes at most `len` bytes into
+    // `value`, which is `len` bytes long, and says how many it wrote.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&mut value as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // A kernel that wrote 4 bytes wrote a u32 in native order.
+    Ok(match len {
+        4 => {
+            let first = value.to_ne_bytes();
+            u64::from(u32::from_ne_bytes([first[0], first[1], first[2], first[3]]))
+        }
+        _ => value,
+    })
+}
+
 /// The fields of a `struct tcp_info` of `filled.len()` bytes, in native byte order.
 fn parse_tcp_info(filled: &[u8]) -> TcpInfo {
     let u32_at = |offset: usize| -> Option<u32> {
@@ -167,6 +225,16 @@ pub fn set_h264_bitrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pacing_cap_set_is_read_back() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // No cap by default (~0 of the width the kernel reports).
+        assert!(max_pacing_rate(&tcp).unwrap() >= u64::from(u32::MAX));
+        set_max_pacing_rate(&tcp, 250_000).unwrap();
+        assert_eq!(max_pacing_rate(&tcp).unwrap(), 250_000);
+    }
 
     #[test]
     fn offsets_are_the_kernels() {

@@ -23,6 +23,13 @@ const VOICE_COMPLEXITY: i32 = 5;
 
 /// Longest Opus packet duration (120 ms), in samples: a decoder's buffer
 /// must hold the longest packet a peer may send.
+/// The most one of our packets may hold (Opus fits its packet to the
+/// room it is given): well under the protocol's limit, so that a packet and
+/// its header always fit one voice datagram (protocol/datagram.rs). Speech
+/// at our bitrate takes 60-120 bytes.
+pub const MAX_VOICE_PACKET_LEN: usize = 1000;
+const _: () = assert!(MAX_VOICE_PACKET_LEN <= MAX_AUDIO_PAYLOAD_LEN);
+
 const MAX_PACKET_SAMPLES: usize = SAMPLE_RATE as usize * 120 / 1000;
 
 fn opus_error(step: &'static str) -> impl Fn(opus::Error) -> MediaError {
@@ -56,7 +63,7 @@ impl VoiceEncoder {
             .map_err(opus_error("encoder setup"))?;
         Ok(VoiceEncoder {
             encoder,
-            packet: vec![0; MAX_AUDIO_PAYLOAD_LEN],
+            packet: vec![0; MAX_VOICE_PACKET_LEN],
         })
     }
 
@@ -142,7 +149,7 @@ mod tests {
         let mut out = Vec::new();
         for f in 0..50 {
             let packet = enc.encode(&tone(440.0, f)).unwrap();
-            assert!(packet.len() <= MAX_AUDIO_PAYLOAD_LEN);
+            assert!(packet.len() <= MAX_VOICE_PACKET_LEN);
             bytes += packet.len();
             out.extend_from_slice(dec.decode(&packet).unwrap());
         }
