@@ -440,7 +440,13 @@ impl Voice {
         );
         offsets.sort_unstable();
         let p50 = offsets.get(offsets.len() / 2).copied();
-        if let Some(lag) = p50 {
+        // The lag the voice waits for is the second's lower quartile, not
+        // its median: pictures that lag steadily lag in every quartile,
+        // while a stall of the video stream (a TCP retransmission) that
+        // froze part of the second would otherwise hold back the voice,
+        // and the conversation, for the seconds the delay takes to undo.
+        let p25 = offsets.get(offsets.len() / 4).copied();
+        if let Some(lag) = p25 {
             // Halfway towards the aim each second: quick, without hunting.
             let aim = SYNC_AIM.as_micros() as i64;
             let now = self.sync_delay_us.load(Ordering::Relaxed);

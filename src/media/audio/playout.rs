@@ -12,7 +12,11 @@
 //!   comes after all says how much deeper the buffer should have been: the
 //!   floor under the target rises to that at once, and decays by 5 ms a
 //!   second, so one bad moment does not cost latency for the rest of the
-//!   call.
+//!   call. It rises only for lateness that recurs (a late packet 1 to 10 s
+//!   after an earlier one, as WebRTC's NetEq counts delay peaks): a TCP
+//!   path stalls again and again, and learns on its second stall, while a
+//!   one-off queue (the video probing the link at the start of a call, with
+//!   voice by datagram) would otherwise cost 200 ms of delay for 40 s.
 //! - **Concealment.** A packet that is not there when its turn comes is
 //!   replaced by Opus's packet-loss concealment (up to three frames, 60 ms;
 //!   beyond that it would only hum, so playout goes silent and buffers
@@ -84,6 +88,12 @@ const LATE_MARGIN_US: f64 = 10_000.0;
 /// How fast that floor decays, microseconds per second.
 const FLOOR_DECAY_US_PER_S: f64 = 5_000.0;
 
+/// Late arrivals closer together than this are one peak of lateness.
+const PEAK_APART_US: u64 = 1_000_000;
+
+/// A peak of lateness recurs if another came within this before it.
+const PEAK_PERIOD_US: u64 = 10_000_000;
+
 /// What the playout has done so far, for the stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlayoutStats {
@@ -141,6 +151,9 @@ pub struct Playout {
     /// after all, how late it came says how much deeper the buffer should
     /// have been.
     concealed_at: VecDeque<(u64, u64)>,
+    /// When packets came late lately (our clock), to tell lateness that
+    /// recurs from a one-off.
+    late_at: VecDeque<u64>,
     /// Added to the target for lip sync (pictures lagging the voice).
     extra_us: f64,
     buffering: bool,
@@ -162,6 +175,7 @@ impl Playout {
             transits: VecDeque::with_capacity(JITTER_WINDOW),
             floor_us: 0.0,
             concealed_at: VecDeque::with_capacity(CONCEAL_MEMORY),
+            late_at: VecDeque::with_capacity(CONCEAL_MEMORY),
             extra_us: 0.0,
             buffering: true,
             concealed_in_row: 0,
@@ -175,8 +189,22 @@ impl Playout {
     pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes, arrived_us: u64) {
         if self.next_seq.is_some_and(|next| seq < next) {
             self.stats.late += 1;
-            // Learn the depth that would have caught it.
-            if let Some(&(_, at)) = self.concealed_at.iter().find(|(s, _)| *s == seq) {
+            // Learn the depth that would have caught it, if lateness recurs.
+            let recurs = self.late_at.iter().any(|&at| {
+                let since = arrived_us.saturating_sub(at);
+                (PEAK_APART_US..=PEAK_PERIOD_US).contains(&since)
+            });
+            while self
+                .late_at
+                .front()
+                .is_some_and(|&at| arrived_us.saturating_sub(at) > PEAK_PERIOD_US)
+                || self.late_at.len() == CONCEAL_MEMORY
+            {
+                self.late_at.pop_front();
+            }
+            self.late_at.push_back(arrived_us);
+            let concealed = self.concealed_at.iter().find(|(s, _)| *s == seq);
+            if let (Some(&(_, at)), true) = (concealed, recurs) {
                 let lateness = arrived_us.saturating_sub(at) as f64;
                 let wanted = self.target_us() - self.extra_us + lateness + LATE_MARGIN_US;
                 self.floor_us = self.floor_us.max(wanted).min(MAX_TARGET.as_micros() as f64);
@@ -472,6 +500,34 @@ mod tests {
         // After the first few stalls the depth covers them.
         assert!(stats.concealed < 30, "{stats:?}");
         assert!(latency_ms < 10.0 + 300.0 + 25.0, "latency {latency_ms} ms");
+    }
+
+    #[test]
+    fn one_late_moment_does_not_deepen_the_buffer_but_recurring_ones_do() {
+        // One 150 ms hold-up at 5 s, as the video's probing at a call's start
+        // fills the queue that voice datagrams pass through.
+        let once = |k: u64| {
+            if (250..258).contains(&k) {
+                150_000 - (k - 250) * 18_000
+            } else {
+                10_000
+            }
+        };
+        let (stats, latency_ms, _) = simulate(30, 0.0, once);
+        assert!(stats.late > 0, "{stats:?}");
+        assert!(stats.target_us < 60_000, "{stats:?}");
+        assert!(latency_ms < 10.0 + 60.0 + 25.0, "latency {latency_ms} ms");
+        // The same hold-up every 3 s: learnt from the second on.
+        let every_3_s = |k: u64| {
+            let into = k % 150;
+            if into < 8 {
+                150_000 - into * 18_000
+            } else {
+                10_000
+            }
+        };
+        let (stats, _, _) = simulate(30, 0.0, every_3_s);
+        assert!(stats.target_us > 100_000, "{stats:?}");
     }
 
     #[test]
