@@ -22,7 +22,8 @@
 //! - [`call`]: joins the parts: `listen` (call after call), `call` and
 //!   `demo`; the call's rules as an I/O-free state machine; the link, media
 //!   send and media receive that move video both ways with bounded latency,
-//!   and the voice beside them (`call/voice.rs`).
+//!   and the voice beside them (`call/voice.rs`), by UDP datagram while
+//!   that path works (`call/voice_path.rs`).
 //! - [`bench`]: `vchat bench`, both peers in one process over loopback with
 //!   pre-generated frames: throughput, latency, CPU and memory per size and
 //!   codec, against a bare TLS stream carrying the same bytes.
@@ -53,6 +54,15 @@
 //! (lip sync), and when pictures lag, the voice waits for them instead.
 //! With a microphone and a speaker, what the speaker plays is the echo
 //! canceller's reference, taken out of the microphone's sound (AEC).
+//!
+//! On a direct route the voice also has a UDP path: `call/voice_path.rs`
+//! takes the voice queue instead of the writer while datagrams get through
+//! both ways, seals each packet (with the two before it) under keys from the
+//! TLS session's exporter (`net::voice_datagram_keys`,
+//! `protocol::datagram`), and feeds the peer's into the same playout, which
+//! keeps the first copy of each packet. A lost TCP segment then no longer
+//! holds up the voice; when the datagrams stop, the writer takes the queue
+//! again.
 //!
 //! `net` reaches a peer directly (Happy Eyeballs), through a SOCKS5 proxy,
 //! or for an onion address through a tor that `net::tor` starts and drives

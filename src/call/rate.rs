@@ -42,13 +42,12 @@ pub const DEFAULT_MAX_BITRATE: u32 = 4_000_000;
 
 /// Queueing delay (smoothed RTT minus the path's minimum) that counts as
 /// congestion: small against the 400 ms latency budget, large against the
-/// jitter of a quiet link. The voice datagrams wait in the same queue, so
-/// it is what they must be buffered against: at 40 ms the controller's
-/// climbs overshot to 80-130 ms of queue every few seconds on the 2 Mbit/s
-/// lab link (voice transit p95 162 ms, 101 drops at the bottleneck in 60
-/// s); at 20 ms, p95 127 ms and 21 drops, with the same video rate
-/// (1.38 Mbit/s) and a shorter tail (p99 432 ms, from 543).
-const QUEUE_DELAY_TARGET: Duration = Duration::from_millis(20);
+/// jitter of a quiet link. The voice datagrams wait in the same queue; 20
+/// ms was tried for them (on the 2 Mbit/s, 1 % loss lab link: voice transit
+/// p95 127 ms instead of 162, video p99 432 ms instead of 543 over 60 s),
+/// but it halved the video's rate over a 20 s call (0.79 Mbit/s against
+/// 1.48) while still leaving gaps in the voice: see BENCHMARKS.md, "Voice".
+const QUEUE_DELAY_TARGET: Duration = Duration::from_millis(40);
 
 /// Share of pictures skipped because the link was busy, within one
 /// reading, above which the link is too slow for the current rate (a
