@@ -9,6 +9,8 @@
 //!   the path's liveness, and returns to UDP when datagrams pass again.
 //! - A stranger's datagrams on the listener's port are refused and counted,
 //!   never answered, and the call does not notice.
+//! - A listener that cannot have its UDP port says so and calls keep voice
+//!   in the stream.
 
 mod common;
 
@@ -273,4 +275,39 @@ fn a_strangers_datagrams_are_refused_unanswered_and_unnoticed() {
     assert!(voiced >= 4.0, "only {voiced:.2} s of voice heard");
     assert!(gap <= 40.0, "a gap of {gap:.1} ms");
     assert!(count(&listener, "audio_udp_in") > 0);
+}
+
+#[test]
+fn a_listener_whose_udp_port_is_taken_keeps_voice_in_the_stream() {
+    let _serial = common::one_at_a_time();
+    let (a, b) = paired_identities();
+    // A port whose UDP side someone else holds: the listener gets TCP only.
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut listener_args = vec![
+        "--dir".to_owned(),
+        a.path().to_str().unwrap().to_owned(),
+        "listen".into(),
+        "--once".into(),
+        "--bind".into(),
+        bind.clone(),
+        "--peer".into(),
+        "b".into(),
+    ];
+    listener_args.extend(args("60", None));
+    let mut listener = Running::spawn(&refs(&listener_args), &[]);
+    let taken = listener.wait_for("cannot take UDP port", READY);
+    assert!(taken.contains(&port.to_string()), "{taken}");
+    listener.wait_for("listening on", READY);
+    let caller = spawn_caller(b.path(), &bind, &refs(&args("4", None)), &[]);
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    // The caller's datagrams went to the other holder of the port.
+    assert_eq!(count(&caller, "audio_udp_out"), 0);
+    assert_eq!(count(&listener, "audio_udp_out"), 0);
+    assert!(count(&listener, "audio_packets_in") >= 100);
+    drop(held);
 }

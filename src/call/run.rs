@@ -484,7 +484,14 @@ pub fn listen(
 /// voice in the TLS stream.
 fn bind_voice_socket(addr: std::net::SocketAddr) -> VoiceDatagrams {
     match crate::net::bind_udp(addr) {
-        Ok(socket) => VoiceDatagrams::Answer(Arc::new(socket)),
+        Ok(socket) => {
+            info!(
+                "voice datagrams on UDP port {} (forward it beside TCP {} to carry voice by UDP)",
+                addr.port(),
+                addr.port()
+            );
+            VoiceDatagrams::Answer(Arc::new(socket))
+        }
         Err(e) => {
             warn!(
                 "cannot take UDP port {} for voice ({e}); voice goes in the TLS stream",
