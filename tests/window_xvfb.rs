@@ -694,7 +694,18 @@ fn the_listener_window_says_whom_it_waits_for_then_why_the_call_ended() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let waiting = loop {
-        let shot = screenshot(&xvfb.display, "vchat");
+        // "listening on" can come before the window is mapped (CI once
+        // found no window at the first look): until then, look again.
+        let shot = match try_screenshot(&xvfb.display, "vchat") {
+            Ok(shot) => shot,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the listener's window never appeared: {e}"
+                );
+                continue;
+            }
+        };
         if matches_waiting(&shot) {
             break shot;
         }

@@ -249,8 +249,8 @@ pub(super) async fn run(
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    // The listener's host said its UDP port is closed (an
-                    // older vchat, `--no-udp`, or a TCP-only relay).
+                    // The listener's host said its UDP port is closed
+                    // (`--no-udp`, or a TCP-only forward or relay).
                     if !told_refused {
                         told_refused = true;
                         info!("the peer takes no voice datagrams (its UDP port is closed); voice stays in the TLS stream");
