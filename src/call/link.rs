@@ -222,7 +222,7 @@ fn part_size(shared: &Shared) -> usize {
 /// How long one part of a frame holds the link at its current rate.
 const PART_TIME: Duration = Duration::from_millis(20);
 
-fn older_than(capture_time_us: u64, budget: Duration) -> bool {
+pub(super) fn older_than(capture_time_us: u64, budget: Duration) -> bool {
     let now = unix_micros(SystemTime::now());
     Duration::from_micros(now.saturating_sub(capture_time_us)) > budget
 }

@@ -39,6 +39,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::link::older_than;
 use super::pipeline::Shared;
 use super::stats::{unix_micros, Counters};
 use crate::net::voice_datagram_keys;
@@ -375,11 +376,6 @@ fn take_voice(shared: &Shared, body: bytes::Bytes) {
 fn refused(shared: &Shared, error: &DatagramError, from: SocketAddr) {
     Counters::add(&shared.voice.udp_refused, 1);
     debug!(%from, "a datagram refused: {error}");
-}
-
-fn older_than(capture_time_us: u64, budget: Duration) -> bool {
-    let now = unix_micros(SystemTime::now());
-    Duration::from_micros(now.saturating_sub(capture_time_us)) > budget
 }
 
 /// The path's task for a new link on `connection`, if this call's voice
