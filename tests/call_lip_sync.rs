@@ -136,8 +136,14 @@ fn flash_and_beep_made_together_are_shown_and_heard_within_bt1359() {
     assert!(beeps.len() >= 8, "only {} beeps heard in 12 s", beeps.len());
     // The output plays 20 ms at a time: when a picture went up, the sound
     // being heard was within the last 960 samples counted; take the middle.
+    // A flash shown in the last moments of the call may have its beep cut
+    // off by the hang-up (the recording ends before the beep would have
+    // come, however late BT.1359 allows): nothing to judge there. CI once
+    // had the last flash's beep missing that way.
+    let judged = |&&shown: &&u64| shown + 125 * 48 <= samples.len() as u64;
     let offsets_ms: Vec<f64> = flashes
         .iter()
+        .filter(judged)
         .map(|&shown| {
             let heard = shown.saturating_sub(480) as f64;
             let nearest = beeps
