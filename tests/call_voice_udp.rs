@@ -83,6 +83,16 @@ fn heard(path: &Path) -> (f64, f64) {
     (voiced.len() as f64 / wav::RATE, wav::longest_gap_ms(voiced))
 }
 
+/// Waits for both ends (the caller first: its `--duration` ends the call)
+/// and checks that each ended well.
+fn both_end_well(caller: Running, listener: Running) -> (Finished, Finished) {
+    let caller = caller.finish(CALL_LIMIT);
+    let listener = listener.finish(CALL_LIMIT);
+    assert!(caller.status.success(), "{}", caller.all_output());
+    assert!(listener.status.success(), "{}", listener.all_output());
+    (caller, listener)
+}
+
 fn count(end: &Finished, key: &str) -> u64 {
     end.summary()[key]
         .as_u64()
@@ -112,10 +122,7 @@ fn call_with_stalls(caller_extra: &[&str]) -> (f64, Finished, Finished) {
         std::thread::sleep(Duration::from_millis(1500));
         relay.stall(Duration::from_millis(600));
     }
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (caller, listener) = both_end_well(caller, listener);
     let (voiced, gap) = heard(&recording);
     eprintln!(
         "stalls {caller_extra:?}: {voiced:.2} s heard, longest gap {gap:.1} ms, {} of {} packets by UDP",
@@ -192,10 +199,7 @@ fn voice_goes_back_to_the_stream_when_udp_stops_and_returns_with_it() {
     std::thread::sleep(Duration::from_millis(1500));
     udp.restore();
     caller.wait_for(UDP_UP, READY);
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (caller, listener) = both_end_well(caller, listener);
     assert!(
         udp.forwarded() > forwarded,
         "nothing passed after the restore"
@@ -252,10 +256,7 @@ fn a_strangers_datagrams_are_refused_unanswered_and_unnoticed() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (_caller, listener) = both_end_well(caller, listener);
     // None answered: the listener never sends to an unproven address.
     stranger
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -301,10 +302,7 @@ fn a_listener_whose_udp_port_is_taken_keeps_voice_in_the_stream() {
     assert!(taken.contains(&port.to_string()), "{taken}");
     listener.wait_for("listening on", READY);
     let caller = spawn_caller(b.path(), &bind, &refs(&args("4", None)), &[]);
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (caller, listener) = both_end_well(caller, listener);
     // The caller's datagrams went to the other holder of the port.
     assert_eq!(count(&caller, "audio_udp_out"), 0);
     assert_eq!(count(&listener, "audio_udp_out"), 0);
