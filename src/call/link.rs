@@ -367,11 +367,11 @@ pub(super) async fn sample_loop(
     let start = {
         let mut rate = shared.rate();
         rate.new_link();
-        rate.target()
+        rate.pacing_rate()
     };
     let mut paced = None;
-    let mut pace = |target: u32| {
-        let rate = pacing_rate(target);
+    let mut pace = |bits_per_second: u64| {
+        let rate = u32::try_from(bits_per_second / 8).unwrap_or(u32::MAX);
         if shared.pace_video && paced != Some(rate) {
             match vchat_ffi::set_max_pacing_rate(&probe, rate) {
                 Ok(()) => paced = Some(rate),
@@ -407,20 +407,36 @@ pub(super) async fn sample_loop(
             pictures_rate_skipped: Counters::get(&counters.rate_skipped),
             pictures_late: Counters::get(&counters.late_for_link),
         };
-        let (target, acked, content_limited, starting) = {
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let (target, pacing, acked, content_limited, starting) = {
             let mut rate = shared.rate();
             (
                 rate.update(reading),
+                rate.pacing_rate(),
                 rate.acked_rate(),
                 rate.content_limited(),
                 rate.starting(),
             )
         };
+        // For a lab run's timeline (RUST_LOG=vchat::call::link=trace).
+        tracing::trace!(
+            rtt_us = micros(info.rtt),
+            cwnd = info.congestion_window,
+            unacked = info.unacked,
+            notsent = reading.notsent_bytes,
+            delivery_rate = info.delivery_rate.unwrap_or(0),
+            app_limited = info.delivery_rate_app_limited,
+            retransmits = info.total_retransmits,
+            acked_bits = acked.unwrap_or(0),
+            target,
+            pacing,
+            video_bytes = reading.bytes_sent,
+            "link sample"
+        );
         shared.rate_starting.store(starting, Ordering::Relaxed);
         shared
             .content_limited
             .store(content_limited, Ordering::Relaxed);
-        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         counters
             .kernel_rtt_us
             .store(micros(info.rtt).max(1), Ordering::Relaxed);
@@ -430,39 +446,13 @@ pub(super) async fn sample_loop(
         shared
             .rate_target
             .store(u64::from(target), Ordering::Relaxed);
-        pace(target);
+        pace(pacing);
     }
-}
-
-/// How much faster than the video's target bitrate the socket may send.
-/// A frame leaves spread over most of a frame's time instead of in one
-/// burst at the line's rate, so the bottleneck's queue, where the voice
-/// datagrams wait too, barely grows even under a keyframe: on the 2 Mbit/s
-/// lab link a 60 KB keyframe at a 1.4 Mbit/s target queued 240 ms there
-/// unpaced, and about 11 ms paced at 1.5 times the target. WebRTC paces
-/// at 2.5 times, which leaves such a keyframe a full queue on this link;
-/// what it costs here is a little more time for a frame to leave on a fast
-/// link (a 17 KB frame at the 4 Mbit/s maximum: 22 ms).
-const PACING_FACTOR: f64 = 1.5;
-
-/// The socket's pacing cap for a video target, bytes per second.
-fn pacing_rate(target_bps: u32) -> u32 {
-    (f64::from(target_bps) * PACING_FACTOR / 8.0) as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_socket_is_paced_at_half_again_the_target() {
-        // 1.4 Mbit/s of video: 262,500 bytes a second, 2.1 Mbit/s.
-        assert_eq!(pacing_rate(1_400_000), 262_500);
-        assert_eq!(
-            pacing_rate(u32::MAX),
-            (f64::from(u32::MAX) * 1.5 / 8.0) as u32
-        );
-    }
 
     #[test]
     fn a_frame_is_late_only_past_the_budget() {
