@@ -59,8 +59,53 @@ pub const SYNC_AIM: Duration = Duration::from_millis(15);
 /// The most the playout waits for lagging pictures.
 pub const MAX_SYNC_DELAY: Duration = Duration::from_millis(200);
 
+/// Pictures lag steadily when the middle half of a second's A/V offsets
+/// lies within this; wider, the video stream stalled and caught up.
+const STEADY_LAG_SPREAD: Duration = Duration::from_millis(60);
+
+/// Seconds a lag must last before the voice waits for it.
+const LAG_SECONDS: usize = 3;
+
 /// The audio clock is stale (the peer muted, no audio flows) after this.
 const CLOCK_STALE: Duration = Duration::from_millis(200);
+
+/// The lip-sync delay (µs) after a second whose A/V offsets (µs, sorted;
+/// positive: the picture behind the voice) were `offsets`, from `now`;
+/// `None` without offsets. `recent_lags` keeps the last seconds' lags.
+///
+/// Only a lag that lasts holds the voice back: a second's lag counts if
+/// the middle half of its offsets is within [`STEADY_LAG_SPREAD`], and the
+/// voice waits for the smallest lag of the last [`LAG_SECONDS`]. A stall of
+/// the video stream (a TCP retransmission timeout) freezes the picture for
+/// a second or two and then catches up; waiting for it put the voice 100
+/// ms later on the lab link, the jump itself was a gap, and the playout
+/// takes 10 s to come back (it speeds up by 1 % at most), for pictures
+/// that were on time again a second later. A delay no longer needed comes
+/// down at once.
+fn next_sync_delay(now: i64, offsets: &[i64], recent_lags: &mut VecDeque<i64>) -> Option<i64> {
+    let lag = *offsets.get(offsets.len() / 4)?;
+    let upper = *offsets.get(offsets.len() * 3 / 4)?;
+    let steady = upper - lag <= STEADY_LAG_SPREAD.as_micros() as i64;
+    if recent_lags.len() == LAG_SECONDS {
+        recent_lags.pop_front();
+    }
+    recent_lags.push_back(if steady { lag } else { i64::MIN });
+    let lasting = if recent_lags.len() == LAG_SECONDS {
+        recent_lags.iter().copied().min().unwrap_or(i64::MIN)
+    } else {
+        i64::MIN
+    };
+    // Halfway towards the aim each second: quick, without hunting.
+    let aim = SYNC_AIM.as_micros() as i64;
+    let step = if lag < aim {
+        (lag - aim) / 2
+    } else if lasting > aim {
+        (lasting - aim) / 2
+    } else {
+        0
+    };
+    Some((now + step).clamp(0, MAX_SYNC_DELAY.as_micros() as i64))
+}
 
 /// `--audio-source`, `--speaker`, `--record-audio`, `--no-audio`.
 #[derive(Debug, Clone)]
@@ -183,6 +228,8 @@ pub(super) struct Voice {
     latency_total: Mutex<Histogram>,
     /// A/V offsets of shown pictures (µs, positive: the picture is late).
     av_second: Mutex<Vec<i64>>,
+    /// The lag of each of the last [`LAG_SECONDS`] seconds, for lip sync.
+    recent_lags: Mutex<VecDeque<i64>>,
     av_total: Mutex<(i64, i64, u64)>,
     /// The playout's extra delay for lip sync, µs.
     sync_delay_us: AtomicI64,
@@ -345,6 +392,7 @@ impl Voice {
             latency_second: Mutex::new(Histogram::default()),
             latency_total: Mutex::new(Histogram::default()),
             av_second: Mutex::new(Vec::new()),
+            recent_lags: Mutex::new(VecDeque::with_capacity(LAG_SECONDS)),
             av_total: Mutex::new((i64::MAX, i64::MIN, 0)),
             sync_delay_us: AtomicI64::new(0),
             echo: uses_echo_canceller(config).then(|| Arc::new(EchoCanceller::new())),
@@ -445,12 +493,12 @@ impl Voice {
         // while a stall of the video stream (a TCP retransmission) that
         // froze part of the second would otherwise hold back the voice,
         // and the conversation, for the seconds the delay takes to undo.
-        let p25 = offsets.get(offsets.len() / 4).copied();
-        if let Some(lag) = p25 {
-            // Halfway towards the aim each second: quick, without hunting.
-            let aim = SYNC_AIM.as_micros() as i64;
-            let now = self.sync_delay_us.load(Ordering::Relaxed);
-            let next = (now + (lag - aim) / 2).clamp(0, MAX_SYNC_DELAY.as_micros() as i64);
+        let now = self.sync_delay_us.load(Ordering::Relaxed);
+        let mut recent_lags = self
+            .recent_lags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(next) = next_sync_delay(now, &offsets, &mut recent_lags) {
             self.sync_delay_us.store(next, Ordering::Relaxed);
             if let Some(playout) = &self.playout {
                 playout
@@ -693,5 +741,48 @@ impl Playback {
     pub(super) fn finish(self) -> Result<Option<(PathBuf, u64)>, MediaError> {
         self.output.stop();
         self.recorder.map(WavRecorder::finish).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[i64]) -> Vec<i64> {
+        let mut micros: Vec<i64> = values.iter().map(|v| v * 1000).collect();
+        micros.sort_unstable();
+        micros
+    }
+
+    #[test]
+    fn the_voice_waits_for_pictures_that_lag_for_seconds() {
+        // Pictures about 95 ms behind, second after second: from the third,
+        // halfway from the lower quartile (92 ms) to the aim (15 ms).
+        let steady = ms(&[85, 90, 92, 95, 95, 97, 100, 105]);
+        let mut lags = VecDeque::new();
+        assert_eq!(next_sync_delay(0, &steady, &mut lags), Some(0));
+        assert_eq!(next_sync_delay(0, &steady, &mut lags), Some(0));
+        assert_eq!(next_sync_delay(0, &steady, &mut lags), Some(38_500));
+        assert_eq!(next_sync_delay(0, &[], &mut lags), None);
+    }
+
+    #[test]
+    fn a_stall_of_the_video_does_not_hold_the_voice_back() {
+        let on_time = ms(&[-15, -15, -14, -14, -13, -13, -12, -12]);
+        // A second in which the picture froze and caught up: on time, then
+        // falling behind up to 310 ms (the lower quartile alone, 120 ms,
+        // would look like a lag to wait for).
+        let stalled = ms(&[-14, 60, 120, 180, 240, 290, 300, 310]);
+        // A second all of whose pictures were 200 ms late (the stall
+        // lasted the whole second), then the catching up.
+        let frozen = ms(&[190, 195, 200, 200, 205, 205, 210, 210]);
+        let mut lags = VecDeque::new();
+        let mut delay = 0;
+        for second in [&on_time, &on_time, &stalled, &frozen, &stalled, &on_time] {
+            delay = next_sync_delay(delay, second, &mut lags).unwrap();
+            assert_eq!(delay, 0);
+        }
+        // A delay taken for a lag that lasted comes down once it is over.
+        assert!(next_sync_delay(100_000, &on_time, &mut lags).unwrap() < 100_000);
     }
 }
