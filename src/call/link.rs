@@ -408,10 +408,11 @@ pub(super) async fn sample_loop(
             pictures_late: Counters::get(&counters.late_for_link),
         };
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let (target, pacing, acked, content_limited, starting) = {
+        let (target, state, pacing, acked, content_limited, starting) = {
             let mut rate = shared.rate();
             (
                 rate.update(reading),
+                rate.state(),
                 rate.pacing_rate(),
                 rate.acked_rate(),
                 rate.content_limited(),
@@ -429,6 +430,7 @@ pub(super) async fn sample_loop(
             retransmits = info.total_retransmits,
             acked_bits = acked.unwrap_or(0),
             target,
+            ?state,
             pacing,
             video_bytes = reading.bytes_sent,
             "link sample"

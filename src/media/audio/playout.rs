@@ -593,6 +593,7 @@ mod tests {
         // The first rise is before the long view counts; later ones are
         // covered.
         assert!(stats.concealed <= 10, "{stats:?}");
+        assert_eq!(stats.underruns, 0, "{stats:?}");
         assert!(
             latency_ms < 10.0 + 40.0 + 20.0 + 25.0,
             "latency {latency_ms} ms"
