@@ -20,9 +20,14 @@
 //!   and the sender's own backlog (frames skipped because the link still
 //!   held the last one, bytes unsent in the kernel) as a congestion signal:
 //!   for a sender over TCP, that backlog is what grows first.
+//! - **GCC**'s delay *gradient* too, coarsely: a queue that has grown over
+//!   two readings eases the target by 5 % per reading before it reaches
+//!   the threshold (the voice datagrams wait in that queue).
 //! - **BBR**: the path's bottleneck bandwidth as the largest delivery rate
-//!   the kernel measured while we were not application-limited; the target
-//!   never goes above 0.9 of it. And BBR's (and TCP's) *startup*: until the
+//!   the kernel measured while we were not application-limited (and not
+//!   held down by our own pacing); the target never goes above 0.9 of it,
+//!   and the socket's pacing ([`RateController::pacing_rate`]) never above
+//!   0.95 of what was measured over the last 30 s. And BBR's (and TCP's) *startup*: until the
 //!   link first says "enough" (a congestion signal, the bottleneck cap, or
 //!   [`STARTUP_LIMIT`]), the target grows 50 % a second instead of 12 %, so
 //!   a call on a wide link has a sharp picture within seconds, not after

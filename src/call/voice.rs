@@ -26,7 +26,8 @@
 //! encoding time), so when the pictures lag the playout waits for them: once
 //! a second the playout's extra delay moves halfway towards the lag minus
 //! [`SYNC_AIM`], within [`MAX_SYNC_DELAY`] (ITU-R BT.1359's window is
-//! audio at most 45 ms early, 125 ms late).
+//! audio at most 45 ms early, 125 ms late). Only a lag that lasts counts
+//! (`next_sync_delay`): a stall of the video stream is not waited for.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
