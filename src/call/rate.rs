@@ -93,7 +93,7 @@ const BOTTLENECK_MEMORY: Duration = Duration::from_secs(2);
 /// the average still waits for the one before, the media thread skips
 /// pictures, the rate control takes that for congestion, and on the 1.5
 /// Mbit/s, 500 ms lab link the video settled at 0.2 Mbit/s instead of 0.5.
-pub const PACING_FACTOR: f64 = 1.5;
+const PACING_FACTOR: f64 = 1.5;
 
 /// Never above this share of the link's measured rate (see
 /// `learn_link_rate`):
@@ -302,11 +302,10 @@ impl RateController {
     /// only that the link carries at least that much: it confirms the rate
     /// we have rather than lowering it (else each capped burst would lower
     /// the cap for the next), and is never taken as a first measurement.
-    fn learn_link_rate(&mut self, bits: f64, at: Instant) {
+    fn learn_link_rate(&mut self, bits: f64, paced: bool, at: Instant) {
         let fresh = self
             .link_rate
             .filter(|&(_, seen)| at.saturating_duration_since(seen) < LINK_RATE_MEMORY);
-        let paced = bits >= PACING_LIMITED_SHARE * self.pacing_rate() as f64;
         self.link_rate = match fresh {
             Some((known, _)) if paced || bits >= known => Some((known.max(bits), at)),
             Some(known) => Some(known),
@@ -345,14 +344,15 @@ impl RateController {
             .filter(|&(_, at)| now.at.saturating_duration_since(at) < LINK_RATE_MEMORY);
         if let (Some(rate), false) = (now.delivery_rate, now.app_limited) {
             let bits = rate as f64 * 8.0;
+            let paced = bits >= PACING_LIMITED_SHARE * self.pacing_rate() as f64;
             // A rate our own pacing held down is no bottleneck: capping the
             // target under it would stop the climb on any link wider than
             // the pacing (on a 20 Mbit/s link the video stayed at 1.6).
-            if bits < PACING_LIMITED_SHARE * self.pacing_rate() as f64 {
+            if !paced {
                 let keep = self.bottleneck.filter(|&(best, _)| best >= bits);
                 self.bottleneck = Some(keep.unwrap_or((bits, now.at)));
             }
-            self.learn_link_rate(bits, now.at);
+            self.learn_link_rate(bits, paced, now.at);
         }
         self.acked_rate = acked_rate;
         if now.keyframes_sent > before.keyframes_sent {
