@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{paired_identities, spawn_caller, spawn_listener, Finished, Running};
+use common::{finish_both, paired_identities, spawn_caller, spawn_listener, Running};
 use vchat::media::{
     read_frame_number, test_pattern, CapturedFrame, Decoder, EncodedPicture, Encoder, FrameContent,
     Picture, PictureFormat, Quality, Y4mReader,
@@ -30,15 +30,6 @@ fn start_caller(dir: &Path, addr: &str, extra: &[&str]) -> Running {
     let mut args = vec!["--headless", "--source", "test"];
     args.extend_from_slice(extra);
     spawn_caller(dir, addr, &args, &[])
-}
-
-/// Waits for both ends of a call and checks both exited 0.
-fn both_succeed(listener: Running, caller: Running) -> (Finished, Finished) {
-    let listener = listener.finish(CALL_LIMIT);
-    let caller = caller.finish(CALL_LIMIT);
-    assert!(listener.status.success(), "{}", listener.all_output());
-    assert!(caller.status.success(), "{}", caller.all_output());
-    (listener, caller)
 }
 
 fn summary(stdout: &[String]) -> serde_json::Value {
@@ -106,7 +97,7 @@ fn raw_frames_arrive_both_ways_intact_and_hang_up_is_clean() {
     caller_args.extend(["--record", rec_b.to_str().unwrap()]);
     let caller = start_caller(b.path(), &addr, &caller_args);
 
-    let (listener, caller) = both_succeed(listener, caller);
+    let (listener, caller) = finish_both(listener, caller, CALL_LIMIT);
 
     // The listener hung up after 45 frames; the caller heard its bye.
     let l = summary(&listener.stdout);
@@ -160,7 +151,7 @@ fn a_recording_plays_at_the_speed_of_the_call() {
             rec.to_str().unwrap(),
         ],
     );
-    both_succeed(listener, caller);
+    finish_both(listener, caller, CALL_LIMIT);
     let numbers = check_recording(&rec, true);
     let mut distinct = numbers.clone();
     distinct.dedup();
@@ -204,7 +195,7 @@ fn jpeg_frames_carry_their_frame_numbers() {
             rec.to_str().unwrap(),
         ],
     );
-    let (listener, caller) = both_succeed(listener, caller);
+    let (listener, caller) = finish_both(listener, caller, CALL_LIMIT);
     let numbers = check_recording(&rec, false);
     assert!(numbers.len() >= 10, "{numbers:?}");
     // One-line summaries for people.

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::relay::{Relay, UdpRelay};
-use common::{paired_identities, spawn_caller, spawn_listener, wav, Finished, Running};
+use common::{
+    finish_both, paired_identities, spawn_caller, spawn_listener, wav, Finished, Running,
+};
 
 const CALL_LIMIT: Duration = Duration::from_secs(90);
 const READY: Duration = Duration::from_secs(30);
@@ -83,16 +85,6 @@ fn heard(path: &Path) -> (f64, f64) {
     (voiced.len() as f64 / wav::RATE, wav::longest_gap_ms(voiced))
 }
 
-/// Waits for both ends (the caller first: its `--duration` ends the call)
-/// and checks that each ended well.
-fn both_end_well(caller: Running, listener: Running) -> (Finished, Finished) {
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
-    (caller, listener)
-}
-
 fn count(end: &Finished, key: &str) -> u64 {
     end.summary()[key]
         .as_u64()
@@ -122,7 +114,7 @@ fn call_with_stalls(caller_extra: &[&str]) -> (f64, Finished, Finished) {
         std::thread::sleep(Duration::from_millis(1500));
         relay.stall(Duration::from_millis(600));
     }
-    let (caller, listener) = both_end_well(caller, listener);
+    let (caller, listener) = finish_both(caller, listener, CALL_LIMIT);
     let (voiced, gap) = heard(&recording);
     eprintln!(
         "stalls {caller_extra:?}: {voiced:.2} s heard, longest gap {gap:.1} ms, {} of {} packets by UDP",
@@ -199,7 +191,7 @@ fn voice_goes_back_to_the_stream_when_udp_stops_and_returns_with_it() {
     std::thread::sleep(Duration::from_millis(1500));
     udp.restore();
     caller.wait_for(UDP_UP, READY);
-    let (caller, listener) = both_end_well(caller, listener);
+    let (caller, listener) = finish_both(caller, listener, CALL_LIMIT);
     assert!(
         udp.forwarded() > forwarded,
         "nothing passed after the restore"
@@ -256,7 +248,7 @@ fn a_strangers_datagrams_are_refused_unanswered_and_unnoticed() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let (_caller, listener) = both_end_well(caller, listener);
+    let (_caller, listener) = finish_both(caller, listener, CALL_LIMIT);
     // None answered: the listener never sends to an unproven address.
     stranger
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -302,7 +294,7 @@ fn a_listener_whose_udp_port_is_taken_keeps_voice_in_the_stream() {
     assert!(taken.contains(&port.to_string()), "{taken}");
     listener.wait_for("listening on", READY);
     let caller = spawn_caller(b.path(), &bind, &refs(&args("4", None)), &[]);
-    let (caller, listener) = both_end_well(caller, listener);
+    let (caller, listener) = finish_both(caller, listener, CALL_LIMIT);
     // The caller's datagrams went to the other holder of the port.
     assert_eq!(count(&caller, "audio_udp_out"), 0);
     assert_eq!(count(&listener, "audio_udp_out"), 0);

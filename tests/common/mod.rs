@@ -274,6 +274,17 @@ impl Running {
 }
 
 /// A process that has exited, with all its output.
+/// Waits for both ends of a call, `first` first (the end whose exit ends
+/// the call, or whose output the test needs first), each within `limit`,
+/// and checks that both exited 0.
+pub fn finish_both(first: Running, second: Running, limit: Duration) -> (Finished, Finished) {
+    let first = first.finish(limit);
+    let second = second.finish(limit);
+    assert!(first.status.success(), "{}", first.all_output());
+    assert!(second.status.success(), "{}", second.all_output());
+    (first, second)
+}
+
 pub struct Finished {
     pub status: std::process::ExitStatus,
     pub stdout: Vec<String>,
