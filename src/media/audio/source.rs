@@ -90,7 +90,7 @@ impl FrameClock {
 /// A sine tone at -10 dBFS, for tests and sound checks.
 pub struct ToneSource {
     hz: f32,
-    phase: f64,
+    oscillator: Oscillator,
     clock: FrameClock,
 }
 
@@ -99,9 +99,47 @@ impl ToneSource {
     pub fn new(hz: f32) -> Self {
         ToneSource {
             hz,
-            phase: 0.0,
+            oscillator: Oscillator::new(f64::from(hz)),
             clock: FrameClock::new(),
         }
+    }
+}
+
+/// A sine by rotation: each sample turns a unit phasor by one step (a
+/// complex multiply) instead of calling `sin`, which with the phase's
+/// wrap-around cost a quarter of a percent of a core per call, more than
+/// the rest of the tone's path (BENCHMARKS.md, "CPU for voice").
+struct Oscillator {
+    /// The phasor (cos, sin) of the current phase.
+    at: (f64, f64),
+    /// The phasor of one sample's step.
+    step: (f64, f64),
+}
+
+impl Oscillator {
+    fn new(hz: f64) -> Self {
+        let step = std::f64::consts::TAU * hz / f64::from(SAMPLE_RATE);
+        Oscillator {
+            at: (1.0, 0.0),
+            step: (step.cos(), step.sin()),
+        }
+    }
+
+    /// One frame of the sine at `amplitude`; the phasor is brought back to
+    /// length 1 after each frame, so rounding never changes the level.
+    fn frame(&mut self, amplitude: f64) -> Vec<f32> {
+        let (c, s) = self.step;
+        let samples = (0..FRAME_SAMPLES)
+            .map(|_| {
+                let (re, im) = self.at;
+                self.at = (re * c - im * s, re * s + im * c);
+                (amplitude * im) as f32
+            })
+            .collect();
+        let (re, im) = self.at;
+        let length = re.hypot(im);
+        self.at = (re / length, im / length);
+        samples
     }
 }
 
@@ -110,16 +148,8 @@ impl AudioSource for ToneSource {
         let Some(capture_time_us) = self.clock.wait_next(timeout) else {
             return Ok(None);
         };
-        let step = std::f64::consts::TAU * f64::from(self.hz) / f64::from(SAMPLE_RATE);
-        let samples = (0..FRAME_SAMPLES)
-            .map(|_| {
-                let s = 0.45 * self.phase.sin();
-                self.phase = (self.phase + step) % std::f64::consts::TAU;
-                s as f32
-            })
-            .collect();
         Ok(Some(CapturedAudio {
-            samples,
+            samples: self.oscillator.frame(0.45),
             capture_time_us,
         }))
     }
@@ -430,6 +460,27 @@ mod tests {
         for pair in times.windows(2) {
             assert_eq!(pair[1] - pair[0], 20_000);
         }
+    }
+
+    #[test]
+    fn the_oscillator_stays_on_the_sine_for_half_an_hour() {
+        let hz = 440.0;
+        let mut oscillator = Oscillator::new(hz);
+        let frames = 30 * 60 * 50;
+        let mut worst: f64 = 0.0;
+        for frame in 0..frames {
+            let samples = oscillator.frame(0.45);
+            // Checked in the first and the last second, and now and then.
+            if frame < 50 || frame >= frames - 50 || frame % 997 == 0 {
+                for (i, &sample) in samples.iter().enumerate() {
+                    let n = (frame * FRAME_SAMPLES + i) as f64;
+                    let phase = std::f64::consts::TAU * hz * n / f64::from(SAMPLE_RATE);
+                    worst = worst.max((f64::from(sample) - 0.45 * phase.sin()).abs());
+                }
+            }
+        }
+        // Well under one step of 16-bit audio (3e-5).
+        assert!(worst < 1e-5, "the tone wandered off its sine by {worst}");
     }
 
     #[test]
