@@ -29,6 +29,16 @@
 //!   and bring the path back when it returns.
 //!
 //! Routes whose far end has no UDP (Tor, a SOCKS proxy) never start it.
+//!
+//! The path runs on a thread of its own ("vchat-voice") with a
+//! single-threaded runtime, not on the call's: 50 packets a second each
+//! way wake one thread about twice per packet, where they woke the call's
+//! two network threads (which then woke each other to share the work)
+//! about 150 times a second each. In 20 s windows of a call the listener's
+//! network threads took 0.75-1.2 % of a core with voice before, 0.25-0.3 %
+//! after, and this thread 0.45-0.55 % (BENCHMARKS.md, "CPU for voice").
+//! And a voice packet never waits behind a video frame's encryption on the
+//! same thread.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -59,8 +69,9 @@ pub enum VoiceDatagrams {
     Off,
     /// We called: the listener's UDP port has its TCP port's number.
     Dial,
-    /// We listen: the socket bound beside the TCP listener.
-    Answer(Arc<UdpSocket>),
+    /// We listen: the socket bound beside the TCP listener (each link's
+    /// thread takes its own handle to it, in its own runtime).
+    Answer(Arc<std::net::UdpSocket>),
 }
 
 /// A path is usable only if the peer was heard, and heard us, within this.
@@ -85,9 +96,6 @@ const PROBE_FAST_FOR: Duration = Duration::from_secs(3);
 
 /// ...this often, for a path that does not answer.
 const PROBE_SLOW: Duration = Duration::from_secs(1);
-
-/// How often the task looks whether a keepalive is due.
-const TICK: Duration = Duration::from_millis(50);
 
 /// A packet is repeated in later datagrams only while it is this young
 /// (the playout would have concealed it by then).
@@ -162,8 +170,9 @@ impl PathState {
                 && Self::within(self.peer_ack_moved, now, DOUBT))
     }
 
-    /// Whether a keepalive is due now (the sender knows where the peer is).
-    pub(super) fn keepalive_due(&self, now: Instant) -> bool {
+    /// When the next keepalive is due, as things stand at `now` (the
+    /// sender knows where the peer is): at once if nothing was sent yet.
+    pub(super) fn keepalive_at(&self, now: Instant) -> Instant {
         let every = if self.usable(now) {
             KEEPALIVE
         } else if now.saturating_duration_since(self.started) < PROBE_FAST_FOR
@@ -173,7 +182,12 @@ impl PathState {
         } else {
             PROBE_SLOW
         };
-        !Self::within(self.last_sent, now, every)
+        self.last_sent.map_or(now, |sent| sent + every)
+    }
+
+    /// Whether a keepalive is due now.
+    pub(super) fn keepalive_due(&self, now: Instant) -> bool {
+        self.keepalive_at(now) <= now
     }
 }
 
@@ -187,9 +201,9 @@ enum Peer {
 /// Runs the path for one link until `token` (the link's) is cancelled:
 /// keepalives, our voice while the path is usable, the peer's voice into
 /// the playout. `socket` is connected to the listener on the caller's side
-/// (`connected`), shared with the listener on the listener's.
+/// (`connected`), a handle to the listener's own socket on the listener's.
 pub(super) async fn run(
-    socket: Arc<UdpSocket>,
+    socket: UdpSocket,
     connected: bool,
     keys: DatagramKeys,
     shared: Arc<Shared>,
@@ -207,14 +221,19 @@ pub(super) async fn run(
     let mut recent: VecDeque<Audio> = VecDeque::with_capacity(MAX_REPEATS + 1);
     // One byte more than the largest datagram, to tell one that is too long.
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN + 1];
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut told_refused = false;
     let _down = PathDown(&shared);
     loop {
         let now = Instant::now();
         let knows_peer = !matches!(peer, Peer::Learnt(None));
         let up = knows_peer && path.usable(now);
+        // Woken for the next keepalive only: while voice flows none is due,
+        // and the thread sleeps between packets. A listener that has not
+        // heard the caller yet has nobody to send to.
+        let wake = match knows_peer {
+            true => path.keepalive_at(now),
+            false => now + PROBE_SLOW,
+        };
         if voice.set_path_up(up) {
             match up {
                 true => info!("voice goes by UDP datagrams now (the TLS stream carries the rest)"),
@@ -270,7 +289,7 @@ pub(super) async fn run(
                 }
                 send_voice(&socket, &peer, &keys, &mut path, &mut recent, audio, &shared).await;
             }
-            _ = ticks.tick() => {
+            () = tokio::time::sleep_until(wake.into()) => {
                 if knows_peer && path.keepalive_due(Instant::now()) {
                     keepalive(&socket, &peer, &keys, &mut path).await;
                 }
@@ -404,19 +423,65 @@ pub(super) fn task_for<S: 'static>(
     let route = route.clone();
     let shared = shared.clone();
     Some(async move {
-        let (socket, connected) = match route {
-            VoiceDatagrams::Answer(socket) => (socket, false),
-            VoiceDatagrams::Dial => match dial_socket(listener).await {
-                Ok(socket) => (Arc::new(socket), true),
-                Err(e) => {
-                    info!("no UDP socket toward {listener} ({e}); voice stays in the TLS stream");
-                    return;
-                }
-            },
-            VoiceDatagrams::Off => return,
-        };
-        run(socket, connected, keys, shared, token).await;
+        // The link's tasks wait for this one: it ends when the thread does
+        // (or the thread's end is dropped, if it panicked).
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vchat-voice".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        warn!("no runtime for the voice datagrams ({e}); voice stays in the TLS stream");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let Some((socket, connected)) = path_socket(route, listener).await else {
+                        return;
+                    };
+                    run(socket, connected, keys, shared, token).await;
+                });
+                let _ = done.send(());
+            });
+        match thread {
+            Ok(_) => {
+                let _ = ended.await;
+            }
+            Err(e) => {
+                warn!("no thread for the voice datagrams ({e}); voice stays in the TLS stream")
+            }
+        }
     })
+}
+
+/// This link's socket for the path, in the runtime of the thread that
+/// calls it: the caller's own, connected to `listener`, or a handle to the
+/// listener's; `None` (said in the log) if there is none.
+async fn path_socket(route: VoiceDatagrams, listener: SocketAddr) -> Option<(UdpSocket, bool)> {
+    match route {
+        VoiceDatagrams::Answer(socket) => {
+            let handle = socket
+                .try_clone()
+                .and_then(UdpSocket::from_std)
+                .map_err(|e| {
+                    warn!("cannot use the voice UDP socket ({e}); voice stays in the TLS stream")
+                })
+                .ok()?;
+            Some((handle, false))
+        }
+        VoiceDatagrams::Dial => match dial_socket(listener).await {
+            Ok(socket) => Some((socket, true)),
+            Err(e) => {
+                info!("no UDP socket toward {listener} ({e}); voice stays in the TLS stream");
+                None
+            }
+        },
+        VoiceDatagrams::Off => None,
+    }
 }
 
 /// Opens the caller's socket toward the listener: the address of the TLS
@@ -515,11 +580,14 @@ mod tests {
         path.next_datagram(t0);
         assert!(!path.keepalive_due(t0 + ms(50)));
         assert!(path.keepalive_due(t0 + PROBE));
+        // The path's thread sleeps until then.
+        assert_eq!(path.keepalive_at(t0 + ms(50)), t0 + PROBE);
         // No answer after the fast probing: once a second.
         let late = t0 + PROBE_FAST_FOR + ms(10);
         path.next_datagram(late);
         assert!(!path.keepalive_due(late + ms(500)));
         assert!(path.keepalive_due(late + PROBE_SLOW));
+        assert_eq!(path.keepalive_at(late + ms(500)), late + PROBE_SLOW);
         // A usable path: a keepalive every KEEPALIVE when nothing else goes.
         let at = late + PROBE_SLOW;
         path.next_datagram(at);
@@ -527,5 +595,8 @@ mod tests {
         assert!(path.usable(at));
         assert!(!path.keepalive_due(at + ms(50)));
         assert!(path.keepalive_due(at + KEEPALIVE));
+        // Voice going out puts the next keepalive off: no wake per packet.
+        path.next_datagram(at + ms(20));
+        assert_eq!(path.keepalive_at(at + ms(30)), at + ms(20) + KEEPALIVE);
     }
 }

@@ -174,12 +174,11 @@ impl Listener {
 /// std and tokio use, ample since the accept loop never blocks.
 const ACCEPT_BACKLOG: i32 = 1024;
 
-/// Binds `address`; the unspecified IPv6 address becomes a dual-stack socket,
-/// or the unspecified IPv4 address where IPv6 is unavailable.
 /// A UDP socket on `address` (the listener's bound address: one socket
 /// for both families when that is `[::]`), for voice datagrams beside the
-/// listener's calls (call/voice_path.rs).
-pub fn bind_udp(address: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+/// listener's calls (call/voice_path.rs). Non-blocking, and not yet in any
+/// async runtime: each call's voice thread takes its own handle to it.
+pub fn bind_udp(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
@@ -190,9 +189,11 @@ pub fn bind_udp(address: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
+/// Binds `address`; the unspecified IPv6 address becomes a dual-stack socket,
+/// or the unspecified IPv4 address where IPv6 is unavailable.
 fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
     match open_listening_socket(address) {
         Err(error)
