@@ -55,8 +55,10 @@
 //! With a microphone and a speaker, what the speaker plays is the echo
 //! canceller's reference, taken out of the microphone's sound (AEC).
 //!
-//! On a direct route the voice also has a UDP path: `call/voice_path.rs`
-//! takes the voice queue instead of the writer while datagrams get through
+//! On a direct route the voice also has a UDP path: `call/voice_path.rs`,
+//! on a thread of its own ("vchat-voice", so that 50 packets a second each
+//! way do not wake the call's network threads), takes the voice queue
+//! instead of the writer while datagrams get through
 //! both ways, seals each packet (with the two before it) under keys from the
 //! TLS session's exporter (`net::voice_datagram_keys`,
 //! `protocol::datagram`), and feeds the peer's into the same playout, which

@@ -35,8 +35,8 @@
 //! way wake one thread about twice per packet, where they woke the call's
 //! two network threads (which then woke each other to share the work)
 //! about 150 times a second each. In 20 s windows of a call the listener's
-//! network threads took 0.75-1.2 % of a core with voice before, 0.25-0.3 %
-//! after, and this thread 0.45-0.55 % (BENCHMARKS.md, "CPU for voice").
+//! network threads took 0.75-1.2 % of a core with voice before, 0.25-0.35 %
+//! after, and this thread 0.45-0.6 % (BENCHMARKS.md, "CPU for voice").
 //! And a voice packet never waits behind a video frame's encryption on the
 //! same thread.
 
