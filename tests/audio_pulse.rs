@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{paired_identities, spawn_caller, spawn_listener, vchat, wav};
+use common::{finish_both, paired_identities, spawn_caller, spawn_listener, vchat, wav};
 
 const CALL_LIMIT: Duration = Duration::from_secs(90);
 
@@ -142,10 +142,7 @@ fn a_tone_goes_through_a_real_speaker_and_microphone() {
     caller_args.extend(["--duration", "8", "--no-echo-cancel"]);
     let (listener, addr) = spawn_tone_listener(a.path(), &recording, &env);
     let caller = spawn_caller(b.path(), &addr, &caller_args, &env);
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (caller, _) = finish_both(caller, listener, CALL_LIMIT);
     let log = caller.all_output();
     assert!(
         log.contains("sending voice from microphone Monitor of Null Output"),

@@ -16,7 +16,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{listening_addr, paired_identities, spawn_caller, Running};
+use common::{finish_both, listening_addr, paired_identities, spawn_caller, Running};
 
 const SKEW_S: f64 = 3.0;
 const CALL_LIMIT: Duration = Duration::from_secs(90);
@@ -113,10 +113,7 @@ fn latency_is_measured_on_one_clock_when_the_peers_clocks_differ() {
     let line = listener.wait_for("listening on", Duration::from_secs(30));
     let caller = spawn_caller(b.path(), &listening_addr(&line), &media, &[]);
 
-    let listener = listener.finish(CALL_LIMIT);
-    let caller = caller.finish(CALL_LIMIT);
-    assert!(listener.status.success(), "{}", listener.all_output());
-    assert!(caller.status.success(), "{}", caller.all_output());
+    let (listener, caller) = finish_both(listener, caller, CALL_LIMIT);
 
     // Offsets are the peer's clock minus one's own.
     check_end("listener", &listener.stdout, -SKEW_S * 1000.0);

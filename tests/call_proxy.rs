@@ -17,7 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{paired_identities, run_err, spawn_caller, spawn_listener};
+use common::{finish_both, paired_identities, run_err, spawn_caller, spawn_listener};
 
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -107,10 +107,7 @@ fn a_call_through_a_socks5_proxy_sends_the_name_unresolved() {
     let mut caller_args = args.to_vec();
     caller_args.extend(["--proxy", &proxy_url]);
     let caller = spawn_caller(b.path(), &target, &caller_args, &[]);
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    finish_both(caller, listener, CALL_LIMIT);
     let requests = requests.lock().unwrap().clone();
     assert_eq!(
         requests.first(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::relay::Relay;
-use common::{paired_identities, spawn_caller, spawn_listener};
+use common::{finish_both, paired_identities, spawn_caller, spawn_listener};
 use vchat::media::{read_frame_number, Decoder, EncodedPicture, Picture, PictureFormat, Y4mReader};
 use vchat::protocol::PixelFormat;
 
@@ -90,10 +90,7 @@ fn a_cut_link_is_redialled_and_frames_flow_again_without_a_frame_twice() {
     eprintln!("frames flowed again {back_after:?} after the cut");
     assert!(back_after < BACK_WITHIN, "{back_after:?}");
 
-    let listener = listener.finish(CALL_LIMIT);
-    let caller = caller.finish(CALL_LIMIT);
-    assert!(listener.status.success(), "{}", listener.all_output());
-    assert!(caller.status.success(), "{}", caller.all_output());
+    finish_both(listener, caller, CALL_LIMIT);
     assert_eq!(relay.relayed(), 2, "one call, one reconnect");
 
     // The recorder fills time without a new frame with the previous one
@@ -156,10 +153,7 @@ fn another_peer_is_told_busy_while_the_call_waits_for_its_own_peer() {
     listener.wait_for("the call is back", CALL_LIMIT);
     caller.wait_for("the call is back", CALL_LIMIT);
     caller.signal("INT");
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(caller.status.success(), "{}", caller.all_output());
-    assert!(listener.status.success(), "{}", listener.all_output());
+    let (_, listener) = finish_both(caller, listener, CALL_LIMIT);
     assert!(
         listener
             .stdout

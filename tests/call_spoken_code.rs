@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    guard, identity, listen, paired_identities, pin, spawn_caller, spawn_listener, spoken_code,
+    finish_both, guard, identity, listen, paired_identities, pin, spawn_caller, spawn_listener,
+    spoken_code,
 };
 use vchat::net::{dial, HANDSHAKE_TIMEOUT};
 
@@ -28,10 +29,7 @@ fn one_call() -> (String, String) {
     ];
     let (listener, addr) = spawn_listener(a.path(), &args, &[]);
     let caller = spawn_caller(b.path(), &addr, &args, &[]);
-    let listener = listener.finish(CALL_LIMIT);
-    let caller = caller.finish(CALL_LIMIT);
-    assert!(listener.status.success(), "{}", listener.all_output());
-    assert!(caller.status.success(), "{}", caller.all_output());
+    let (listener, caller) = finish_both(listener, caller, CALL_LIMIT);
     (spoken_code(&listener), spoken_code(&caller))
 }
 

@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{paired_identities, run_err, spawn_caller, spawn_listener, wav, Finished};
+use common::{
+    finish_both, paired_identities, run_err, spawn_caller, spawn_listener, wav, Finished,
+};
 
 const CALL_LIMIT: Duration = Duration::from_secs(90);
 
@@ -32,10 +34,7 @@ fn call(listener_args: &[&str], caller_args: &[&str], secs: &str) -> (Finished, 
     c.extend_from_slice(caller_args);
     let (listener, addr) = spawn_listener(a.path(), &l, &[]);
     let caller = spawn_caller(b.path(), &addr, &c, &[]);
-    let caller = caller.finish(CALL_LIMIT);
-    let listener = listener.finish(CALL_LIMIT);
-    assert!(listener.status.success(), "{}", listener.all_output());
-    assert!(caller.status.success(), "{}", caller.all_output());
+    let (caller, listener) = finish_both(caller, listener, CALL_LIMIT);
     (listener, caller)
 }
 

@@ -273,7 +273,6 @@ impl Running {
     }
 }
 
-/// A process that has exited, with all its output.
 /// Waits for both ends of a call, `first` first (the end whose exit ends
 /// the call, or whose output the test needs first), each within `limit`,
 /// and checks that both exited 0.
@@ -285,6 +284,7 @@ pub fn finish_both(first: Running, second: Running, limit: Duration) -> (Finishe
     (first, second)
 }
 
+/// A process that has exited, with all its output.
 pub struct Finished {
     pub status: std::process::ExitStatus,
     pub stdout: Vec<String>,
