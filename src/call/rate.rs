@@ -27,12 +27,12 @@
 //!   the kernel measured while we were not application-limited (and not
 //!   held down by our own pacing); the target never goes above 0.9 of it,
 //!   and the socket's pacing ([`RateController::pacing_rate`]) never above
-//!   0.95 of what was measured over the last 30 s. And BBR's (and TCP's) *startup*: until the
-//!   link first says "enough" (a congestion signal, the bottleneck cap, or
-//!   [`STARTUP_LIMIT`]), the target grows 50 % a second instead of 12 %, so
-//!   a call on a wide link has a sharp picture within seconds, not after
-//!   15, and the size ladder does not shrink the picture on the start
-//!   rate's say-so.
+//!   0.95 of what was measured over the last 30 s. And BBR's (and TCP's)
+//!   *startup*: until the link first says "enough" (a congestion signal,
+//!   the bottleneck cap, or [`STARTUP_LIMIT`]), the target grows 50 % a
+//!   second instead of 12 %, so a call on a wide link has a sharp picture
+//!   within seconds, not after 15, and the size ladder does not shrink the
+//!   picture on the start rate's say-so.
 
 use std::time::{Duration, Instant};
 

@@ -223,6 +223,10 @@ pub(super) async fn run(
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN + 1];
     let mut told_refused = false;
     let _down = PathDown(&shared);
+    // One timer for the task's life, moved to each next keepalive, rather
+    // than a new one registered for every packet.
+    let keepalive_timer = tokio::time::sleep(PROBE);
+    tokio::pin!(keepalive_timer);
     loop {
         let now = Instant::now();
         let knows_peer = !matches!(peer, Peer::Learnt(None));
@@ -234,6 +238,9 @@ pub(super) async fn run(
             true => path.keepalive_at(now),
             false => now + PROBE_SLOW,
         };
+        if keepalive_timer.deadline() != wake.into() {
+            keepalive_timer.as_mut().reset(wake.into());
+        }
         if voice.set_path_up(up) {
             match up {
                 true => info!("voice goes by UDP datagrams now (the TLS stream carries the rest)"),
@@ -289,7 +296,7 @@ pub(super) async fn run(
                 }
                 send_voice(&socket, &peer, &keys, &mut path, &mut recent, audio, &shared).await;
             }
-            () = tokio::time::sleep_until(wake.into()) => {
+            () = &mut keepalive_timer => {
                 if knows_peer && path.keepalive_due(Instant::now()) {
                     keepalive(&socket, &peer, &keys, &mut path).await;
                 }
