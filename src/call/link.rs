@@ -408,7 +408,7 @@ pub(super) async fn sample_loop(
             pictures_late: Counters::get(&counters.late_for_link),
         };
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let (target, state, pacing, acked, content_limited, starting) = {
+        let (target, state, pacing, acked, content_limited, starting, link_rate) = {
             let mut rate = shared.rate();
             (
                 rate.update(reading),
@@ -417,6 +417,7 @@ pub(super) async fn sample_loop(
                 rate.acked_rate(),
                 rate.content_limited(),
                 rate.starting(),
+                rate.link_rate(),
             )
         };
         // For a lab run's timeline (RUST_LOG=vchat::call::link=trace).
@@ -432,6 +433,7 @@ pub(super) async fn sample_loop(
             target,
             ?state,
             pacing,
+            link_rate = link_rate.unwrap_or(0),
             video_bytes = reading.bytes_sent,
             "link sample"
         );
