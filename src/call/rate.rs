@@ -39,6 +39,7 @@
 //!   link has a sharp picture within seconds, not after 15, and the size
 //!   ladder does not shrink the picture on the start rate's say-so.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How often the link's sampler reads TCP_INFO and updates the target.
@@ -261,7 +262,7 @@ pub struct RateController {
     queue_rate: Option<(f64, Instant)>,
     /// The acknowledged-bytes counter of recent readings, oldest first, for
     /// what the path delivered over [`DELIVERED_WINDOW`].
-    acked_history: std::collections::VecDeque<(Instant, u64)>,
+    acked_history: VecDeque<(Instant, u64)>,
 }
 
 impl RateController {
@@ -284,7 +285,7 @@ impl RateController {
             first_reading: None,
             starting: true,
             link_rate: None,
-            acked_history: std::collections::VecDeque::new(),
+            acked_history: VecDeque::new(),
             queue_rate: None,
         }
     }
@@ -412,6 +413,9 @@ impl RateController {
         self.link_rate = self
             .link_rate
             .filter(|&(_, at)| now.at.saturating_duration_since(at) < LINK_RATE_MEMORY);
+        self.queue_rate = self
+            .queue_rate
+            .filter(|&(_, at)| now.at.saturating_duration_since(at) < QUEUE_RATE_MEMORY);
         if let (Some(rate), false) = (now.delivery_rate, now.app_limited) {
             let bits = rate as f64 * 8.0;
             let paced = bits >= PACING_LIMITED_SHARE * self.pacing_rate() as f64;
@@ -492,10 +496,7 @@ impl RateController {
             // The largest: a second that was not full all through (the
             // queue only began, or was a keyframe's) reads low, and taking
             // it would lower the bound, the rate, and the next reading.
-            let fresh = self
-                .queue_rate
-                .filter(|&(_, at)| now.at.saturating_duration_since(at) < QUEUE_RATE_MEMORY);
-            self.queue_rate = match fresh {
+            self.queue_rate = match self.queue_rate {
                 Some((known, at)) if known > rate => Some((known, at)),
                 _ => Some((rate, now.at)),
             };
@@ -556,9 +557,6 @@ impl RateController {
                 self.starting = false;
             }
         }
-        self.queue_rate = self
-            .queue_rate
-            .filter(|&(_, at)| now.at.saturating_duration_since(at) < QUEUE_RATE_MEMORY);
         if let Some((link, _)) = self.queue_rate {
             self.target = self.target.min(TARGET_LINK_SHARE * link);
         }
