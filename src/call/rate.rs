@@ -503,15 +503,19 @@ impl RateController {
         }
         if congested {
             if !held {
-                // To 0.85 of what the path delivered over the last second
-                // (before a second has passed: the acked bytes of this
-                // reading or the kernel's own delivery rate, whichever is
-                // higher, as one 200 ms window may catch a stall), but
-                // never below half the target in one step.
+                // To 0.85 of what the path delivered, but never below half
+                // the target in one step. With a queue on the path, what
+                // it delivered over the last second: the link was full.
+                // Otherwise (our own backlog, or less than a second of
+                // readings) the acked bytes of this reading or the
+                // kernel's own delivery rate, whichever is higher, as one
+                // 200 ms window may catch a stall; over a second, a
+                // backlog's delivered rate is only what we sent, which
+                // in startup is well under the target.
                 let kernel = now.delivery_rate.map(|rate| rate as f64 * 8.0);
-                let delivered = match delivered_over_window {
-                    Some(rate) => rate.max(0.5 * self.target),
-                    None => acked_rate
+                let delivered = match (queued, delivered_over_window) {
+                    (true, Some(rate)) => rate.max(0.5 * self.target),
+                    _ => acked_rate
                         .into_iter()
                         .chain(kernel)
                         .fold(0.5 * self.target, f64::max),
