@@ -12,8 +12,8 @@
 //! What it takes from each of the designs the issue names:
 //! - **GCC** (draft-ietf-rmcat-gcc): a delay-based detector (queueing delay
 //!   = smoothed RTT above the path's minimum), multiplicative decrease to
-//!   0.85 of the rate the path delivered over the last second (never
-//!   below half the target in one step), then a hold, multiplicative increase (12 % per second) far
+//!   0.85 of the rate the path delivered (over the last second when its
+//!   queue shows; never below half the target in one step), then a hold, multiplicative increase (12 % per second) far
 //!   from the last congested rate and a slower climb (3 %) near it, so it
 //!   neither oscillates nor stays low.
 //! - **SCReAM** (RFC 8298): a queue-delay *target* rather than zero delay,
