@@ -490,8 +490,13 @@ impl RateController {
         // the kernel's samples (application-limited, or read from bunched
         // acknowledgements) may not have said. Not so for our own backlog
         // (skipped or late pictures with no queue on the path: a long round
-        // trip's window), whose delivered rate is only what we sent.
-        if let (true, Some(rate)) = (queued || growing, delivered_over_window) {
+        // trip's window), whose delivered rate is only what we sent; nor in
+        // startup, whose last second was a climb from well under the
+        // target, and where a short queue may be a busy machine's RTT (in
+        // CI a loopback relay's first second bounded its video at 1 Mbit/s
+        // for 20 s).
+        let link_full = !self.starting && (queue_delay > QUEUE_DELAY_TARGET || growing);
+        if let (true, Some(rate)) = (link_full, delivered_over_window) {
             self.learn_link_rate(rate, false, now.at);
             // The largest: a second that was not full all through (the
             // queue only began, or was a keyframe's) reads low, and taking
