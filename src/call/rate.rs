@@ -160,6 +160,15 @@ const STARTUP_GROWTH: f64 = 0.5;
 /// link's rate, and the voice waited 100 ms more for 2.6 s).
 const STARTUP_QUEUE_LIMIT: Duration = Duration::from_millis(15);
 
+/// ...on paths whose minimum RTT is at least this.
+const STARTUP_QUEUE_LIMIT_FROM_RTT: Duration = Duration::from_millis(20);
+
+/// The path's minimum RTT as of `reading` (its RTT when the kernel has
+/// none yet).
+fn reading_min_rtt(reading: &LinkReading) -> Duration {
+    reading.min_rtt.unwrap_or(reading.rtt)
+}
+
 /// What the path delivered is measured over this long for a decrease: one
 /// 200 ms reading catches a stall or a burst of acknowledgements, and the
 /// kernel's own delivery rate reads 10-20 % above a 2 Mbit/s bottleneck
@@ -473,8 +482,12 @@ impl RateController {
         let busy = pictures > 0 && skipped as f64 / pictures as f64 > BUSY_SHARE;
         // The RTT says the bottleneck holds a queue: the link, not our
         // own backlog, is what pushes back.
+        // The startup limit only where the smoothed RTT lags far behind
+        // the queue (a path of tens of milliseconds or more): on a LAN or
+        // a loopback relay, 15 ms of RTT is as likely a busy machine.
+        let lagging = reading_min_rtt(&now) >= STARTUP_QUEUE_LIMIT_FROM_RTT;
         let queued = queue_delay > QUEUE_DELAY_TARGET
-            || (self.starting && queue_delay > STARTUP_QUEUE_LIMIT);
+            || (self.starting && lagging && queue_delay > STARTUP_QUEUE_LIMIT);
         let congested = if late {
             true
         } else if after_keyframe {
