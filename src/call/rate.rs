@@ -861,6 +861,23 @@ mod tests {
         let after = rate.update(reading(6, 20));
         assert!(!rate.starting(), "{before} -> {after}");
         assert!(after < before, "{before} -> {after}");
+        // On a loopback path (a relay, a LAN) 20 ms of RTT is as likely a
+        // busy machine: startup goes on until the usual 40 ms.
+        let local = |step: u64, queue_ms: u64| LinkReading {
+            rtt: Duration::from_micros(100) + Duration::from_millis(queue_ms),
+            min_rtt: Some(Duration::from_micros(100)),
+            ..reading(step, 0)
+        };
+        let mut rate = RateController::new(1_000_000, DEFAULT_MAX_BITRATE);
+        for step in 0..6 {
+            rate.update(local(step, 0));
+        }
+        let before = rate.target();
+        let after = rate.update(local(6, 20));
+        assert!(rate.starting(), "{before} -> {after}");
+        assert!(after > before, "{before} -> {after}");
+        rate.update(local(7, 45));
+        assert!(!rate.starting());
     }
 
     /// Once the bottleneck's queue has shown, the video keeps a share of
