@@ -462,11 +462,7 @@ impl RateController {
         // never a keyframe's doing alone: the rate is more than the link
         // carries.
         let late = now.pictures_late > before.pictures_late;
-        let queue_of = |reading: &LinkReading| {
-            reading
-                .rtt
-                .saturating_sub(reading.min_rtt.unwrap_or(reading.rtt))
-        };
+        let queue_of = |reading: &LinkReading| reading.rtt.saturating_sub(reading_min_rtt(reading));
         let queue_delay = queue_of(&now);
         let queue_before = queue_of(&before);
         let growing = self.earlier_queue.is_some_and(|earlier| {
