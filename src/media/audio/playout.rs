@@ -21,11 +21,19 @@
 //!   path stalls again and again, and learns on its second stall, while a
 //!   one-off queue (the video probing the link at the start of a call, with
 //!   voice by datagram) would otherwise cost 200 ms of delay for 40 s.
-//! - **Concealment.** A packet that is not there when its turn comes is
-//!   replaced by Opus's packet-loss concealment (up to three frames, 60 ms;
-//!   beyond that it would only hum, so playout goes silent and buffers
-//!   again). When the late packet comes after all, it is dropped: the
-//!   timeline never shifts, so latency does not creep up with each stall.
+//! - **Concealment.** When the buffer runs dry, Opus's packet-loss
+//!   concealment fills the time (up to three frames, 60 ms; beyond that it
+//!   would only hum, so playout goes silent and buffers again). It stands
+//!   in for time, not for the packet, as WebRTC's NetEq expands: when the
+//!   packet comes after all it is played next, and the timeline moves by
+//!   the concealment. Dropping it instead kept the delay but cost more
+//!   than it saved: the sender's 20 ms clock and ours keep their phase, so
+//!   a packet a fraction of a millisecond late is followed by another, and
+//!   each was concealed and dropped in turn until playout went silent (two
+//!   calls on one busy machine heard 43-60 ms gaps that way). The delay a
+//!   concealment adds is stretched away; after a stall, playout starts
+//!   again at its target depth, the oldest packets cut, so latency does not
+//!   creep up with each stall.
 //! - **Gentle stretching.** Two sound cards never run at exactly the same
 //!   rate (100 ppm is 180 ms in 30 minutes), and a stall leaves a burst of
 //!   packets behind it. The output is resampled by linear interpolation at
@@ -111,6 +119,10 @@ const FLOOR_DECAY_US_PER_S: f64 = 5_000.0;
 /// Late arrivals closer together than this are one peak of lateness.
 const PEAK_APART_US: u64 = 1_000_000;
 
+/// How long the buffer must hold a frame over its target before time that
+/// concealment put in is cut again.
+const SPARE_FOR_US: u64 = 100_000;
+
 /// A peak of lateness recurs if another came within this before it.
 const PEAK_PERIOD_US: u64 = 10_000_000;
 
@@ -121,7 +133,8 @@ pub struct PlayoutStats {
     pub received: u64,
     /// Packets played (decoded into the output).
     pub played: u64,
-    /// Packets that came after their turn (already concealed) and were dropped.
+    /// Packets that came after their turn had passed (a later one was
+    /// already played, or cut) and were dropped.
     pub late: u64,
     /// Frames filled by concealment.
     pub concealed: u64,
@@ -171,16 +184,21 @@ pub struct Playout {
     spread_us: f64,
     since_spread: u32,
     floor_us: f64,
-    /// Packets concealed lately and when (our clock): when one arrives
+    /// Packets concealed for lately and when (our clock): when one arrives
     /// after all, how late it came says how much deeper the buffer should
     /// have been.
     concealed_at: VecDeque<(u64, u64)>,
-    /// When packets came late lately (our clock), to tell lateness that
-    /// recurs from a one-off.
+    /// When packets came after their concealment or turn lately (our
+    /// clock), to tell lateness that recurs from a one-off.
     late_at: VecDeque<u64>,
     /// Added to the target for lip sync (pictures lagging the voice).
     extra_us: f64,
     buffering: bool,
+    /// Time concealment put into the timeline lately, µs: cut again when
+    /// the buffer can spare it.
+    inserted_us: f64,
+    /// Since when (our clock) the buffer has held a frame over its target.
+    spare_since_us: Option<u64>,
     concealed_in_row: u32,
     last_pull_us: Option<u64>,
     stats: PlayoutStats,
@@ -204,6 +222,8 @@ impl Playout {
             late_at: VecDeque::with_capacity(CONCEAL_MEMORY),
             extra_us: 0.0,
             buffering: true,
+            inserted_us: 0.0,
+            spare_since_us: None,
             concealed_in_row: 0,
             last_pull_us: None,
             stats: PlayoutStats::default(),
@@ -213,40 +233,20 @@ impl Playout {
     /// Takes one packet from the peer that arrived at `arrived_us` (our
     /// clock, microseconds).
     pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes, arrived_us: u64) {
-        if self.next_seq.is_some_and(|next| seq < next) {
+        let stale = self.next_seq.is_some_and(|next| seq < next);
+        let concealed_for = self.concealed_at.iter().any(|&(s, _)| s == seq);
+        if stale || concealed_for {
+            self.came_late(seq, arrived_us);
+        }
+        if stale {
             self.stats.late += 1;
-            // Learn the depth that would have caught it, if lateness recurs.
-            let recurs = self.late_at.iter().any(|&at| {
-                let since = arrived_us.saturating_sub(at);
-                (PEAK_APART_US..=PEAK_PERIOD_US).contains(&since)
-            });
-            while self
-                .late_at
-                .front()
-                .is_some_and(|&at| arrived_us.saturating_sub(at) > PEAK_PERIOD_US)
-                || self.late_at.len() == CONCEAL_MEMORY
-            {
-                self.late_at.pop_front();
-            }
-            self.late_at.push_back(arrived_us);
-            let concealed = self.concealed_at.iter().find(|(s, _)| *s == seq);
-            if let (Some(&(_, at)), true) = (concealed, recurs) {
-                let lateness = arrived_us.saturating_sub(at) as f64;
-                let wanted = self.target_us() - self.extra_us + lateness + LATE_MARGIN_US;
-                self.floor_us = self.floor_us.max(wanted).min(MAX_TARGET.as_micros() as f64);
-            }
             return;
         }
-        if self.transits.len() == PEAK_WINDOW {
-            self.transits.pop_front();
-        }
-        let transit = i128::from(arrived_us) - i128::from(capture_us);
-        self.transits
-            .push_back(transit.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
-        self.since_spread += 1;
-        if self.since_spread >= SPREAD_EVERY || self.transits.len() < JITTER_WINDOW {
-            self.since_spread = 0;
-            self.spread_us = self.transit_spread_us();
+        // One that came after its concealment is lateness, learnt above
+        // only if it recurs; in the spread it would deepen the buffer for
+        // 15 s after a single hold-up.
+        if !concealed_for {
+            self.note_transit(capture_us, arrived_us);
         }
         self.stats.received += 1;
         self.packets.insert(
@@ -259,6 +259,45 @@ impl Playout {
         while self.packets.len() > MAX_PACKETS {
             self.packets.pop_first();
             self.stats.discarded += 1;
+        }
+    }
+
+    /// Adds a packet's transit time to those the spread is taken from.
+    fn note_transit(&mut self, capture_us: u64, arrived_us: u64) {
+        if self.transits.len() == PEAK_WINDOW {
+            self.transits.pop_front();
+        }
+        let transit = i128::from(arrived_us) - i128::from(capture_us);
+        self.transits
+            .push_back(transit.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
+        self.since_spread += 1;
+        if self.since_spread >= SPREAD_EVERY || self.transits.len() < JITTER_WINDOW {
+            self.since_spread = 0;
+            self.spread_us = self.transit_spread_us();
+        }
+    }
+
+    /// A packet came after its concealment began, or after its turn: learns
+    /// the depth that would have caught it, if lateness recurs.
+    fn came_late(&mut self, seq: u64, arrived_us: u64) {
+        let recurs = self.late_at.iter().any(|&at| {
+            let since = arrived_us.saturating_sub(at);
+            (PEAK_APART_US..=PEAK_PERIOD_US).contains(&since)
+        });
+        while self
+            .late_at
+            .front()
+            .is_some_and(|&at| arrived_us.saturating_sub(at) > PEAK_PERIOD_US)
+            || self.late_at.len() == CONCEAL_MEMORY
+        {
+            self.late_at.pop_front();
+        }
+        self.late_at.push_back(arrived_us);
+        let concealed = self.concealed_at.iter().find(|(s, _)| *s == seq);
+        if let (Some(&(_, at)), true) = (concealed, recurs) {
+            let lateness = arrived_us.saturating_sub(at) as f64;
+            let wanted = self.target_us() - self.extra_us + lateness + LATE_MARGIN_US;
+            self.floor_us = self.floor_us.max(wanted).min(MAX_TARGET.as_micros() as f64);
         }
     }
 
@@ -325,6 +364,7 @@ impl Playout {
             self.floor_us = (self.floor_us - secs * FLOOR_DECAY_US_PER_S).max(0.0);
         }
         let target = self.target_us();
+        let mut resuming = false;
         if self.buffering {
             if self.packets.is_empty() || self.buffered_us() < target {
                 out.fill(0.0);
@@ -334,16 +374,41 @@ impl Playout {
                 };
             }
             self.buffering = false;
+            resuming = true;
         }
-        // A burst after a stall: cut it at once, oldest packets first.
+        // Cut at once, oldest packets first: a burst after a stall; the
+        // excess when playout starts again after silence, where a cut is
+        // not heard; and the time concealment put in, once the buffer has
+        // had it to spare for a while (packets arriving either side of our
+        // pulls make one moment's spare a false one).
+        let frame_us = FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
         let mut excess = self.buffered_us() - target;
-        if excess > CUT_EXCESS_US {
-            while excess > DEAD_BAND_US && self.packets.len() > 1 {
-                if let Some((seq, _)) = self.packets.pop_first() {
-                    self.next_seq = Some(seq + 1);
-                    self.stats.discarded += 1;
-                    excess -= FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
-                }
+        if resuming || (excess <= DEAD_BAND_US && !self.packets.is_empty()) {
+            // Packets are flowing again at no more than the target depth:
+            // what concealment put in only filled the buffer to it.
+            self.inserted_us = 0.0;
+        }
+        let spare = excess >= frame_us - DEAD_BAND_US;
+        let spare_since = match (spare, self.spare_since_us) {
+            (false, _) => None,
+            (true, None) => Some(now_us),
+            (true, since) => since,
+        };
+        self.spare_since_us = spare_since;
+        let spare_long = spare_since.is_some_and(|since| now_us - since >= SPARE_FOR_US);
+        let cut_all = excess > CUT_EXCESS_US || (resuming && excess > DEAD_BAND_US);
+        while self.packets.len() > 1
+            && if cut_all {
+                excess > DEAD_BAND_US
+            } else {
+                spare_long && self.inserted_us >= frame_us && excess >= frame_us - DEAD_BAND_US
+            }
+        {
+            if let Some((seq, _)) = self.packets.pop_first() {
+                self.next_seq = Some(seq + 1);
+                self.stats.discarded += 1;
+                excess -= frame_us;
+                self.inserted_us = (self.inserted_us - frame_us).max(0.0);
             }
         }
         let ratio = if excess.abs() <= DEAD_BAND_US {
@@ -411,14 +476,17 @@ impl Playout {
         if self.concealed_in_row < CONCEAL_LIMIT {
             self.concealed_in_row += 1;
             self.stats.concealed += 1;
-            if let Some(seq) = self.next_seq {
+            // `next_seq` stays: the packet, if it comes, is played next. The
+            // frame concealed is the turn of the packet that many after it.
+            self.inserted_us += FRAME_SAMPLES as f64 * MICROS_PER_SAMPLE;
+            if let Some(next) = self.next_seq {
+                let seq = next + u64::from(self.concealed_in_row) - 1;
                 if self.concealed_at.len() == CONCEAL_MEMORY {
                     self.concealed_at.pop_front();
                 }
                 self.concealed_at
                     .push_back((seq, self.last_pull_us.unwrap_or(0)));
             }
-            self.next_seq = self.next_seq.map(|n| n + 1);
             let before = self.pcm.len();
             if let Ok(samples) = self.decoder.conceal() {
                 self.pcm.extend(samples.iter().copied());
@@ -557,7 +625,7 @@ mod tests {
             }
         };
         let (stats, latency_ms, _) = simulate(30, 0.0, once);
-        assert!(stats.late > 0, "{stats:?}");
+        assert!(stats.concealed > 0, "{stats:?}");
         assert!(stats.target_us < 60_000, "{stats:?}");
         assert!(latency_ms < 10.0 + 60.0 + 25.0, "latency {latency_ms} ms");
         // The same hold-up every 3 s: learnt from the second on.
@@ -601,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_packet_after_concealment_is_dropped_and_a_flood_is_bounded() {
+    fn a_packet_that_comes_after_its_concealment_is_played_next_and_a_flood_is_bounded() {
         let packets = packets();
         let mut playout = Playout::new().unwrap();
         let mut out = vec![0.0f32; 960];
@@ -609,20 +677,100 @@ mod tests {
             playout.push(k, k * FRAME_US, packets[k as usize].clone(), k * FRAME_US);
         }
         let mut now = 60_000;
-        // Plays 0..3, then conceals 3 (not there).
+        // Plays 0..3, then conceals while 3 is not there.
         for _ in 0..4 {
             playout.pull(&mut out, now);
             now += FRAME_US;
         }
         assert!(playout.stats().concealed >= 1);
         playout.push(3, 3 * FRAME_US, packets[3].clone(), now);
-        assert_eq!(playout.stats().late, 1);
+        assert_eq!(playout.stats().late, 0, "{:?}", playout.stats());
+        playout.pull(&mut out, now);
+        assert_eq!(playout.stats().played, 4, "{:?}", playout.stats());
+        // 5 is played while 4 is missing; 4, coming after, is dropped.
+        playout.push(5, 5 * FRAME_US, packets[5].clone(), now);
+        for _ in 0..3 {
+            now += FRAME_US;
+            playout.pull(&mut out, now);
+        }
+        playout.push(4, 4 * FRAME_US, packets[4].clone(), now);
+        assert_eq!(playout.stats().late, 1, "{:?}", playout.stats());
         // A peer sending far faster than real time cannot grow the buffer.
         for k in 10..10_000u64 {
             playout.push(k, k * FRAME_US, packets[0].clone(), now);
         }
         assert!(playout.packets.len() <= MAX_PACKETS);
         assert!(playout.stats().discarded > 9_000);
+    }
+
+    /// A hold-up of 50 ms: two frames concealed, then the late packets and
+    /// those behind them come together. Played after the concealment, they
+    /// would keep the call 40 ms behind for seconds while the stretching
+    /// caught up (58 ms at 2 s after, against 40 before it); the time the
+    /// concealment put in is cut once the buffer has it to spare.
+    #[test]
+    fn a_short_hold_up_leaves_no_lasting_delay() {
+        let hold_up = |k: u64| {
+            if (250..253).contains(&k) {
+                60_000 - (k - 250) * FRAME_US
+            } else {
+                10_000
+            }
+        };
+        let (stats, latency_ms, silent) = simulate(7, 0.0, hold_up);
+        assert!(stats.concealed >= 2, "{stats:?}");
+        assert_eq!(silent, 0, "{stats:?}");
+        // 10 ms transit + the 30 ms target + a pull, as before the hold-up.
+        assert!(latency_ms < 50.0, "latency {latency_ms} ms: {stats:?}");
+    }
+
+    /// The peer's 20 ms clock and ours in step, as two calls on one machine
+    /// are: each packet arrives within 0.3 ms either side of the pull that
+    /// wants it, as a busy machine schedules the two. Dropping a packet that
+    /// came a moment after its concealment made the next one late too, and
+    /// the next, until playout went silent (a 43-60 ms gap in 3 of 10 calls
+    /// on a loaded machine); played after the concealment instead, it moves
+    /// the timeline a frame and the rest arrive with time to spare.
+    #[test]
+    fn packets_that_arrive_just_as_they_are_wanted_are_not_a_gap() {
+        let packets = packets();
+        let mut playout = Playout::new().unwrap();
+        let mut out = vec![0.0f32; FRAME_SAMPLES];
+        let mut jitter_state = 12_345u64;
+        let mut next = 0u64;
+        let (mut quiet, mut longest_quiet, mut started) = (0usize, 0usize, false);
+        for pull in 0..1_500u64 {
+            let now = pull * FRAME_US;
+            loop {
+                jitter_state = jitter_state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let jitter = (jitter_state >> 33) % 601;
+                let arrives = (40_000 + next * FRAME_US + jitter).saturating_sub(300);
+                if arrives > now {
+                    break;
+                }
+                let payload = packets[(next % 50) as usize].clone();
+                playout.push(next, next * FRAME_US, payload, arrives);
+                next += 1;
+            }
+            playout.pull(&mut out, now);
+            for sample in &out {
+                if sample.abs() > 0.01 {
+                    started = true;
+                    quiet = 0;
+                } else if started {
+                    quiet += 1;
+                    longest_quiet = longest_quiet.max(quiet);
+                }
+            }
+        }
+        let stats = playout.stats();
+        let longest_ms = longest_quiet as f64 * MICROS_PER_SAMPLE / 1000.0;
+        assert!(longest_ms <= 40.0, "a gap of {longest_ms} ms: {stats:?}");
+        assert_eq!(stats.underruns, 0, "{stats:?}");
+        assert!(stats.concealed <= 3, "{stats:?}");
+        assert_eq!(stats.late, 0, "{stats:?}");
     }
 
     #[test]
