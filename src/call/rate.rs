@@ -511,7 +511,19 @@ impl RateController {
         // target, and where a short queue may be a busy machine's RTT (in
         // CI a loopback relay's first second bounded its video at 1 Mbit/s
         // for 20 s).
-        let link_full = !self.starting && (queue_delay > QUEUE_DELAY_TARGET || growing);
+        // Nor when we sent less than half the target over that second, as
+        // a picture that compresses well does (on loopback, a 640x480 test
+        // pattern: 130 kbit/s of an 800 kbit/s target): the delayed
+        // acknowledgements of so little traffic raise the RTT by 5-20 ms,
+        // which looks like a growing queue, and learning that second's
+        // rate bounded the video at 110 kbit/s and paced its keyframes
+        // into seconds of delay. Such a queue is not ours to ease either:
+        // easing on it took the target down 5 % at a time until half of it
+        // was what the picture needed.
+        let sending_little =
+            delivered_over_window.is_some_and(|rate| rate < APP_LIMITED_SHARE * self.target);
+        let link_full =
+            !self.starting && !sending_little && (queue_delay > QUEUE_DELAY_TARGET || growing);
         if let (true, Some(rate)) = (link_full, delivered_over_window) {
             self.learn_link_rate(rate, false, now.at);
             // The largest: a second that was not full all through (the
@@ -547,7 +559,7 @@ impl RateController {
                 self.last_decrease = Some(now.at);
                 self.state = RateState::Decreased;
             }
-        } else if growing && !after_keyframe {
+        } else if growing && !after_keyframe && !sending_little {
             // Ease off before the queue is long: each reading it keeps
             // growing takes a little more, and the rate it grew at is
             // where the climb goes slowly again.
@@ -947,6 +959,41 @@ mod tests {
             rate.update(reading(step, 27));
         }
         assert!(rate.target() > 360_000, "{} after {cut}", rate.target());
+    }
+
+    /// A loopback call whose pictures compress to 130 kbit/s of an 800
+    /// kbit/s target, with the RTT that delayed acknowledgements give so
+    /// little traffic: 5-20 ms on a path of 36 µs, rising for a second at a
+    /// time. That second's rate is not the link's.
+    #[test]
+    fn a_picture_that_needs_little_does_not_teach_the_links_rate() {
+        let start = Instant::now();
+        let rtts_ms = [
+            6.2, 4.8, 12.2, 13.6, 7.7, 6.8, 9.8, 12.5, 14.0, 14.4, 15.4, 17.2,
+        ];
+        let reading = |step: u64| LinkReading {
+            at: start + SAMPLE_INTERVAL * step as u32,
+            rtt: Duration::from_secs_f64(rtts_ms[step as usize % rtts_ms.len()] / 1000.0),
+            min_rtt: Some(Duration::from_micros(36)),
+            delivery_rate: Some(1_100_000_000),
+            app_limited: true,
+            notsent_bytes: 0,
+            // 130 kbit/s delivered all along.
+            bytes_acked: Some(step * 3_250),
+            pictures_skipped: 0,
+            pictures_encoded: step * 6,
+            bytes_sent: step * 3_250,
+            keyframes_sent: 1,
+            pictures_rate_skipped: 0,
+            pictures_late: 0,
+        };
+        let mut rate = RateController::new(800_000, DEFAULT_MAX_BITRATE);
+        for step in 0..150 {
+            rate.update(reading(step));
+        }
+        assert_eq!(rate.link_rate(), None);
+        assert!(rate.target() > 400_000, "{}", rate.target());
+        assert!(rate.pacing_rate() > 600_000, "{}", rate.pacing_rate());
     }
 
     #[test]
