@@ -714,6 +714,28 @@ impl SizeLadder {
 mod tests {
     use super::*;
 
+    /// The reading `step` samples after `start` of a call that sends and
+    /// has acknowledged `bytes_per_step` each sample, six pictures a
+    /// sample, nothing skipped or late, application-limited; tests set
+    /// the RTT and what else they vary.
+    fn steady_reading(start: Instant, step: u64, bytes_per_step: u64) -> LinkReading {
+        LinkReading {
+            at: start + SAMPLE_INTERVAL * step as u32,
+            rtt: Duration::ZERO,
+            min_rtt: None,
+            delivery_rate: None,
+            app_limited: true,
+            notsent_bytes: 0,
+            bytes_acked: Some(step * bytes_per_step),
+            pictures_skipped: 0,
+            pictures_encoded: step * 6,
+            bytes_sent: step * bytes_per_step,
+            keyframes_sent: 0,
+            pictures_rate_skipped: 0,
+            pictures_late: 0,
+        }
+    }
+
     /// A simulated link of `capacity` bits/s with a 40 ms base RTT, fed
     /// by a sender at the controller's target: the queue grows by what the
     /// target sends above capacity and drains otherwise; a queue over one
@@ -846,19 +868,9 @@ mod tests {
     fn in_startup_a_short_queue_ends_the_climb() {
         let start = Instant::now();
         let reading = |step: u64, queue_ms: u64| LinkReading {
-            at: start + SAMPLE_INTERVAL * step as u32,
             rtt: Duration::from_millis(100 + queue_ms),
             min_rtt: Some(Duration::from_millis(100)),
-            delivery_rate: None,
-            app_limited: true,
-            notsent_bytes: 0,
-            bytes_acked: Some(step * 40_000),
-            pictures_skipped: 0,
-            pictures_encoded: step * 6,
-            bytes_sent: step * 40_000,
-            keyframes_sent: 0,
-            pictures_rate_skipped: 0,
-            pictures_late: 0,
+            ..steady_reading(start, step, 40_000)
         };
         let mut rate = RateController::new(1_000_000, DEFAULT_MAX_BITRATE);
         for step in 0..6 {
@@ -972,20 +984,12 @@ mod tests {
             6.2, 4.8, 12.2, 13.6, 7.7, 6.8, 9.8, 12.5, 14.0, 14.4, 15.4, 17.2,
         ];
         let reading = |step: u64| LinkReading {
-            at: start + SAMPLE_INTERVAL * step as u32,
             rtt: Duration::from_secs_f64(rtts_ms[step as usize % rtts_ms.len()] / 1000.0),
             min_rtt: Some(Duration::from_micros(36)),
             delivery_rate: Some(1_100_000_000),
-            app_limited: true,
-            notsent_bytes: 0,
-            // 130 kbit/s delivered all along.
-            bytes_acked: Some(step * 3_250),
-            pictures_skipped: 0,
-            pictures_encoded: step * 6,
-            bytes_sent: step * 3_250,
             keyframes_sent: 1,
-            pictures_rate_skipped: 0,
-            pictures_late: 0,
+            // 130 kbit/s delivered all along.
+            ..steady_reading(start, step, 3_250)
         };
         let mut rate = RateController::new(800_000, DEFAULT_MAX_BITRATE);
         for step in 0..150 {
