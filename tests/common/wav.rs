@@ -47,6 +47,39 @@ pub fn longest_gap_ms(samples: &[f32]) -> f64 {
     longest as f64 * 1000.0 / RATE
 }
 
+/// The quiet runs longer than `over_ms`, in milliseconds, in order.
+pub fn gaps_over_ms(samples: &[f32], over_ms: f64) -> Vec<f64> {
+    let mut gaps = Vec::new();
+    let mut run = 0usize;
+    for s in samples.iter().chain(std::iter::once(&1.0)) {
+        if s.abs() <= QUIET {
+            run += 1;
+            continue;
+        }
+        let ms = run as f64 * 1000.0 / RATE;
+        if ms > over_ms {
+            gaps.push(ms);
+        }
+        run = 0;
+    }
+    gaps
+}
+
+/// Checks that voice was heard whole: no gap over 40 ms, except that one
+/// gap up to 100 ms is let pass. A loaded test machine can stop a process
+/// for longer than the jitter buffer holds (CI once heard 55.5 ms in a
+/// call that had no other); a playout or path that is wrong makes many
+/// gaps, or long ones (a stalled stream's are 200 ms and more). The
+/// figures a person hears are measured in BENCHMARKS.md, not here.
+pub fn assert_heard_whole(samples: &[f32], what: &str) {
+    let gaps = gaps_over_ms(samples, 40.0);
+    let longest = gaps.iter().copied().fold(0.0, f64::max);
+    assert!(
+        gaps.len() <= 1 && longest <= 100.0,
+        "{what}: gaps over 40 ms: {gaps:.1?}"
+    );
+}
+
 /// The power of `samples` at `hz` (Goertzel's algorithm), per sample.
 pub fn power_at(samples: &[f32], hz: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / RATE;
