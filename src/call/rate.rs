@@ -141,6 +141,16 @@ const PACING_LIMITED_SHARE: f64 = 0.9;
 /// (GCC's rule against probing with an application-limited stream).
 const APP_LIMITED_SHARE: f64 = 0.5;
 
+/// A second in which we wrote less than this share of the target, with no
+/// picture held back for the link, did not offer the link enough to fill
+/// it: a queue then is not ours, and what was delivered is only what we
+/// wrote. On a loopback relay starved by a busy CPU the encoder wrote 1.0
+/// Mbit/s of a 1.6 Mbit/s target, with nothing waiting in the kernel, while
+/// the RTT rose 4 ms; that second's 1.1 Mbit/s was learnt as the link's
+/// rate and bounded the video on a 2 Mbit/s link for the rest of the call.
+/// An encoder that meets its target writes 85-105 % of it over a second.
+const OFFERED_SHARE: f64 = 0.8;
+
 /// How long after a keyframe its own queue is forgiven: a 150 KB keyframe
 /// takes 0.4 s of a 3 Mbit/s link.
 const KEYFRAME_GRACE: Duration = Duration::from_secs(1);
@@ -233,6 +243,28 @@ pub enum RateState {
     Easing,
 }
 
+/// The counters at one reading, kept for what happened over the last
+/// [`DELIVERED_WINDOW`].
+#[derive(Debug, Clone, Copy)]
+struct WindowMark {
+    at: Instant,
+    acked: u64,
+    sent: u64,
+    /// Pictures skipped or late for the link, so far.
+    held_back: u64,
+}
+
+/// What happened over the last [`DELIVERED_WINDOW`], in bits per second.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// What the peer acknowledged.
+    delivered: f64,
+    /// What we wrote.
+    sent: f64,
+    /// Whether any picture was skipped or late for the link.
+    held_back: bool,
+}
+
 /// The target bitrate's control loop; see the module doc.
 #[derive(Debug, Clone)]
 pub struct RateController {
@@ -271,7 +303,7 @@ pub struct RateController {
     queue_rate: Option<(f64, Instant)>,
     /// The acknowledged-bytes counter of recent readings, oldest first, for
     /// what the path delivered over [`DELIVERED_WINDOW`].
-    acked_history: VecDeque<(Instant, u64)>,
+    acked_history: VecDeque<WindowMark>,
 }
 
 impl RateController {
@@ -377,23 +409,33 @@ impl RateController {
         };
     }
 
-    /// What the peer acknowledged over the last [`DELIVERED_WINDOW`] (bits
-    /// per second), once readings cover that long.
-    fn delivered_over_window(&mut self, now: &LinkReading) -> Option<f64> {
+    /// What happened over the last [`DELIVERED_WINDOW`], once readings
+    /// cover that long.
+    fn over_window(&mut self, now: &LinkReading) -> Option<Window> {
         let acked = now.bytes_acked?;
-        self.acked_history.push_back((now.at, acked));
+        let mark = WindowMark {
+            at: now.at,
+            acked,
+            sent: now.bytes_sent,
+            held_back: now.pictures_skipped + now.pictures_late,
+        };
+        self.acked_history.push_back(mark);
         while self.acked_history.len() > 2
             && self
                 .acked_history
                 .get(1)
-                .is_some_and(|&(at, _)| now.at.saturating_duration_since(at) >= DELIVERED_WINDOW)
+                .is_some_and(|m| now.at.saturating_duration_since(m.at) >= DELIVERED_WINDOW)
         {
             self.acked_history.pop_front();
         }
-        let &(since, acked_then) = self.acked_history.front()?;
-        let span = now.at.saturating_duration_since(since);
-        (span >= DELIVERED_WINDOW && acked >= acked_then)
-            .then(|| (acked - acked_then) as f64 * 8.0 / span.as_secs_f64())
+        let then = *self.acked_history.front()?;
+        let span = now.at.saturating_duration_since(then.at);
+        let per_second = |bytes: u64| bytes as f64 * 8.0 / span.as_secs_f64();
+        (span >= DELIVERED_WINDOW && acked >= then.acked).then(|| Window {
+            delivered: per_second(acked - then.acked),
+            sent: per_second(mark.sent.saturating_sub(then.sent)),
+            held_back: mark.held_back > then.held_back,
+        })
     }
 
     /// Takes one reading and returns the new target.
@@ -413,7 +455,8 @@ impl RateController {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 * 8.0 / elapsed),
             _ => None,
         };
-        let delivered_over_window = self.delivered_over_window(&now);
+        let window = self.over_window(&now);
+        let delivered_over_window = window.map(|w| w.delivered);
         // An estimate is only as good as it is recent: while we send less
         // than the path takes, the kernel's samples say nothing about it.
         self.bottleneck = self
@@ -522,8 +565,12 @@ impl RateController {
         // was what the picture needed.
         let sending_little =
             delivered_over_window.is_some_and(|rate| rate < APP_LIMITED_SHARE * self.target);
-        let link_full =
-            !self.starting && !sending_little && (queue_delay > QUEUE_DELAY_TARGET || growing);
+        let offered_little =
+            window.is_some_and(|w| !w.held_back && w.sent < OFFERED_SHARE * self.target);
+        let link_full = !self.starting
+            && !sending_little
+            && !offered_little
+            && (queue_delay > QUEUE_DELAY_TARGET || growing);
         if let (true, Some(rate)) = (link_full, delivered_over_window) {
             self.learn_link_rate(rate, false, now.at);
             // The largest: a second that was not full all through (the
@@ -998,6 +1045,41 @@ mod tests {
         assert_eq!(rate.link_rate(), None);
         assert!(rate.target() > 400_000, "{}", rate.target());
         assert!(rate.pacing_rate() > 600_000, "{}", rate.pacing_rate());
+    }
+
+    /// A queue that shows while we write well under the target, with
+    /// nothing held back, is not ours: the machine's (a loopback relay
+    /// starved by a busy CPU, whose RTT rose 4 ms while the encoder wrote
+    /// 1.0 of a 1.6 Mbit/s target). Learning that second's rate bounded
+    /// the video at 1.0 Mbit/s on a 2 Mbit/s link for the rest of a call.
+    #[test]
+    fn a_queue_while_we_offer_less_than_the_target_does_not_teach_the_links_rate() {
+        let start = Instant::now();
+        let rtts_ms = [7.0, 11.0, 11.8];
+        let reading = |step: u64| LinkReading {
+            rtt: Duration::from_secs_f64(match step {
+                20..=22 => rtts_ms[step as usize - 20] / 1000.0,
+                _ => 0.0001,
+            }),
+            min_rtt: Some(Duration::from_micros(100)),
+            // 1.0 Mbit/s written and delivered.
+            ..steady_reading(start, step, 25_000)
+        };
+        let mut rate = RateController::new(1_600_000, 1_600_000);
+        for step in 0..20 {
+            rate.update(reading(step));
+        }
+        assert!(!rate.starting());
+        assert_eq!(rate.target(), 1_600_000);
+        let mut targets = Vec::new();
+        for step in 20..70 {
+            targets.push(rate.update(reading(step)));
+        }
+        assert!(
+            targets.iter().all(|&t| t >= 1_400_000),
+            "eased, not bounded: {targets:?}"
+        );
+        assert_eq!(*targets.last().unwrap(), 1_600_000, "{targets:?}");
     }
 
     #[test]
