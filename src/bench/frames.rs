@@ -235,14 +235,13 @@ mod tests {
     #[test]
     fn paced_frames_skip_rather_than_burst() {
         let size = Size::new(16, 16).unwrap();
-        let period = Duration::from_millis(2);
+        // Long enough that a pause of this thread between two frames (on
+        // a loaded machine) is not itself ten periods.
+        let period = Duration::from_millis(20);
         let mut source = BenchSource::new(size, Pace::Every(period)).unwrap();
         source.next_frame().unwrap();
         // As if the consumer had been away for ten periods.
-        source.pace = Pacing::Clock(Pacer::starting_at(
-            period,
-            Instant::now() - Duration::from_millis(20),
-        ));
+        source.pace = Pacing::Clock(Pacer::starting_at(period, Instant::now() - period * 10));
         let late = source.next_frame().unwrap();
         assert!(late.sequence >= 10, "{}", late.sequence);
         // The missed slots were skipped once, not carried over to the next frame.
