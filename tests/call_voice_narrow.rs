@@ -70,23 +70,14 @@ fn voice_keeps_flowing_when_the_video_is_squeezed() {
         received["audio_packets_in"],
         received["audio_concealed"],
     );
-    // The video fills the link: its rate control passes it (startup's
-    // climb) and then uses most of it. Most calls use 1.5-1.9 Mbit/s over
-    // the last 8 s; on a starved CPU the relay's transient once bounded the
-    // video near 1.0 for the rest of this short call (the bound holds 20 s,
-    // call/rate.rs `QUEUE_RATE_MEMORY`), so 0.9 is asked for here.
+    // The video fills the link (its rate control probes above it)...
     let seconds: Vec<f64> = seconds
         .iter()
         .filter_map(|v| v["mbit_in"].as_f64())
         .collect();
-    let peak = seconds.iter().copied().fold(0.0, f64::max);
-    assert!(
-        peak >= 1.8,
-        "the video never filled the 2 Mbit/s link: {seconds:?}"
-    );
     let busy = seconds.iter().rev().take(8).sum::<f64>() / 8.0;
     assert!(
-        busy > 0.9,
+        busy > 1.2,
         "the video used {busy:.2} Mbit/s of the 2: {seconds:?}"
     );
     // ...and the voice still flows: every packet is sent and arrives (none

@@ -173,6 +173,16 @@ const STARTUP_QUEUE_LIMIT: Duration = Duration::from_millis(15);
 /// ...on paths whose minimum RTT is at least this.
 const STARTUP_QUEUE_LIMIT_FROM_RTT: Duration = Duration::from_millis(20);
 
+/// The link's rate is learnt from a queue (the bound [`QUEUE_RATE_MEMORY`]
+/// holds, and the pacing's cap) only on paths whose minimum RTT is at
+/// least this. On a LAN or a loopback relay a queue of a few milliseconds
+/// is as likely the machine's, or a backlog leaving after a stall, and a
+/// bound learnt from one second of it held the video at 0.9-1.0 Mbit/s on
+/// a 2 Mbit/s relay for the rest of a call (CI, and a 400 ms stall 1 s
+/// into a call here); such paths keep the cut and the slow climb near the
+/// rate that queued. Every lab link (40-500 ms) is past it.
+const LEARN_FROM_QUEUE_RTT: Duration = Duration::from_millis(20);
+
 /// The path's minimum RTT as of `reading` (its RTT when the kernel has
 /// none yet).
 fn reading_min_rtt(reading: &LinkReading) -> Duration {
@@ -570,6 +580,7 @@ impl RateController {
         let link_full = !self.starting
             && !sending_little
             && !offered_little
+            && reading_min_rtt(&now) >= LEARN_FROM_QUEUE_RTT
             && (queue_delay > QUEUE_DELAY_TARGET || growing);
         if let (true, Some(rate)) = (link_full, delivered_over_window) {
             self.learn_link_rate(rate, false, now.at);
@@ -1048,20 +1059,21 @@ mod tests {
     }
 
     /// A queue that shows while we write well under the target, with
-    /// nothing held back, is not ours: the machine's (a loopback relay
-    /// starved by a busy CPU, whose RTT rose 4 ms while the encoder wrote
-    /// 1.0 of a 1.6 Mbit/s target). Learning that second's rate bounded
-    /// the video at 1.0 Mbit/s on a 2 Mbit/s link for the rest of a call.
+    /// nothing held back, is not ours (on a loopback relay starved by a
+    /// busy CPU the RTT rose 4 ms while the encoder wrote 1.0 of a 1.6
+    /// Mbit/s target). Learning that second's rate bounded the video at
+    /// 1.0 Mbit/s on a 2 Mbit/s link for the rest of a call. Here on a
+    /// 40 ms path, where queues do teach the link's rate.
     #[test]
     fn a_queue_while_we_offer_less_than_the_target_does_not_teach_the_links_rate() {
         let start = Instant::now();
-        let rtts_ms = [7.0, 11.0, 11.8];
+        let rtts_ms = [47.0, 51.0, 51.8];
         let reading = |step: u64| LinkReading {
             rtt: Duration::from_secs_f64(match step {
                 20..=22 => rtts_ms[step as usize - 20] / 1000.0,
-                _ => 0.0001,
+                _ => 0.040,
             }),
-            min_rtt: Some(Duration::from_micros(100)),
+            min_rtt: Some(Duration::from_millis(40)),
             // 1.0 Mbit/s written and delivered.
             ..steady_reading(start, step, 25_000)
         };
@@ -1080,6 +1092,45 @@ mod tests {
             "eased, not bounded: {targets:?}"
         );
         assert_eq!(*targets.last().unwrap(), 1_600_000, "{targets:?}");
+    }
+
+    /// On a loopback path a stall (pictures skipped) and the backlog that
+    /// leaves after it (the RTT up 7-12 ms while we write what the link
+    /// delivers) are no measure of the link: the target is cut, and climbs
+    /// back, rather than held for 20 s under one second's delivery (a
+    /// 400 ms stall 1 s into a call on a 2 Mbit/s relay held it at 0.91).
+    #[test]
+    fn on_a_loopback_path_a_stall_does_not_bound_the_target() {
+        let start = Instant::now();
+        let rtts_ms = [7.0, 11.0, 15.0, 19.0];
+        let reading = |step: u64| LinkReading {
+            rtt: Duration::from_secs_f64(match step {
+                20..=23 => rtts_ms[step as usize - 20] / 1000.0,
+                _ => 0.0001,
+            }),
+            min_rtt: Some(Duration::from_micros(40)),
+            // Three pictures skipped in each of two readings.
+            pictures_skipped: step.clamp(17, 19) * 3 - 51,
+            // 1.6 Mbit/s written and delivered.
+            ..steady_reading(start, step, 40_000)
+        };
+        let mut rate = RateController::new(1_600_000, 1_600_000);
+        for step in 0..18 {
+            rate.update(reading(step));
+        }
+        assert!(!rate.starting());
+        let mut targets = Vec::new();
+        for step in 18..100 {
+            targets.push(rate.update(reading(step)));
+        }
+        assert!(
+            targets[..4].iter().any(|&t| t < 1_400_000),
+            "the stall cuts: {targets:?}"
+        );
+        assert!(
+            *targets.last().unwrap() >= 1_500_000,
+            "climbs back: {targets:?}"
+        );
     }
 
     #[test]
