@@ -28,7 +28,9 @@
 //!   held down by our own pacing); the target never goes above 0.9 of it.
 //!   The link's rate is also what the peer acknowledged over the second
 //!   before the bottleneck's queue showed or grew (the kernel's samples
-//!   read 10-20 % high when acknowledgements come bunched): for 20 s after,
+//!   read 10-20 % high when acknowledgements come bunched; only on paths of
+//!   20 ms or more, and only from a second in which we offered the link
+//!   about the target): for 20 s after,
 //!   the target stays under 0.85 of it, the rest left for the voice,
 //!   keyframes and a retransmission timeout's backlog; the socket's pacing
 //!   ([`RateController::pacing_rate`]) never goes above 0.85 of the
