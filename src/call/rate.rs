@@ -313,9 +313,9 @@ pub struct RateController {
     /// showed (bits/s), and when: the target's bound for
     /// [`QUEUE_RATE_MEMORY`].
     queue_rate: Option<(f64, Instant)>,
-    /// The acknowledged-bytes counter of recent readings, oldest first, for
-    /// what the path delivered over [`DELIVERED_WINDOW`].
-    acked_history: VecDeque<WindowMark>,
+    /// The counters of recent readings, oldest first, for what happened
+    /// over [`DELIVERED_WINDOW`].
+    window_marks: VecDeque<WindowMark>,
 }
 
 impl RateController {
@@ -338,7 +338,7 @@ impl RateController {
             first_reading: None,
             starting: true,
             link_rate: None,
-            acked_history: VecDeque::new(),
+            window_marks: VecDeque::new(),
             queue_rate: None,
         }
     }
@@ -384,7 +384,7 @@ impl RateController {
         self.earlier_queue = None;
         self.bottleneck = None;
         self.link_rate = None;
-        self.acked_history.clear();
+        self.window_marks.clear();
         self.queue_rate = None;
     }
 
@@ -431,16 +431,16 @@ impl RateController {
             sent: now.bytes_sent,
             held_back: now.pictures_skipped + now.pictures_late,
         };
-        self.acked_history.push_back(mark);
-        while self.acked_history.len() > 2
+        self.window_marks.push_back(mark);
+        while self.window_marks.len() > 2
             && self
-                .acked_history
+                .window_marks
                 .get(1)
                 .is_some_and(|m| now.at.saturating_duration_since(m.at) >= DELIVERED_WINDOW)
         {
-            self.acked_history.pop_front();
+            self.window_marks.pop_front();
         }
-        let then = *self.acked_history.front()?;
+        let then = *self.window_marks.front()?;
         let span = now.at.saturating_duration_since(then.at);
         let per_second = |bytes: u64| bytes as f64 * 8.0 / span.as_secs_f64();
         (span >= DELIVERED_WINDOW && acked >= then.acked).then(|| Window {
