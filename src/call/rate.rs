@@ -25,12 +25,16 @@
 //!   the threshold (the voice datagrams wait in that queue).
 //! - **BBR**: the path's bottleneck bandwidth as the largest delivery rate
 //!   the kernel measured while we were not application-limited (and not
-//!   held down by our own pacing); the target never goes above 0.9 of it.
+//!   held down by our own pacing, nor by the congestion window's restart
+//!   after a retransmission timeout); the target never goes above 0.9 of
+//!   it.
 //!   The link's rate is also what the peer acknowledged over the second
 //!   before the bottleneck's queue showed or grew (the kernel's samples
 //!   read 10-20 % high when acknowledgements come bunched; only on paths of
-//!   20 ms or more, and only from a second in which we offered the link
-//!   about the target): for 20 s after,
+//!   20 ms or more, only from a second in which we offered the link
+//!   about the target, and a queue that only grew, still short, only from
+//!   a second that delivered most of the kernel's measured rate): for 20 s
+//!   after,
 //!   the target stays under 0.85 of it, the rest left for the voice,
 //!   keyframes and a retransmission timeout's backlog; the socket's pacing
 //!   ([`RateController::pacing_rate`]) never goes above 0.85 of the
@@ -87,9 +91,32 @@ const EASE: f64 = 0.95;
 /// instead of it.
 const BUSY_SHARE: f64 = 0.15;
 
+/// A queue that is growing but not yet [`QUEUE_DELAY_TARGET`] deep teaches
+/// the link's rate only if the second before it delivered at least this
+/// share of the rate the kernel measured for the link (which reads 10-20 %
+/// high; a full link delivers 0.8-0.9 of it). On the 2 Mbit/s, 100 ms, 1 %
+/// loss lab link, after a retransmission timeout had cut the target to
+/// 0.72 Mbit/s, the smoothed RTT wandered 106, 108, 111 ms over a path of
+/// 100 ms while 0.88 Mbit/s went out and 1.77 was the link's measured rate:
+/// that second became the bound, and held the video at 0.74 Mbit/s for
+/// 20 s. A link that really narrowed soon queues past the threshold, and
+/// that teaches its rate as before.
+const GROWING_FULL_SHARE: f64 = 0.6;
+
 /// How long a bottleneck estimate bounds the target: a couple of seconds
 /// of a link's life (BBR keeps its maximum for about 10 round trips).
 const BOTTLENECK_MEMORY: Duration = Duration::from_secs(2);
+
+/// A delivery rate under this share of what the link delivered over the
+/// last second measures our congestion window, not the link: after a
+/// retransmission timeout the kernel restarts from one packet a round trip
+/// and reports that as a rate that was not application-limited. On the 2
+/// Mbit/s, 100 ms, 1 % loss lab link one such sample (0.11 Mbit/s, just
+/// after 1.5 Mbit/s had been delivered over the second) became the
+/// bottleneck, when the last one had been forgotten: the target went from
+/// 1.63 to 0.10 Mbit/s in one reading, the pacing with it, the backlog of
+/// 36 KB took seconds to leave, and the video needed 30 s to climb back.
+const BOTTLENECK_DELIVERED_SHARE: f64 = 0.5;
 
 /// How much faster than the video's target bitrate the socket may send
 /// while the link's own rate is unknown or well above it: a frame leaves
@@ -487,7 +514,15 @@ impl RateController {
                 self.congested_rate = Some(rate);
             }
         }
-        if let (Some(rate), false) = (now.delivery_rate, now.app_limited) {
+        // A sample far under what the link just delivered is the
+        // congestion window's (see `BOTTLENECK_DELIVERED_SHARE`): it says
+        // nothing of the link's rate, neither as a bottleneck nor for the
+        // pacing's cap.
+        let windows_rate = delivered_over_window.is_some_and(|rate| {
+            now.delivery_rate
+                .is_some_and(|sample| (sample as f64 * 8.0) < BOTTLENECK_DELIVERED_SHARE * rate)
+        });
+        if let (Some(rate), false, false) = (now.delivery_rate, now.app_limited, windows_rate) {
             let bits = rate as f64 * 8.0;
             let paced = bits >= PACING_LIMITED_SHARE * self.pacing_rate() as f64;
             // A rate our own pacing held down is no bottleneck: capping the
@@ -579,11 +614,20 @@ impl RateController {
             delivered_over_window.is_some_and(|rate| rate < APP_LIMITED_SHARE * self.target);
         let offered_little =
             window.is_some_and(|w| !w.held_back && w.sent < OFFERED_SHARE * self.target);
+        // A queue that only grows, still short, while the second delivered
+        // well under the link's measured rate is the RTT's wander, not a
+        // full link (see `GROWING_FULL_SHARE`); a standing queue is the
+        // link's whatever we sent.
+        let growing_full = growing
+            && delivered_over_window.is_some_and(|rate| {
+                self.link_rate
+                    .is_none_or(|(link, _)| rate >= GROWING_FULL_SHARE * link)
+            });
         let link_full = !self.starting
             && !sending_little
             && !offered_little
             && reading_min_rtt(&now) >= LEARN_FROM_QUEUE_RTT
-            && (queue_delay > QUEUE_DELAY_TARGET || growing);
+            && (queue_delay > QUEUE_DELAY_TARGET || growing_full);
         if let (true, Some(rate)) = (link_full, delivered_over_window) {
             self.learn_link_rate(rate, false, now.at);
             // The largest: a second that was not full all through (the
@@ -1374,6 +1418,96 @@ mod tests {
         stalled.update(reading(0, 0, 0, 0));
         let cut = stalled.update(reading(200, 100, 6, 0));
         assert_eq!(cut, 850_000);
+    }
+
+    /// The lab's trace (2 Mbit/s, 100 ms, 1 % loss): 1.6 Mbit/s going
+    /// out and acknowledged, every kernel sample application-limited, then
+    /// a retransmission timeout. The kernel restarts from one packet a
+    /// round trip and reports 14 KB/s, not application-limited. That is
+    /// the congestion window's rate, not the link's: the target held at
+    /// 0.10 Mbit/s.
+    #[test]
+    fn a_retransmission_timeouts_restart_is_not_the_links_rate() {
+        let start = Instant::now();
+        let calm = |step: u64| LinkReading {
+            rtt: Duration::from_millis(105),
+            min_rtt: Some(Duration::from_millis(100)),
+            delivery_rate: Some(286_290),
+            ..steady_reading(start, step, 40_000)
+        };
+        // Held near the lab's target by the cap.
+        let mut rate = RateController::new(1_600_000, 1_700_000);
+        for step in 0..40 {
+            rate.update(calm(step));
+        }
+        let before = rate.target();
+        let pacing_before = rate.pacing_rate();
+        let restart = LinkReading {
+            delivery_rate: Some(14_287),
+            app_limited: false,
+            notsent_bytes: 22_635,
+            bytes_acked: Some(39 * 40_000 + 6_500),
+            ..calm(40)
+        };
+        let after = rate.update(restart);
+        assert!(
+            after >= before,
+            "the target went from {before} to {after} on the restart's rate"
+        );
+        assert!(rate.pacing_rate() >= pacing_before, "the pacing was cut");
+        assert_eq!(rate.link_rate(), None, "the restart's rate was learnt");
+    }
+
+    /// Another lab trace: the kernel measured the link at 1.77 Mbit/s, a
+    /// stall cut the target to about 0.7, and while 0.86 Mbit/s went out
+    /// the smoothed RTT wandered 106, 108.5, 110.6 ms over a 100 ms path.
+    /// A queue that short, on a link delivering half its measured rate, is
+    /// not a full link: it eases the target, and the climb goes on. It
+    /// used to bound the video at 0.85 of 0.86 Mbit/s for 20 s.
+    #[test]
+    fn a_short_queue_far_under_the_links_measured_rate_does_not_bound_the_target() {
+        let start = Instant::now();
+        let sent_per_step = 21_500; // 0.86 Mbit/s
+        let reading = |step: u64, rtt_ms: f64| LinkReading {
+            rtt: Duration::from_secs_f64(rtt_ms / 1000.0),
+            min_rtt: Some(Duration::from_millis(100)),
+            ..steady_reading(start, step, sent_per_step)
+        };
+        let mut rate = RateController::new(2_000_000, DEFAULT_MAX_BITRATE);
+        rate.update(reading(0, 105.0));
+        // The kernel measures the link while the burst waits for it.
+        rate.update(LinkReading {
+            delivery_rate: Some(221_000),
+            app_limited: false,
+            ..reading(1, 105.0)
+        });
+        assert_eq!(rate.link_rate(), Some(1_768_000));
+        // A stalled reading: almost nothing acknowledged, pictures skipped.
+        rate.update(LinkReading {
+            bytes_acked: Some(sent_per_step + 100),
+            pictures_skipped: 6,
+            ..reading(2, 105.0)
+        });
+        let cut = rate.target();
+        assert!(cut < 900_000, "the stall cut the target: {cut}");
+        let mut step = 3;
+        for _ in 0..10 {
+            rate.update(reading(step, 105.0));
+            step += 1;
+        }
+        for rtt in [106.0, 108.5, 110.6] {
+            rate.update(reading(step, rtt));
+            step += 1;
+        }
+        for _ in 0..25 {
+            rate.update(reading(step, 105.0));
+            step += 1;
+        }
+        let after = rate.target();
+        assert!(
+            after > 800_000,
+            "held at {after} by a bound learnt from the RTT's wander (the cut: {cut})"
+        );
     }
 
     /// The spiral seen once in CI: frames too late for the socket are
