@@ -786,4 +786,37 @@ mod tests {
         // A delay taken for a lag that lasted comes down once it is over.
         assert!(next_sync_delay(100_000, &on_time, &mut lags).unwrap() < 100_000);
     }
+
+    /// The overlay's level meters: ten steps from -60 dBFS (a quiet room)
+    /// to full scale, ours first, and "muted" in place of a side's meter.
+    #[test]
+    fn the_overlay_meters_each_sides_level_and_shows_a_mute() {
+        let voice = VoiceSnapshot {
+            latency_p50: Some(Duration::from_millis(48)),
+            level_ours_db: -30.0,
+            level_peer_db: -90.0,
+            ..VoiceSnapshot::default()
+        };
+        assert_eq!(
+            voice.overlay_part(),
+            "voice 48.0 ms |||||..... / .........."
+        );
+        let loud_and_muted = VoiceSnapshot {
+            level_ours_db: 0.0,
+            level_peer_db: -6.0,
+            peer_muted: true,
+            by_udp: true,
+            ..voice
+        };
+        assert_eq!(
+            loud_and_muted.overlay_part(),
+            "voice udp 48.0 ms |||||||||| / muted"
+        );
+        let muted = VoiceSnapshot {
+            muted: true,
+            level_peer_db: -6.0,
+            ..voice
+        };
+        assert_eq!(muted.overlay_part(), "voice 48.0 ms muted / |||||||||.");
+    }
 }
