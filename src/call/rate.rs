@@ -91,18 +91,6 @@ const EASE: f64 = 0.95;
 /// instead of it.
 const BUSY_SHARE: f64 = 0.15;
 
-/// A queue that is growing but not yet [`QUEUE_DELAY_TARGET`] deep teaches
-/// the link's rate only if the second before it delivered at least this
-/// share of the rate the kernel measured for the link (which reads 10-20 %
-/// high; a full link delivers 0.8-0.9 of it). On the 2 Mbit/s, 100 ms, 1 %
-/// loss lab link, after a retransmission timeout had cut the target to
-/// 0.72 Mbit/s, the smoothed RTT wandered 106, 108, 111 ms over a path of
-/// 100 ms while 0.88 Mbit/s went out and 1.77 was the link's measured rate:
-/// that second became the bound, and held the video at 0.74 Mbit/s for
-/// 20 s. A link that really narrowed soon queues past the threshold, and
-/// that teaches its rate as before.
-const GROWING_FULL_SHARE: f64 = 0.6;
-
 /// How long a bottleneck estimate bounds the target: a couple of seconds
 /// of a link's life (BBR keeps its maximum for about 10 round trips).
 const BOTTLENECK_MEMORY: Duration = Duration::from_secs(2);
@@ -179,6 +167,18 @@ const APP_LIMITED_SHARE: f64 = 0.5;
 /// rate and bounded the video on a 2 Mbit/s link for the rest of the call.
 /// An encoder that meets its target writes 85-105 % of it over a second.
 const OFFERED_SHARE: f64 = 0.8;
+
+/// A queue that is growing but not yet [`QUEUE_DELAY_TARGET`] deep teaches
+/// the link's rate only if the second before it delivered at least this
+/// share of the rate the kernel measured for the link (which reads 10-20 %
+/// high; a full link delivers 0.8-0.9 of it). On the 2 Mbit/s, 100 ms, 1 %
+/// loss lab link, after a retransmission timeout had cut the target to
+/// 0.72 Mbit/s, the smoothed RTT wandered 106, 108, 111 ms over a path of
+/// 100 ms while 0.88 Mbit/s went out and 1.77 was the link's measured rate:
+/// that second became the bound, and held the video at 0.74 Mbit/s for
+/// 20 s. A link that really narrowed soon queues past the threshold, and
+/// that teaches its rate as before.
+const GROWING_FULL_SHARE: f64 = 0.6;
 
 /// How long after a keyframe its own queue is forgiven: a 150 KB keyframe
 /// takes 0.4 s of a 3 Mbit/s link.
@@ -514,16 +514,19 @@ impl RateController {
                 self.congested_rate = Some(rate);
             }
         }
-        // A sample far under what the link just delivered is the
-        // congestion window's (see `BOTTLENECK_DELIVERED_SHARE`): it says
-        // nothing of the link's rate, neither as a bottleneck nor for the
-        // pacing's cap.
-        let windows_rate = delivered_over_window.is_some_and(|rate| {
-            now.delivery_rate
-                .is_some_and(|sample| (sample as f64 * 8.0) < BOTTLENECK_DELIVERED_SHARE * rate)
-        });
-        if let (Some(rate), false, false) = (now.delivery_rate, now.app_limited, windows_rate) {
-            let bits = rate as f64 * 8.0;
+        // The kernel's sample, if it measured the link: not while we sent
+        // less than the path takes, nor far under what the link just
+        // delivered (the congestion window's restart after a timeout, see
+        // `BOTTLENECK_DELIVERED_SHARE`), which says nothing of the link's
+        // rate, neither as a bottleneck nor for the pacing's cap.
+        let link_sample = now
+            .delivery_rate
+            .filter(|_| !now.app_limited)
+            .map(|rate| rate as f64 * 8.0)
+            .filter(|&bits| {
+                delivered_over_window.is_none_or(|rate| bits >= BOTTLENECK_DELIVERED_SHARE * rate)
+            });
+        if let Some(bits) = link_sample {
             let paced = bits >= PACING_LIMITED_SHARE * self.pacing_rate() as f64;
             // A rate our own pacing held down is no bottleneck: capping the
             // target under it would stop the climb on any link wider than
